@@ -1,0 +1,36 @@
+"""Exceptions of the Durable SDK.
+
+    Exception
+     ├── DurableError        the engine refused a Client request or answered badly
+     └── NonRetryableError   raised by user code: fail the run now, no retries
+    BaseException
+     └── StepInterrupt       replay control flow: a step was planned, stop the handler
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DurableError(Exception):
+    """The engine could not be reached, refused a request, or sent an answer that fails verification."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NonRetryableError(Exception):
+    """Raise from a handler or a step to fail the run at once instead of retrying the step."""
+
+
+class StepInterrupt(BaseException):
+    """Stops the handler after it reached its next new step; carries the op answered to the engine.
+
+    It derives from ``BaseException`` so that ``except Exception`` in user code cannot swallow it.
+    Code that catches ``BaseException`` must re-raise it.
+    """
+
+    def __init__(self, op: dict[str, Any]) -> None:
+        super().__init__(op.get("id"))
+        self.op = op

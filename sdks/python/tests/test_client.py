@@ -1,0 +1,147 @@
+"""Client.sync / send / send_many against a tiny engine stand-in that checks signatures and signs answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import durable_sdk
+
+KEY = "signkey-test-1"
+
+
+class FakeEngine(http.server.ThreadingHTTPServer):
+    """Records every request; answers like the engine would, or misbehaves as told by ``mode``."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict[str, Any]] = []
+        self.mode = "ok"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeEngine
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if not durable_sdk.verify(body, KEY, self.headers["x-durable-signature"]):
+            return self.answer(401, {"error": "wrong x-durable-signature"})
+        request = {"path": self.path, "json": json.loads(body), "app": self.headers["x-durable-app"],
+                   "content-type": self.headers["content-type"]}
+        self.server.requests.append(request)
+        mode = self.server.mode
+        if mode == "refuse":
+            return self.answer(422, {"error": "function 'hello': throttle.period: invalid duration 'x'"})
+        payload = {"ids": ["evt-1", "evt-2"][: len(request["json"]) if isinstance(request["json"], list) else 1]}
+        if self.path == "/fn/sync":
+            payload = {"functions": [f["id"] for f in request["json"]["functions"]]}
+        self.answer(200, payload, signature={"ok": None, "wrong": "0" * 64, "missing": ""}[mode])
+
+    def answer(self, status: int, payload: Any, signature: str | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        if signature != "":
+            self.send_header("x-durable-signature", signature or durable_sdk.sign(body, KEY))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def engine() -> Iterator[FakeEngine]:
+    server = FakeEngine()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def client(engine: FakeEngine) -> durable_sdk.Client:
+    return durable_sdk.Client(base_url=engine.url + "/", app_id="app-1", signing_key=KEY,
+                              app_url="http://localhost:4000/api/durable")
+
+
+@durable_sdk.function(id="hello", trigger={"event": "demo.hello"}, concurrency={"limit": 2, "key": "tenantId"},
+                      rate_limit={"limit": 5, "period": "1m"}, batch={"max_size": 10, "timeout": dt.timedelta(seconds=5)})
+async def hello(event: Any, step: Any) -> Any:
+    return await step.run("greet", lambda: "hi")
+
+
+def test_sync_posts_the_wire_form(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    assert client.sync([hello]) == {"functions": ["hello"]}
+    (request,) = engine.requests
+    assert request["path"] == "/fn/sync"
+    assert request["app"] == "app-1" and request["content-type"] == "application/json"
+    assert request["json"] == {"url": "http://localhost:4000/api/durable", "functions": [{
+        "id": "hello", "trigger": {"event": "demo.hello"}, "concurrency": {"limit": 2, "key": "tenantId"},
+        "rateLimit": {"limit": 5, "period": "1m"}, "batch": {"maxSize": 10, "timeout": 5000}}]}
+
+
+def test_send_one_event(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    assert client.send("demo.hello", {"name": "world"}) == ["evt-1"]
+    assert client.send("demo.hello", id="order-1", ts=1767225600000) == ["evt-1"]
+    assert [r["json"] for r in engine.requests] == [
+        {"name": "demo.hello", "data": {"name": "world"}},
+        {"name": "demo.hello", "data": {}, "id": "order-1", "ts": 1767225600000},
+    ]
+    assert {r["path"] for r in engine.requests} == {"/e"}
+
+
+def test_send_many_posts_a_list(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    ids = client.send_many([{"name": "a.b", "data": {"n": 1}}, {"name": "a.c", "id": "x"}])
+    assert ids == ["evt-1", "evt-2"]
+    assert engine.requests[0]["json"] == [{"name": "a.b", "data": {"n": 1}}, {"name": "a.c", "data": {}, "id": "x"}]
+
+
+@pytest.mark.parametrize("mode", ["wrong", "missing"])
+def test_answer_without_a_valid_signature_raises(client: durable_sdk.Client, engine: FakeEngine, mode: str) -> None:
+    engine.mode = mode
+    with pytest.raises(durable_sdk.DurableError, match=f"{mode} x-durable-signature"):
+        client.send("demo.hello")
+
+
+def test_non_2xx_raises_with_the_engine_message(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    engine.mode = "refuse"
+    with pytest.raises(durable_sdk.DurableError, match="422 function 'hello': throttle.period") as caught:
+        client.sync([hello])
+    assert caught.value.status == 422
+
+
+def test_wrong_key_is_refused_by_the_engine(engine: FakeEngine) -> None:
+    client = durable_sdk.Client(base_url=engine.url, app_id="app-1", signing_key="other")
+    with pytest.raises(durable_sdk.DurableError, match="401 wrong x-durable-signature"):
+        client.send("demo.hello")
+    assert engine.requests == []
+
+
+def test_unreachable_engine_raises(engine: FakeEngine) -> None:
+    url = engine.url
+    engine.shutdown()
+    engine.server_close()
+    with pytest.raises(durable_sdk.DurableError, match="cannot reach the engine"):
+        durable_sdk.Client(base_url=url, app_id="a", signing_key=KEY, timeout=2).send("x")
+
+
+def test_bad_calls_fail_before_any_request(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    with pytest.raises(ValueError, match="app_url"):
+        durable_sdk.Client(base_url=engine.url, app_id="a", signing_key=KEY).sync([hello])
+    with pytest.raises(ValueError, match="event name"):
+        client.send("")
+    assert engine.requests == []

@@ -1,0 +1,188 @@
+"""The read and admin API under /api (JSON; admin token when DURABLE_ADMIN_TOKEN is set)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from durable.api.auth import COOKIE, check_admin, session_value
+from durable.api.http import JSON, read_body
+from durable.core.events import parse_events, parse_json
+from durable.engine import apps, runs
+from durable.engine.ingest import ingest
+from durable.errors import InvalidInput, Unauthorized
+
+
+async def require_admin(request: Request) -> None:
+    check_admin(request, request.app.state.settings.admin_token)
+
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)], tags=["admin"])
+public = APIRouter(prefix="/api", tags=["auth"])
+
+
+def _body_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": bool(required),
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        }
+    }
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await read_body(request)
+    payload = parse_json(raw) if raw.strip() else {}
+    if not isinstance(payload, dict):
+        raise InvalidInput("body: must be a JSON object")
+    return payload
+
+
+@public.post(
+    "/login",
+    summary="Exchange the admin token for an httpOnly session cookie",
+    openapi_extra=_body_schema({"token": {"type": "string"}}, ["token"]),
+)
+async def login(request: Request) -> Response:
+    token = request.app.state.settings.admin_token
+    payload = await _json_object(request)
+    given = payload.get("token")
+    if not isinstance(given, str):
+        raise InvalidInput("token: must be a string")
+    import hmac
+
+    if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("the token is wrong")
+    response = JSON({"ok": True})
+    response.set_cookie(COOKIE, session_value(token), httponly=True, samesite="strict", path="/")
+    return response
+
+
+@public.post("/logout", summary="Clear the session cookie")
+async def logout() -> Response:
+    response = JSON({"ok": True})
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.post(
+    "/apps",
+    summary="Create a workspace (idempotent per name × environment)",
+    openapi_extra=_body_schema(
+        {"name": {"type": "string"}, "environment": {"type": "string", "enum": ["dev", "acc", "prod"]}},
+        ["name", "environment"],
+    ),
+)
+async def create_app(request: Request) -> Response:
+    payload = await _json_object(request)
+    unknown = sorted(set(payload) - {"name", "environment"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} (expected name and environment)")
+    row = await apps.provision(request.app.state.db, payload.get("name"), payload.get("environment"))
+    return JSON(
+        {"id": row["id"], "name": row["name"], "environment": row["environment"], "signingKey": row["signing_key"]}
+    )
+
+
+@router.get("/apps", summary="List workspaces")
+async def list_apps(request: Request) -> Response:
+    rows = await request.app.state.db.fetch("app_list")
+    items = [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "environment": r["environment"],
+            "url": r["url"],
+            "functionCount": r["function_count"],
+            "createdAt": runs._iso(r["created_at"]),
+            "syncedAt": runs._iso(r["synced_at"]),
+        }
+        for r in rows
+    ]
+    return JSON({"items": items, "nextCursor": None})
+
+
+@router.get("/apps/{app_id}/functions", summary="List a workspace's functions")
+async def list_functions(request: Request, app_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    rows = await request.app.state.db.fetch("function_list", app_id)
+    items = []
+    for r in rows:
+        trigger = {"event": r["trigger_event"]} if r["trigger_event"] else {"cron": r["trigger_cron"]}
+        items.append({"id": r["id"], "name": r["name"], "trigger": trigger, **r["config"]})
+    return JSON({"items": items, "nextCursor": None})
+
+
+@router.get("/apps/{app_id}/events", summary="List a workspace's events, newest first, with their runs")
+async def list_events(
+    request: Request, app_id: str, limit: int = Query(50, ge=1, le=500), cursor: str | None = None
+) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    return JSON(await runs.list_events(request.app.state.db, app_id, cursor=cursor, limit=limit))
+
+
+@router.post(
+    "/apps/{app_id}/events",
+    summary="Fire an event into a workspace (from the dashboard)",
+    openapi_extra=_body_schema({"name": {"type": "string"}, "data": {"type": "object"}}, ["name"]),
+)
+async def fire_event(request: Request, app_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    events, _ = parse_events(parse_json(await read_body(request)))
+    ids = await ingest(request.app.state.db, app_id, events)
+    request.app.state.on_ingest()
+    return JSON({"ids": ids})
+
+
+@router.get("/apps/{app_id}/runs", summary="List a workspace's runs, newest first")
+async def list_runs(
+    request: Request,
+    app_id: str,
+    status: str | None = None,
+    functionId: str | None = None,  # noqa: N803 - the API's parameter name
+    activity: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    page = await runs.list_runs(
+        request.app.state.db,
+        app_id,
+        status=status,
+        function_id=functionId,
+        activity=activity,
+        cursor=cursor,
+        limit=limit,
+    )
+    return JSON(page)
+
+
+@router.get("/runs/{run_id}", summary="One run with its steps in execution order")
+async def get_run(request: Request, run_id: str) -> Response:
+    return JSON(await runs.get_run(request.app.state.db, run_id))
+
+
+@router.post("/runs/{run_id}/cancel", summary="Cancel an active run")
+async def cancel_run(request: Request, run_id: str) -> Response:
+    return JSON(await runs.cancel(request.app.state.db, run_id))
+
+
+@router.post(
+    "/runs/{run_id}/rerun",
+    summary="Start a new run of the same function and event, optionally from a step",
+    openapi_extra=_body_schema({"fromStep": {"type": "string"}}, []),
+)
+async def rerun_run(request: Request, run_id: str) -> Response:
+    payload = await _json_object(request)
+    unknown = sorted(set(payload) - {"fromStep"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} (expected fromStep)")
+    new_id = await runs.rerun(request.app.state.db, run_id, payload.get("fromStep"))
+    request.app.state.on_ingest()
+    return JSON({"runId": new_id})

@@ -1,0 +1,65 @@
+"""create_app: the ASGI application (API + SDK routes), given a Database and Settings.
+
+The process runtime (`durable.runtime`) owns the database pool and the workers; this module only
+wires routes, error handling and shared state, so tests can mount it on any database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import PlainTextResponse, Response
+
+from durable import __version__
+from durable.api import admin, signed
+from durable.api.http import JSON, error_body
+from durable.config import Settings
+from durable.engine.apps import AppCache
+from durable.errors import ApiError
+from durable.metrics import render_metrics
+from durable.store.db import Database
+
+
+def create_app(db: Database, settings: Settings, on_ingest: Callable[[], None] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Durable",
+        version=__version__,
+        description="Durable's engine API: SDK routes (signed) and the read/admin API.",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.db = db
+    app.state.settings = settings
+    app.state.apps = AppCache(db)
+    app.state.on_ingest = on_ingest or (lambda: None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> Response:
+        return Response(error_body(exc), status_code=exc.status, media_type="application/json")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()
+        )
+        return Response(
+            orjson.dumps({"error": problems, "code": "bad_request"}), status_code=400, media_type="application/json"
+        )
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
+    async def healthz(request: Request) -> Response:
+        await request.app.state.db.fetchval("health_check")
+        return JSON({"ok": True, "version": __version__})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        body, content_type = render_metrics()
+        return PlainTextResponse(body, media_type=content_type)
+
+    app.include_router(signed.router)
+    app.include_router(admin.public)
+    app.include_router(admin.router)
+    return app

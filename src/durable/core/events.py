@@ -1,0 +1,88 @@
+"""Incoming events (``POST /e``) and the JSON decoding every request body goes through.
+
+A body is one event object or a non-empty list of at most :data:`MAX_EVENTS_PER_REQUEST` of them;
+a list is all-or-nothing, so the first bad event refuses the whole request. An event is
+``{name, data?, id?, ts?}``:
+
+- ``name``: non-empty string of at most 256 characters;
+- ``data``: a JSON object, ``{}`` when absent (``null`` counts as absent);
+- ``id``: optional non-empty string of at most 256 characters (the idempotency key);
+- ``ts``: optional integer epoch milliseconds, from 0 up to the end of year 9999.
+
+Any other key is refused by name. Messages name the field; in a list they name the index too:
+``events[2].name: must be a non-empty string``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from durable.core._text import show
+from durable.errors import InvalidInput
+from durable.types import EventIn
+
+MAX_EVENTS_PER_REQUEST = 1000
+MAX_NAME_LENGTH = 256
+MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_KEYS = ("name", "data", "id", "ts")
+
+
+def parse_json(raw: bytes) -> object:
+    """Decode a request or answer body, or raise ``InvalidInput("malformed JSON: …")``."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+
+
+def parse_events(body: object) -> tuple[list[EventIn], bool]:
+    """Validate a decoded ``POST /e`` body; the flag says whether the body was a list."""
+    if isinstance(body, list):
+        if not body:
+            raise InvalidInput("events: the list must not be empty")
+        if len(body) > MAX_EVENTS_PER_REQUEST:
+            raise InvalidInput(
+                f"events: at most {MAX_EVENTS_PER_REQUEST} events per request (got {len(body)})"
+            )
+        return [parse_event(item, f"events[{index}].") for index, item in enumerate(body)], True
+    if isinstance(body, dict):
+        return [parse_event(body, "")], False
+    raise InvalidInput(
+        f"body must be an event object or a non-empty list of events, got {show(body)}"
+    )
+
+
+def parse_event(item: object, prefix: str = "") -> EventIn:
+    """Validate one event; ``prefix`` (``"events[2]."``) starts every field name in a message."""
+    where = prefix[:-1] if prefix else "event"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}: must be an object {{name, data, id?, ts?}}, got {show(item)}")
+    unknown = [key for key in item if key not in _KEYS]
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown field {show(unknown[0])} (an event has name, data, id and ts)"
+        )
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{prefix}name: must be a non-empty string, got {show(name)}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"{prefix}name: must be at most {MAX_NAME_LENGTH} characters")
+    data: Any = item.get("data")
+    if data is None:
+        data = {}
+    elif not isinstance(data, dict):
+        raise InvalidInput(f"{prefix}data: must be a JSON object, got {show(data)}")
+    event_id = item.get("id")
+    if event_id is not None:
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidInput(f"{prefix}id: must be a non-empty string, got {show(event_id)}")
+        if len(event_id) > MAX_NAME_LENGTH:
+            raise InvalidInput(f"{prefix}id: must be at most {MAX_NAME_LENGTH} characters")
+    ts = item.get("ts")
+    if ts is not None and (
+        not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS_MS
+    ):
+        raise InvalidInput(f"{prefix}ts: must be integer epoch milliseconds, got {show(ts)}")
+    return {"id": event_id, "name": name, "data": data, "ts": ts}

@@ -1,0 +1,54 @@
+"""Identifiers and secrets.
+
+``new_id()`` makes the ids of events, runs, steps and jobs: 26 characters of lowercase Crockford
+base32 (``0-9a-z`` without ``i l o u``), the layout of a ULID: 10 characters of a 48-bit
+millisecond Unix timestamp, then 16 characters of 80 random bits from :mod:`secrets`. Ids made in
+a later millisecond sort after earlier ones as plain strings (also under the C and the usual
+glibc or ICU collations of Postgres: only lowercase letters and digits); ids made within one ms are in
+random order. Lowercase because ids appear in URLs and logs.
+
+``new_app_id()`` is ``"app_"`` followed by a new id, so an app id says what it is at a glance.
+``new_signing_key()`` is ``"dur_sk_"`` followed by 32 hex characters (128 random bits).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_MAX_TIMESTAMP = (1 << 48) - 1
+
+
+def new_id(now_ms: int | None = None) -> str:
+    """A new time-sortable id; ``now_ms`` (epoch milliseconds) defaults to the current time."""
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if not 0 <= ms <= _MAX_TIMESTAMP:
+        raise ValueError(f"timestamp out of range for an id: {ms}")
+    return _encode(ms, 10) + _encode(secrets.randbits(80), 16)
+
+
+def id_timestamp_ms(value: str) -> int:
+    """The epoch milliseconds encoded in the first 10 characters of an id made by :func:`new_id`."""
+    ms = 0
+    for char in value[:10].lower():
+        ms = ms * 32 + ALPHABET.index(char)
+    return ms
+
+
+def new_app_id() -> str:
+    """A new app id: ``"app_"`` + :func:`new_id`."""
+    return "app_" + new_id()
+
+
+def new_signing_key() -> str:
+    """A new signing key: ``"dur_sk_"`` + 32 lowercase hex characters."""
+    return "dur_sk_" + secrets.token_hex(16)
+
+
+def _encode(number: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 32)
+        chars.append(ALPHABET[digit])
+    return "".join(reversed(chars))

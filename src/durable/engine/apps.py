@@ -1,0 +1,81 @@
+"""Workspaces (app × environment): provisioning, lookup, and the function set a sync declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from durable.core.ids import new_app_id, new_signing_key
+from durable.core.options import FunctionDef, SyncRequest
+from durable.errors import InvalidInput, NotFound
+from durable.store.db import Database
+
+ENVIRONMENTS = ("dev", "acc", "prod")
+
+
+@dataclass(frozen=True)
+class App:
+    id: str
+    name: str
+    environment: str
+    signing_key: str
+
+
+async def provision(db: Database, name: object, environment: object) -> dict[str, Any]:
+    """Create the workspace or return the existing one (idempotent per name × environment)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise InvalidInput("name: must be a non-empty string of at most 100 characters")
+    if environment not in ENVIRONMENTS:
+        raise InvalidInput(f"environment: must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+    row = await db.fetchrow("app_provision", new_app_id(), name, environment, new_signing_key())
+    assert row is not None
+    return dict(row)
+
+
+class AppCache:
+    """Signing keys by app id. A workspace's key never changes, so entries never go stale."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._apps: dict[str, App] = {}
+
+    async def get(self, app_id: str) -> App:
+        app = self._apps.get(app_id)
+        if app is None:
+            row = await self.db.fetchrow("app_get", app_id)
+            if row is None:
+                raise NotFound(f"no app with id {app_id!r}")
+            app = App(row["id"], row["name"], row["environment"], row["signing_key"])
+            self._apps[app_id] = app
+        return app
+
+
+async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
+    """Make the app's function set exactly `request.functions`; return how many there are."""
+    functions = request.functions
+    async with db.transaction() as tx:
+        await tx.execute("app_set_url", app_id, request.url)
+        await tx.execute("function_delete_missing", app_id, [f["id"] for f in functions])
+        if functions:
+            await tx.execute(
+                "function_upsert",
+                app_id,
+                [f["id"] for f in functions],
+                [f["name"] or f["id"] for f in functions],
+                [f["trigger"].get("event") for f in functions],
+                [f["trigger"].get("cron") for f in functions],
+                [_config(f) for f in functions],
+            )
+    return len(functions)
+
+
+def _config(function: FunctionDef) -> dict[str, Any]:
+    """The options that are set, durations in milliseconds."""
+    return {k: v for k, v in function.items() if k not in ("id", "name", "trigger") and v is not None}
+
+
+async def require_app(db: Database, app_id: str) -> dict[str, Any]:
+    row = await db.fetchrow("app_get", app_id)
+    if row is None:
+        raise NotFound(f"no app with id {app_id!r}")
+    return dict(row)

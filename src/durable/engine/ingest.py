@@ -1,0 +1,54 @@
+"""Events in: store them, start the runs they trigger, resume the waits they match.
+
+All in one transaction, committed before the caller answers 2xx. The shared advisory lock per
+(app, event name) pairs with the exclusive one a wait takes while being stored (see execution.py), so
+an event is either seen by the wait's look-back or sees the stored wait.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from durable.core.ids import new_id
+from durable.core.match import matches
+from durable.store.db import Conn, Database
+from durable.types import EventIn
+
+
+async def ingest(db: Database, app_id: str, events: list[EventIn]) -> list[str]:
+    """Store `events` for the app (all or nothing); return their ids in order."""
+    now_ms = int(time.time() * 1000)
+    ids = [e["id"] or new_id() for e in events]
+    names = [e["name"] for e in events]
+    async with db.transaction() as tx:
+        await tx.execute("event_lock_names", app_id, sorted(set(names)))
+        stored = await tx.fetch(
+            "event_ingest",
+            app_id,
+            ids,
+            names,
+            [e["data"] for e in events],
+            [e["ts"] if e["ts"] is not None else now_ms for e in events],
+        )
+        if stored:
+            await resume_waits(tx, app_id, [dict(r) for r in stored])
+    return ids
+
+
+async def resume_waits(tx: Conn, app_id: str, events: list[dict[str, Any]]) -> int:
+    """Resolve every wait that one of `events` matches (the first matching event wins)."""
+    candidates = await tx.fetch(
+        "waits_candidates", app_id, [e["name"] for e in events], [e["data"] for e in events]
+    )
+    chosen: dict[str, dict[str, Any]] = {}
+    for row in candidates:
+        event = events[row["ord"] - 1]
+        if row["run_id"] not in chosen and matches(row["match"], event["data"]):
+            chosen[row["run_id"]] = {k: event[k] for k in ("id", "name", "data", "ts")}
+    if not chosen:
+        return 0
+    run_ids = sorted(chosen)
+    await tx.fetch("waits_lock_jobs", run_ids)
+    resumed = await tx.fetch("waits_resolve", run_ids, [chosen[r] for r in run_ids])
+    return len(resumed)

@@ -1,0 +1,120 @@
+"""The pool, transactions, and the named-query loader.
+
+SQL lives in `queries/*.sql`, one block per query headed `-- name: <name>`; code refers to queries by
+name only. asyncpg prepares and caches each statement per connection, and jsonb travels in binary
+through orjson.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import orjson
+
+_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@cache
+def queries() -> dict[str, str]:
+    """Every named query of `queries/*.sql`."""
+    found: dict[str, str] = {}
+    folder = resources.files("durable.store") / "queries"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        parts = _HEADER.split(entry.read_text(encoding="utf-8"))
+        for name, body in zip(parts[1::2], parts[2::2]):
+            if name in found:
+                raise RuntimeError(f"query {name!r} is defined twice")
+            found[name] = body.strip()
+    return found
+
+
+def sql(name: str) -> str:
+    try:
+        return queries()[name]
+    except KeyError:
+        raise KeyError(f"no query named {name!r} in store/queries") from None
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+
+
+class Conn:
+    """A connection that runs named queries."""
+
+    def __init__(self, raw: asyncpg.Connection) -> None:
+        self.raw = raw
+
+    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.raw.fetch(sql(name), *args)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        return await self.raw.fetchrow(sql(name), *args)
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        return await self.raw.fetchval(sql(name), *args)
+
+    async def execute(self, name: str, *args: Any) -> str:
+        return await self.raw.execute(sql(name), *args)  # type: ignore[no-any-return]
+
+
+class Database:
+    """A pool of connections to Durable's Postgres."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 20) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        )
+        assert pool is not None
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        async with self.pool.acquire() as raw:
+            yield Conn(raw)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self.pool.acquire() as raw, raw.transaction():
+            yield Conn(raw)
+
+    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as raw:
+            return await raw.fetch(sql(name), *args)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        async with self.pool.acquire() as raw:
+            return await raw.fetchrow(sql(name), *args)
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        async with self.pool.acquire() as raw:
+            return await raw.fetchval(sql(name), *args)
+
+    async def execute(self, name: str, *args: Any) -> str:
+        async with self.pool.acquire() as raw:
+            return await raw.execute(sql(name), *args)  # type: ignore[no-any-return]

@@ -1,0 +1,62 @@
+-- name: event_lock_names
+-- Shared lock per (app, event name), taken before an event is stored. A wait being stored takes the
+-- same key exclusively, so each side's next statement sees the other's commit: no wait misses an
+-- event that arrives while it is being stored.
+SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || n, 0))
+FROM unnest($2::text[]) AS n ORDER BY n;
+
+-- name: event_ingest
+-- Store a list of events (all-or-nothing, in one transaction with event_lock_names), skip ids seen in
+-- the last 24 h, and create one run plus one due job per matching event-triggered function.
+WITH input AS (
+    SELECT i.ord, i.id, i.name, i.data, i.ts
+    FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
+), fresh AS (
+    INSERT INTO event_ids AS e (app_id, id, seen_at)
+    SELECT DISTINCT ON (id) $1, id, now() FROM input ORDER BY id, ord
+    ON CONFLICT (app_id, id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+        WHERE e.seen_at < now() - interval '24 hours'
+    RETURNING e.id
+), stored AS (
+    INSERT INTO events (app_id, id, name, data, ts)
+    SELECT $1, first.id, first.name, first.data, first.ts
+    FROM (SELECT DISTINCT ON (i.id) i.* FROM input i JOIN fresh f ON f.id = i.id ORDER BY i.id, i.ord) AS first
+    ORDER BY first.ord
+    RETURNING id, name, data, ts
+), planned AS (
+    SELECT durable_id() AS run_id, s.id AS event_id, f.id AS function_id,
+           jsonb_build_object('id', s.id, 'name', s.name, 'data', s.data, 'ts', s.ts) AS event
+    FROM stored s JOIN functions f ON f.app_id = $1 AND f.trigger_event = s.name
+), runs_in AS (
+    INSERT INTO runs (id, app_id, function_id, event_id, event, activity)
+    SELECT run_id, $1, function_id, event_id, event, 'queued' FROM planned
+    RETURNING id, function_id, event_id
+), jobs_in AS (
+    INSERT INTO jobs (run_id, app_id, available_at, ready_at)
+    SELECT id, $1, now(), now() FROM runs_in
+)
+-- The stored (not duplicate) events, for wait matching, and how many runs they started.
+SELECT s.id, s.name, s.data, s.ts, (SELECT count(*) FROM runs_in) AS runs_started,
+       CASE WHEN EXISTS (SELECT 1 FROM runs_in) THEN pg_notify('durable_jobs', '') END AS notified
+FROM stored s;
+
+-- name: event_list
+SELECT e.seq, e.id, e.name, e.data, e.ts, e.received_at,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('runId', r.id, 'functionId', r.function_id,
+                                                     'status', r.status) ORDER BY r.id)
+                 FROM runs r WHERE r.app_id = e.app_id AND r.event_id = e.id), '[]') AS runs
+FROM events e
+WHERE e.app_id = $1 AND ($2::bigint IS NULL OR e.seq < $2)
+ORDER BY e.seq DESC
+LIMIT $3;
+
+-- name: events_since
+-- Candidates for a wait being stored: events of that name that arrived after its invoke began.
+SELECT id, name, data, ts
+FROM events
+WHERE app_id = $1 AND name = $2 AND received_at >= $3 AND ($4::jsonb IS NULL OR data @> $4)
+ORDER BY received_at, seq
+LIMIT 100;
+
+-- name: event_ids_prune
+DELETE FROM event_ids WHERE seen_at < now() - interval '24 hours';

@@ -1,0 +1,16 @@
+-- name: function_delete_missing
+-- A sync makes the function set exactly the given list: drop those not in it.
+DELETE FROM functions WHERE app_id = $1 AND NOT (id = ANY($2::text[]));
+
+-- name: function_upsert
+INSERT INTO functions (app_id, id, name, trigger_event, trigger_cron, config)
+SELECT $1, f.id, f.name, f.trigger_event, f.trigger_cron, f.config
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+     AS f (id, name, trigger_event, trigger_cron, config)
+ON CONFLICT (app_id, id) DO UPDATE
+SET name = EXCLUDED.name, trigger_event = EXCLUDED.trigger_event, trigger_cron = EXCLUDED.trigger_cron,
+    config = EXCLUDED.config, updated_at = now();
+
+-- name: function_list
+SELECT id, name, trigger_event, trigger_cron, config, updated_at
+FROM functions WHERE app_id = $1 ORDER BY id;

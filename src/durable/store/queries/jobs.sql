@@ -1,0 +1,67 @@
+-- name: jobs_claim
+-- Claim up to $2 due jobs (or jobs whose lease expired) for worker $1 with a lease of $3 ms, and
+-- prepare each run's next invoke in the same statement: a due sleep completes, a wait still parked at
+-- its deadline times out (its step becomes null). The `due` CTE is an optimisation fence: Postgres
+-- locks exactly the LIMITed rows it picked, skipping rows other workers hold.
+-- Data-modifying CTEs do not see each other's writes, so the memo is built from the pre-statement rows:
+-- a 'sleeping' step of a claimed run is due, a 'waiting' step whose wait row this statement deleted
+-- timed out.
+WITH due AS (
+    SELECT run_id FROM jobs
+    WHERE available_at <= now()
+    ORDER BY priority DESC, available_at, run_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs j
+    SET available_at = now() + $3 * interval '1 millisecond', lease_token = gen_random_uuid(), claimed_by = $1
+    FROM due WHERE j.run_id = due.run_id
+    RETURNING j.run_id, j.app_id, j.lease_token, j.attempt, j.ready_at
+), timed_out AS (
+    DELETE FROM waits w USING claimed c WHERE w.run_id = c.run_id
+    RETURNING w.run_id, w.step_id
+), wait_steps AS (
+    UPDATE steps s
+    SET status = 'completed', output = 'null', ended_at = now(),
+        queued_ms = (extract(epoch FROM now() - s.started_at) * 1000)::int
+    FROM timed_out t WHERE s.run_id = t.run_id AND s.id = t.step_id
+), sleep_steps AS (
+    UPDATE steps s
+    SET status = 'completed', ended_at = now(),
+        queued_ms = (extract(epoch FROM now() - s.started_at) * 1000)::int
+    FROM claimed c WHERE s.run_id = c.run_id AND s.status = 'sleeping'
+), started AS (
+    UPDATE runs r
+    SET activity = 'executing', started_at = coalesce(r.started_at, now())
+    FROM claimed c WHERE r.id = c.run_id AND r.status = 'active'
+    RETURNING r.id, r.function_id, r.event
+)
+SELECT c.run_id, c.lease_token, c.attempt, c.app_id, r.function_id, r.event, a.url, a.signing_key,
+       f.config, clock_timestamp() AS now, c.ready_at,
+       (SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
+                   'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)), '{}')
+        FROM steps s
+        WHERE s.run_id = c.run_id
+          AND (s.status IN ('completed', 'sleeping')
+               OR (s.status = 'waiting' AND EXISTS (SELECT 1 FROM timed_out t WHERE t.run_id = s.run_id))))
+       AS steps
+FROM claimed c
+JOIN started r ON r.id = c.run_id
+JOIN apps a ON a.id = c.app_id
+LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id;
+
+-- name: jobs_next_due
+-- When the earliest job (free or leased) becomes available; workers sleep until then at most.
+SELECT min(available_at) AS at FROM jobs;
+
+-- name: jobs_release
+-- Give a claimed job back, due now (graceful drain).
+UPDATE jobs SET available_at = now(), ready_at = now(), lease_token = NULL, claimed_by = NULL
+WHERE run_id = $1 AND lease_token = $2;
+
+-- name: jobs_lock
+-- Lock a run's job row: the run's mutex. Every transaction that changes a run takes it first.
+SELECT run_id, lease_token FROM jobs WHERE run_id = $1 FOR UPDATE;
+
+-- name: jobs_notify
+SELECT pg_notify('durable_jobs', $1);

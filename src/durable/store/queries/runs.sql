@@ -1,0 +1,85 @@
+-- name: run_complete
+-- The handler returned: the run ends and its job goes.
+WITH lease AS (
+    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id
+)
+UPDATE runs r SET status = 'completed', activity = NULL, output = $3, error = NULL, ended_at = now()
+FROM lease WHERE r.id = lease.run_id
+RETURNING r.id;
+
+-- name: run_fail
+-- Out of attempts, or a non-retryable error: the run fails, and so does its step when the op named one.
+WITH lease AS (
+    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, attempt
+), step AS (
+    INSERT INTO steps AS s (run_id, id, type, status, attempts, error, app_ms, started_at, ended_at)
+    SELECT run_id, $3, 'run', 'failed', attempt, $4, $5, $6, now() FROM lease WHERE $3 IS NOT NULL
+    ON CONFLICT (run_id, id) DO UPDATE
+    SET status = 'failed', attempts = EXCLUDED.attempts, error = EXCLUDED.error, app_ms = EXCLUDED.app_ms,
+        ended_at = EXCLUDED.ended_at
+    WHERE s.status <> 'completed'
+)
+UPDATE runs r SET status = 'failed', activity = NULL, error = $4, ended_at = now()
+FROM lease WHERE r.id = lease.run_id
+RETURNING r.id;
+
+-- name: run_cancel
+-- Cancel an active run; call after jobs_lock so a worker mid-invoke loses its lease cleanly.
+WITH r AS (
+    UPDATE runs SET status = 'cancelled', activity = NULL, ended_at = now()
+    WHERE id = $1 AND status = 'active'
+    RETURNING id
+), j AS (
+    DELETE FROM jobs USING r WHERE jobs.run_id = r.id
+), w AS (
+    DELETE FROM waits USING r WHERE waits.run_id = r.id
+), s AS (
+    UPDATE steps SET status = 'failed', ended_at = now(), error = '{"message": "cancelled"}'
+    FROM r WHERE steps.run_id = r.id AND steps.status IN ('sleeping', 'waiting', 'retrying')
+)
+SELECT id FROM r;
+
+-- name: run_get
+SELECT id, app_id, function_id, event_id, event, status, activity, output, error, rerun_of,
+       created_at, started_at, ended_at
+FROM runs WHERE id = $1;
+
+-- name: run_steps
+SELECT id, type, status, attempts, output, error, queued_ms, app_ms, started_at, ended_at
+FROM steps WHERE run_id = $1 ORDER BY seq;
+
+-- name: run_list
+SELECT id, app_id, function_id, event_id, status, activity, error, created_at, started_at, ended_at
+FROM runs
+WHERE app_id = $1
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR function_id = $3)
+  AND ($4::text IS NULL OR activity = $4)
+  AND ($5::text IS NULL OR id < $5)
+ORDER BY id DESC
+LIMIT $6;
+
+-- name: run_rerun
+-- A new run of the same function and event; the original stays as it was.
+WITH src AS (
+    SELECT app_id, function_id, event_id, event FROM runs WHERE id = $1
+), r AS (
+    INSERT INTO runs (id, app_id, function_id, event_id, event, activity, rerun_of)
+    SELECT durable_id(), app_id, function_id, event_id, event, 'queued', $1 FROM src
+    RETURNING id, app_id
+), j AS (
+    INSERT INTO jobs (run_id, app_id, available_at, ready_at) SELECT id, app_id, now(), now() FROM r
+)
+SELECT id, pg_notify('durable_jobs', '') FROM r;
+
+-- name: run_copy_steps
+-- Rerun from a step: memoize, in the new run, every completed step recorded before that step.
+INSERT INTO steps (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
+SELECT $2, s.id, s.type, 'completed', s.attempts, s.output, s.queued_ms, s.app_ms, s.started_at, s.ended_at
+FROM steps s
+WHERE s.run_id = $1 AND s.status = 'completed'
+  AND s.seq < (SELECT seq FROM steps WHERE run_id = $1 AND id = $3)
+ORDER BY s.seq;
+
+-- name: run_step_exists
+SELECT 1 FROM steps WHERE run_id = $1 AND id = $2;

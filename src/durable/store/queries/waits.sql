@@ -1,0 +1,30 @@
+-- name: waits_candidates
+-- Waits that these events may resolve, each with the events' position; `@>` pre-filters (it treats
+-- arrays as sets), the exact subset match is checked in Python.
+SELECT w.run_id, w.match, i.ord
+FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS i (name, data, ord)
+JOIN waits w ON w.app_id = $1 AND w.event_name = i.name AND (w.match IS NULL OR i.data @> w.match)
+ORDER BY i.ord;
+
+-- name: waits_lock_jobs
+-- Lock the jobs of the runs about to be resumed, in run order (the run mutex, no deadlock).
+SELECT run_id FROM jobs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE;
+
+-- name: waits_resolve
+-- Resume waits with their matching events: delete the wait (whoever deletes it wins the race with the
+-- timeout), store the event as the step's data, and make the job due now.
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::jsonb[]) AS i (run_id, event)
+), gone AS (
+    DELETE FROM waits w USING input i WHERE w.run_id = i.run_id
+    RETURNING w.run_id, w.step_id, i.event
+), step AS (
+    UPDATE steps s
+    SET status = 'completed', output = g.event, ended_at = now(),
+        queued_ms = (extract(epoch FROM now() - s.started_at) * 1000)::int
+    FROM gone g WHERE s.run_id = g.run_id AND s.id = g.step_id
+), job AS (
+    UPDATE jobs j SET available_at = now(), ready_at = now() FROM gone g WHERE j.run_id = g.run_id
+)
+UPDATE runs r SET activity = 'queued' FROM gone g WHERE r.id = g.run_id
+RETURNING r.id, pg_notify('durable_jobs', '');

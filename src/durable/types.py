@@ -1,0 +1,70 @@
+"""Shared vocabulary: run states, ops and JSON shapes. No behaviour."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal, TypedDict, Union
+
+JSON = Any
+"""Any value that round-trips through JSON."""
+
+
+class RunStatus(str, Enum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunActivity(str, Enum):
+    """What an active run is doing; null once the run has ended."""
+
+    EXECUTING = "executing"  # claimed by a worker, an invoke is in flight
+    QUEUED = "queued"  # due now, waiting for a worker
+    WAITING = "waiting"  # parked in wait_for_event
+    SLEEPING = "sleeping"  # parked in a durable sleep
+    SCHEDULED = "scheduled"  # due later by the engine's decision (retry backoff, throttle, debounce)
+
+
+class EventIn(TypedDict):
+    """An event as accepted by ``POST /e`` after validation."""
+
+    id: str | None
+    name: str
+    data: dict[str, Any]
+    ts: int | None
+
+
+class StepOp(TypedDict):
+    op: Literal["step"]
+    id: str
+    data: JSON
+
+
+class SleepOp(TypedDict):
+    op: Literal["sleep"]
+    id: str
+    until_ms: int  # epoch milliseconds
+
+
+class WaitOp(TypedDict):
+    op: Literal["wait"]
+    id: str
+    event: str
+    match: dict[str, Any] | None
+    until_ms: int  # epoch milliseconds
+
+
+class DoneOp(TypedDict):
+    op: Literal["done"]
+    data: JSON
+
+
+class ErrorOp(TypedDict):
+    op: Literal["error"]
+    id: str | None
+    message: str
+    retryable: bool
+
+
+Op = Union[StepOp, SleepOp, WaitOp, DoneOp, ErrorOp]

@@ -1,0 +1,138 @@
+"""Worker loops: claim due jobs in batches, drive each claimed run, and drain on shutdown.
+
+Each loop keeps up to `invokes_per_worker` runs in flight. A loop sleeps until the earliest job is due
+(a free job's due time or a lease's expiry, so crashed workers' runs are picked up on time), or until
+Postgres NOTIFY on `durable_jobs` (or a run finishing here) wakes it. No polling interval sets latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import datetime, timezone
+
+import asyncpg
+
+from durable.engine.execution import Claim, Executor, Outcome, Timing, utcnow
+from durable.errors import InvokeError
+from durable.worker.invoke import Invoker
+
+log = logging.getLogger("durable.worker")
+
+IDLE_RECHECK_S = 10.0  # the safety net should a notification be lost
+
+
+class Wakeup:
+    """One LISTEN connection per process; wakes every loop of the process."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+
+    async def start(self, dsn: str) -> None:
+        self._conn = await asyncpg.connect(dsn)
+        await self._conn.add_listener("durable_jobs", lambda *_: self.event.set())
+
+    def set(self) -> None:
+        self.event.set()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+class WorkerLoop:
+    def __init__(
+        self, executor: Executor, invoker: Invoker, wakeup: Wakeup, *, name: str, capacity: int
+    ) -> None:
+        self.executor = executor
+        self.invoker = invoker
+        self.wakeup = wakeup
+        self.name = name
+        self.capacity = capacity
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        self._slot_freed = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.stopping:
+            free = self.capacity - len(self.inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self.wakeup.event.clear()
+            try:
+                claims = await self.executor.claim(self.name, min(free, 64))
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("%s: claim failed (%s); retrying in 1s", self.name, exc)
+                await asyncio.sleep(1)
+                continue
+            for claim in claims:
+                task = asyncio.create_task(self.drive(claim))
+                self.inflight.add(task)
+                task.add_done_callback(self._done)
+            if len(claims) == min(free, 64):
+                continue  # more may be due right now
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        delay = IDLE_RECHECK_S
+        try:
+            due = await self.executor.next_due()
+        except (OSError, asyncpg.PostgresError):
+            due = None
+        if due is not None:
+            delay = min(delay, max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.002)
+        if delay <= 0.002:
+            await asyncio.sleep(0)  # a job is due already: it may be held by another worker's claim
+            delay = 0.05
+        try:
+            await asyncio.wait_for(self.wakeup.event.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: driving a run failed", self.name, exc_info=task.exception())
+
+    async def drive(self, claim: Claim) -> None:
+        """Invoke the app round after round while the run keeps going; stop when it parks or ends."""
+        while True:
+            started = utcnow()
+            try:
+                op = await self.invoker.invoke(claim.url, claim.invoke_body(), claim.signing_key)
+            except InvokeError as exc:
+                timing = Timing(started, utcnow())
+                await self.executor.attempt_failed(claim, exc.message, timing, step_id=None, retryable=True)
+                return
+            outcome = await self.executor.apply(claim, op, Timing(started, utcnow()))
+            if outcome is not Outcome.CONTINUE:
+                if outcome is not Outcome.LOST:
+                    self.wakeup.set()  # a slot or a timer changed: let the loop look again
+                return
+            if self.stopping:
+                await self.executor.release(claim)
+                return
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._slot_freed.set()
+        self.wakeup.set()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait for in-flight invokes; return how many were abandoned to lease expiry."""
+        if self.inflight:
+            _, pending = await asyncio.wait(set(self.inflight), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            return len(pending)
+        return 0
+
+
+def worker_name(index: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"

@@ -1,0 +1,166 @@
+"""Test harness: the engine in the test's event loop, and SDK apps on real HTTP in a thread.
+
+`Engine` mounts the API through httpx's ASGI transport and runs real worker loops (claim → HTTP
+invoke → apply) against the test's database. `AppServer` serves durable_sdk functions with uvicorn on
+a free port, so every invoke crosses a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+
+import durable_sdk
+from durable.api.app import create_app
+from durable.config import Settings
+from durable.core.signing import sign
+from durable.engine.execution import Executor
+from durable.store.db import Database
+from durable.worker.invoke import Invoker
+from durable.worker.loop import Wakeup, WorkerLoop
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AppServer:
+    """A durable_sdk app served by uvicorn in a background thread."""
+
+    def __init__(self, functions: Sequence[Any], signing_key: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/durable"
+        config = uvicorn.Config(
+            durable_sdk.serve(list(functions), signing_key=signing_key),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> AppServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test app did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@dataclass
+class Workspace:
+    id: str
+    signing_key: str
+
+
+@dataclass
+class Engine:
+    db: Database
+    dsn: str
+    settings: Settings
+    api: httpx.AsyncClient
+    wakeup: Wakeup
+    loops: list[WorkerLoop] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start_workers(self, count: int = 1, capacity: int = 32) -> None:
+        invoker = Invoker(timeout_ms=self.settings.lease_ms - 200)
+        executor = Executor(self.db, lease_ms=self.settings.lease_ms, default_max_attempts=self.settings.max_attempts)
+        for i in range(count):
+            loop = WorkerLoop(executor, invoker, self.wakeup, name=f"test:{i}", capacity=capacity)
+            self.loops.append(loop)
+            self.tasks.append(asyncio.create_task(loop.run()))
+        self._invoker = invoker
+
+    async def stop_workers(self) -> None:
+        for loop in self.loops:
+            loop.stop()
+        for loop in self.loops:
+            await loop.drain(5)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.loops.clear()
+        self.tasks.clear()
+        if hasattr(self, "_invoker"):
+            await self._invoker.close()
+
+    async def workspace(self, name: str = "shop", environment: str = "dev") -> Workspace:
+        response = await self.api.post("/api/apps", json={"name": name, "environment": environment})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return Workspace(body["id"], body["signingKey"])
+
+    async def signed(
+        self, ws: Workspace, path: str, payload: Any, *, raw: bytes | None = None, key: str | None = None
+    ) -> httpx.Response:
+        body = raw if raw is not None else orjson.dumps(payload)
+        headers = {
+            "content-type": "application/json",
+            "x-durable-app": ws.id,
+            "x-durable-signature": sign(body, key or ws.signing_key),
+        }
+        return await self.api.post(path, content=body, headers=headers)
+
+    async def sync(self, ws: Workspace, url: str, functions: Sequence[Any]) -> None:
+        payload = {"url": url, "functions": [getattr(f, "wire", f) for f in functions]}
+        response = await self.signed(ws, "/fn/sync", payload)
+        assert response.status_code == 200, response.text
+
+    async def send(self, ws: Workspace, name: str, data: dict[str, Any] | None = None, **extra: Any) -> str:
+        response = await self.signed(ws, "/e", {"name": name, "data": data or {}, **extra})
+        assert response.status_code == 200, response.text
+        return str(response.json()["ids"][0])
+
+    async def runs(self, ws: Workspace, **params: Any) -> list[dict[str, Any]]:
+        response = await self.api.get(f"/api/apps/{ws.id}/runs", params={"limit": 500, **params})
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/api/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_for(
+        self, predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def wait_runs(self, ws: Workspace, count: int, *, status: str = "completed", timeout: float = 15.0) -> list[dict[str, Any]]:
+        async def ready() -> list[dict[str, Any]] | None:
+            runs = await self.runs(ws, status=status)
+            return runs if len(runs) >= count else None
+
+        return list(await self.wait_for(ready, timeout=timeout, what=f"{count} {status} run(s)"))
+
+
+def make_settings(dsn: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": dsn, "lease_ms": 5000, "max_attempts": 3}
+    values.update(overrides)
+    return Settings(**values)
