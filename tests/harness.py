@@ -35,14 +35,61 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Recorder:
+    """ASGI middleware: records who invoked which run, and any overlap of invokes of one run."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.inflight: dict[str, int] = {}
+        self.overlaps: list[str] = []
+        self.agents: set[str] = set()
+        self.invokes = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        run_id = orjson.loads(body).get("runId", "") if body else ""
+        headers = dict(scope["headers"])
+        with self.lock:
+            self.invokes += 1
+            self.agents.add(headers.get(b"user-agent", b"").decode())
+            if self.inflight.get(run_id):
+                self.overlaps.append(run_id)
+            self.inflight[run_id] = self.inflight.get(run_id, 0) + 1
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            with self.lock:
+                self.inflight[run_id] -= 1
+
+
 class AppServer:
     """A durable_sdk app served by uvicorn in a background thread."""
 
-    def __init__(self, functions: Sequence[Any], signing_key: str) -> None:
+    def __init__(self, functions: Sequence[Any], signing_key: str, *, record: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/durable"
+        asgi: Any = durable_sdk.serve(list(functions), signing_key=signing_key)
+        self.recorder = Recorder(asgi) if record else None
         config = uvicorn.Config(
-            durable_sdk.serve(list(functions), signing_key=signing_key),
+            self.recorder or asgi,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

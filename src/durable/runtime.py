@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from durable import __version__
+
 from durable.api.app import create_app
 from durable.config import Settings
 from durable.engine.execution import Executor
@@ -77,7 +79,10 @@ class Runtime:
         db = await Database.connect(settings.dsn, max_size=max(10, 10 * settings.workers))
         wakeup = Wakeup()
         await wakeup.start(settings.dsn)
-        invoker = Invoker(timeout_ms=settings.lease_ms - min(1000, settings.lease_ms // 10))
+        invoker = Invoker(
+            timeout_ms=settings.lease_ms - min(1000, settings.lease_ms // 10),
+            user_agent=f"durable/{__version__} (pid {os.getpid()})",
+        )
         executor = Executor(db, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts)
         loops = [
             WorkerLoop(executor, invoker, wakeup, name=worker_name(i), capacity=settings.invokes_per_worker)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -103,16 +104,37 @@ def test_error_full() -> None:
         ({"op": "step", "id": "", "data": 1}, "step.id: must be a non-empty string, got ''"),
         ({"op": "step", "id": 3, "data": 1}, "step.id: must be a non-empty string, got 3"),
         ({"op": "step", "id": "x" * 257, "data": 1}, "step.id: must be at most 256 characters"),
-        ({"op": "step", "id": "a", "data": 1, "extra": 1}, "step: unknown field 'extra' (a step op has id, data)"),
+        (
+            {"op": "step", "id": "a", "data": 1, "extra": 1},
+            "step: unknown field 'extra' (a step op has id, data)",
+        ),
         ({"op": "sleep", "id": "a"}, 'sleep.until: missing (e.g. "2026-07-05T09:00:00.000Z")'),
         ({"op": "sleep", "id": "a", "until": 5}, "sleep.until: must be an ISO-8601 timestamp"),
         ({"op": "sleep", "id": "a", "until": "tomorrow"}, "sleep.until: 'tomorrow' is not an ISO-8601"),
-        ({"op": "sleep", "id": "a", "until": "2026-07-05T09:00:00"}, "sleep.until: '2026-07-05T09:00:00' is not"),
-        ({"op": "sleep", "id": "a", "until": "2026-02-30T09:00:00Z"}, "sleep.until: '2026-02-30T09:00:00Z' is not a valid timestamp"),
-        ({"op": "sleep", "id": "a", "until": "2026-07-05T24:00:00Z"}, "is not a valid timestamp"),
-        ({"op": "sleep", "id": "a", "until": "2026-07-05T09:00:00+24:00"}, "is not a valid timestamp"),
-        ({"op": "wait", "id": "a", "until": "2026-07-05T09:00:00Z"}, "wait.event: must be a non-empty event name, got null"),
-        ({"op": "wait", "id": "a", "event": "e", "match": [1], "until": "2026-07-05T09:00:00Z"}, "wait.match: must be an object or null, got an array"),
+        (
+            {"op": "sleep", "id": "a", "until": "2026-07-05T09:00:00"},
+            "sleep.until: '2026-07-05T09:00:00' is not",
+        ),
+        (
+            {"op": "sleep", "id": "a", "until": "2026-02-30T09:00:00Z"},
+            "sleep.until: '2026-02-30T09:00:00Z' is not a valid timestamp",
+        ),
+        (
+            {"op": "sleep", "id": "a", "until": "2026-07-05T24:00:00Z"},
+            "sleep.until: '2026-07-05T24:00:00Z' is not a valid timestamp (hour must be in 0..23)",
+        ),
+        (
+            {"op": "sleep", "id": "a", "until": "2026-07-05T09:00:00+24:00"},
+            "sleep.until: '2026-07-05T09:00:00+24:00' is not a valid timestamp (offset out of range)",
+        ),
+        (
+            {"op": "wait", "id": "a", "until": "2026-07-05T09:00:00Z"},
+            "wait.event: must be a non-empty event name, got null",
+        ),
+        (
+            {"op": "wait", "id": "a", "event": "e", "match": [1], "until": "2026-07-05T09:00:00Z"},
+            "wait.match: must be an object or null, got an array",
+        ),
         ({"op": "wait", "id": "a", "event": "e"}, "wait.until: missing"),
         ({"op": "done", "data": 1, "id": "x"}, "done: unknown field 'id' (a done op has data)"),
         ({"op": "error", "message": 5}, "error.message: must be a string, got 5"),
@@ -146,7 +168,15 @@ def test_timestamps(text: str, ms: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-07-05", "2026-07-05 09:00:00Z", "2026-07-05T09:00Z", "2026-07-05T09:00:00.Z", "2026W01", "", "2026-07-05T09:00:00+0200"],
+    [
+        "2026-07-05",
+        "2026-07-05 09:00:00Z",
+        "2026-07-05T09:00Z",
+        "2026-07-05T09:00:00.Z",
+        "2026W01",
+        "",
+        "2026-07-05T09:00:00+0200",
+    ],
 )
 def test_timestamps_refused(text: str) -> None:
     with pytest.raises(InvalidInput):
@@ -155,8 +185,6 @@ def test_timestamps_refused(text: str) -> None:
 
 @given(st.integers(min_value=0, max_value=253_402_300_799_999))
 def test_timestamp_round_trips_javascript_iso_strings(ms: int) -> None:
-    from datetime import datetime, timezone
-
-    moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
     assert parse_timestamp(text, "f") == ms

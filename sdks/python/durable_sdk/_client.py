@@ -24,8 +24,9 @@ class Client:
     answers without a valid signature.
     """
 
-    def __init__(self, base_url: str, app_id: str, signing_key: str, app_url: str | None = None,
-                 timeout: float = 10) -> None:
+    def __init__(
+        self, base_url: str, app_id: str, signing_key: str, app_url: str | None = None, timeout: float = 10
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
         self.signing_key = signing_key
@@ -39,9 +40,14 @@ class Client:
         wire = [function.wire for function in index(functions).values()]
         return self._post("/fn/sync", {"url": self.app_url, "functions": wire})
 
-    def send(self, name: str, data: dict[str, Any] | None = None, id: str | None = None,
-             ts: int | dt.datetime | None = None) -> list[str]:
-        """Send one event; ``id`` makes the send idempotent, ``ts`` is epoch ms or a datetime. Returns the ids."""
+    def send(
+        self,
+        name: str,
+        data: dict[str, Any] | None = None,
+        id: str | None = None,
+        ts: int | dt.datetime | None = None,
+    ) -> list[str]:
+        """Send one event and return its id; an ``id`` makes the send idempotent, ``ts`` is epoch ms."""
         return self._ids(self._post("/e", _event(name, data, id, ts)))
 
     def send_many(self, events: Iterable[dict[str, Any]]) -> list[str]:
@@ -50,26 +56,38 @@ class Client:
         return self._ids(self._post("/e", batch))
 
     def _ids(self, answer: Any) -> list[str]:
-        if not isinstance(answer, dict) or not isinstance(answer.get("ids"), list):
+        ids = answer.get("ids") if isinstance(answer, dict) else None
+        if not isinstance(ids, list):
             raise DurableError(f"unexpected answer from the engine: {answer!r}")
-        return answer["ids"]
+        return [str(event_id) for event_id in ids]
 
     def _post(self, path: str, payload: Any) -> Any:
         body = encode(payload)
-        request = urllib.request.Request(self.base_url + path, data=body, method="POST", headers={
-            "content-type": "application/json", "x-durable-app": self.app_id,
-            "x-durable-signature": sign(body, self.signing_key), "user-agent": "durable-sdk-python"})
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=body,
+            method="POST",
+            headers={
+                "content-type": "application/json",
+                "x-durable-app": self.app_id,
+                "x-durable-signature": sign(body, self.signing_key),
+                "user-agent": "durable-sdk-python",
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status, answer, signature = response.status, response.read(), response.headers["x-durable-signature"]
+                status, answer = response.status, response.read()
+                signature = response.headers["x-durable-signature"]
         except urllib.error.HTTPError as exc:
             with exc:
                 raise DurableError(f"POST {path}: {exc.code} {_message(exc.read())}", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             raise DurableError(f"POST {path}: cannot reach the engine at {self.base_url}: {exc}") from exc
         if not verify(answer, self.signing_key, signature):
-            raise DurableError(f"POST {path}: the answer has a {'wrong' if signature else 'missing'} "
-                               "x-durable-signature", status)
+            raise DurableError(
+                f"POST {path}: the answer has a {'wrong' if signature else 'missing'} x-durable-signature",
+                status,
+            )
         try:
             return json.loads(answer)
         except ValueError as exc:

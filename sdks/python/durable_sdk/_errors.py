@@ -1,10 +1,10 @@
 """Exceptions of the Durable SDK.
 
-    Exception
-     ├── DurableError        the engine refused a Client request or answered badly
-     └── NonRetryableError   raised by user code: fail the run now, no retries
-    BaseException
-     └── StepInterrupt       replay control flow: a step was planned, stop the handler
+Exception
+ ├── DurableError        the engine refused a Client request or answered badly
+ └── NonRetryableError   raised by user code: fail the run now, no retries
+BaseException
+ └── StepInterrupt       replay control flow: a step was planned, stop the handler
 """
 
 from __future__ import annotations

@@ -76,8 +76,13 @@ def function(
         "debounce": ("debounce", {"period"}, {"key", "timeout"}),
         "batch": ("batch", {"max_size", "timeout"}, {"key"}),
     }
-    given = {"concurrency": concurrency, "throttle": throttle, "rate_limit": rate_limit,
-             "debounce": debounce, "batch": batch}
+    given = {
+        "concurrency": concurrency,
+        "throttle": throttle,
+        "rate_limit": rate_limit,
+        "debounce": debounce,
+        "batch": batch,
+    }
     for field, value in given.items():
         if value is not None:
             wire_key, required, optional = specs[field]
@@ -107,7 +112,7 @@ class _Checker:
 
     def trigger(self, trigger: object) -> dict[str, str]:
         if not isinstance(trigger, dict) or len(trigger) != 1 or not {"event", "cron"} & trigger.keys():
-            raise self.fail("trigger", f'must be {{"event": name}} or {{"cron": expression}}, got {trigger!r}')
+            raise self.fail("trigger", f'must be {{"event": name}} or {{"cron": expr}}, got {trigger!r}')
         kind, value = next(iter(trigger.items()))
         return {kind: self.text(f"trigger.{kind}", value)}
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from ._options import Function
 from ._signing import sign, verify
-from ._step import Op, encode, execute_async, execute_sync, is_async
+from ._step import encode, execute_async, execute_blocking, execute_sync, is_async
 
 MAX_BODY = 4 * 1024 * 1024  # the engine refuses bodies over 4 MiB; so does the app
 Response = tuple[int, list[tuple[str, str]], bytes]
@@ -33,8 +34,11 @@ class _Endpoint:
 
     def respond(self, status: int, payload: Any) -> Response:
         body = encode(payload)
-        headers = [("content-type", "application/json"), ("content-length", str(len(body))),
-                   ("x-durable-signature", sign(body, self.key))]
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("x-durable-signature", sign(body, self.key)),
+        ]
         return status, headers, body
 
     def route(self, method: str, body: bytes, signature: str | None) -> Response | _Call:
@@ -116,8 +120,8 @@ def serve(functions: Iterable[Function], signing_key: str) -> Callable[..., Awai
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-        signature = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-durable-signature"), None)
-        routed = endpoint.route(scope["method"], b"".join(chunks), signature)
+        signature = dict(scope["headers"]).get(b"x-durable-signature")  # ASGI lower-cases header names
+        routed = endpoint.route(scope["method"], b"".join(chunks), signature and signature.decode("latin-1"))
         if isinstance(routed, _Call):
             if is_async(routed.function):
                 op = await execute_async(*routed)
@@ -125,19 +129,20 @@ def serve(functions: Iterable[Function], signing_key: str) -> Callable[..., Awai
                 op = await asyncio.to_thread(execute_sync, *routed)
             routed = endpoint.respond(200, op)
         status, headers, body = routed
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in headers],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Content Too Large"}
-
-
 def serve_wsgi(functions: Iterable[Function], signing_key: str) -> Callable[..., Iterable[bytes]]:
-    """Return a WSGI app answering the engine's signed invokes; ``async def`` handlers run in ``asyncio.run``."""
+    """Return a WSGI app answering the engine's signed invokes (``async def`` handlers in ``asyncio.run``)."""
     endpoint = _Endpoint(functions, signing_key)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -148,10 +153,9 @@ def serve_wsgi(functions: Iterable[Function], signing_key: str) -> Callable[...,
         body = environ["wsgi.input"].read(min(length, MAX_BODY + 1)) if length > 0 else b""
         routed = endpoint.route(environ["REQUEST_METHOD"], body, environ.get("HTTP_X_DURABLE_SIGNATURE"))
         if isinstance(routed, _Call):
-            op: Op = asyncio.run(execute_async(*routed)) if is_async(routed.function) else execute_sync(*routed)
-            routed = endpoint.respond(200, op)
+            routed = endpoint.respond(200, execute_blocking(*routed))
         status, headers, payload = routed
-        start_response(f"{status} {_REASONS[status]}", headers)
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [payload]
 
     return app

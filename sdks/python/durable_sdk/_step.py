@@ -26,20 +26,20 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def _error(step_id: str | None, exc: BaseException, retryable: bool | None = None) -> Op:
-    if retryable is None:
-        retryable = not isinstance(exc, NonRetryableError)
+def _error(step_id: str | None, exc: Exception) -> Op:
+    retryable = not isinstance(exc, NonRetryableError)
     return {"op": "error", "id": step_id, "message": str(exc) or type(exc).__name__, "retryable": retryable}
 
 
-def _checked(what: str, step_id: str | None, op: Op, value: Any) -> Op:
-    """Return ``op`` if ``value`` encodes as JSON, else the non-retryable error naming the culprit."""
+def _result(step_id: str | None, value: Any) -> Op:
+    """The op carrying a step's (or, with no id, the handler's) result, unless it is not JSON."""
     try:
         encode(value)
     except (TypeError, ValueError) as exc:
+        what = "the handler" if step_id is None else f"step {step_id!r}"
         problem = NonRetryableError(f"{what} returned a value that is not JSON-serialisable: {exc}")
         return _error(step_id, problem)
-    return op
+    return {"op": "done", "data": value} if step_id is None else {"op": "step", "id": step_id, "data": value}
 
 
 class Step:
@@ -75,8 +75,9 @@ class Step:
         until = self._until("sleep", step_id, duration)
         return self._plan({"op": "sleep", "id": step_id, "until": until})
 
-    def wait_for_event(self, id: str, *, event: str, timeout: Duration,
-                       match: dict[str, Any] | None = None) -> Any:
+    def wait_for_event(
+        self, id: str, *, event: str, match: dict[str, Any] | None = None, timeout: Duration
+    ) -> Any:
         """Wait for an event named ``event`` whose data contains ``match``; returns it, or None on timeout."""
         step_id, memo = self._reach(id, "wait")
         if memo is not None:
@@ -97,8 +98,10 @@ class Step:
         step_id = f"{base}:{count}" if count else base
         memo = self._steps.get(step_id)
         if memo is not None and memo.get("type") != kind:
-            exc = NonRetryableError(f"step {step_id!r} is recorded as type {memo.get('type')!r}, but the "
-                                    f"handler reached a {kind!r} step (the handler is not deterministic)")
+            exc = NonRetryableError(
+                f"step {step_id!r} is recorded as type {memo.get('type')!r}, but the "
+                f"handler reached a {kind!r} step (the handler is not deterministic)"
+            )
             self._stop(_error(step_id, exc))
         return step_id, memo
 
@@ -112,15 +115,19 @@ class Step:
     def _value(self, value: Any) -> Any:
         if not self._async:
             return value
+
         async def memoized() -> Any:
             return value
+
         return memoized()
 
     def _plan(self, op: Op) -> Any:
         if not self._async:
             return self._stop(op)
+
         async def planned() -> Op:
             return op
+
         return self._stop_async(planned)
 
     def _stop(self, op: Op) -> Any:
@@ -146,7 +153,7 @@ class Step:
                 result = asyncio.run(_awaited(result))
         except Exception as exc:
             return _error(step_id, exc)
-        return _checked(f"step {step_id!r}", step_id, {"op": "step", "id": step_id, "data": result}, result)
+        return _result(step_id, result)
 
     async def _execute_async(self, step_id: str, fn: Callable[[], Any]) -> Op:
         try:
@@ -155,7 +162,7 @@ class Step:
                 result = await result
         except Exception as exc:
             return _error(step_id, exc)
-        return _checked(f"step {step_id!r}", step_id, {"op": "step", "id": step_id, "data": result}, result)
+        return _result(step_id, result)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
@@ -168,7 +175,7 @@ def _finish(step: Step, result: Any = None, exc: Exception | None = None) -> Op:
         return step.op
     if exc is not None:
         return _error(None, exc)
-    return _checked("the handler", None, {"op": "done", "data": result}, result)
+    return _result(None, result)
 
 
 def execute_sync(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
@@ -195,6 +202,14 @@ async def execute_async(function: Function, invoke: dict[str, Any], clock: Clock
     return _finish(step, result)
 
 
+def execute_blocking(function: Function, invoke: dict[str, Any]) -> Op:
+    """Replay in this thread: a plain handler directly, an ``async def`` one in a fresh event loop."""
+    if is_async(function):
+        return asyncio.run(execute_async(function, invoke))
+    return execute_sync(function, invoke)
+
+
 def is_async(function: Function) -> bool:
-    """Tell whether the function's handler is an ``async def``."""
-    return inspect.iscoroutinefunction(function.handler)
+    """Tell whether the function's handler is an ``async def`` (or an object whose ``__call__`` is)."""
+    handler = function.handler
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)

@@ -28,12 +28,19 @@ class Answer:
         return json.loads(self.body)
 
 
-def asgi_request(app: Any, method: str = "POST", body: bytes = b"", headers: dict[str, str] | None = None,
-                 chunks: list[bytes] | None = None) -> Answer:
+def asgi_request(
+    app: Any,
+    method: str = "POST",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    chunks: list[bytes] | None = None,
+) -> Answer:
     """Send one HTTP request through an ASGI app with hand-made scope, receive and send."""
     parts = chunks if chunks is not None else [body]
-    messages = [{"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
-                for i, part in enumerate(parts)]
+    messages = [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -42,10 +49,20 @@ def asgi_request(app: Any, method: str = "POST", body: bytes = b"", headers: dic
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": "/api/durable", "raw_path": b"/api/durable", "query_string": b"",
-             "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 4000),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": "/api/durable",
+        "raw_path": b"/api/durable",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 4000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
     asyncio.run(app(scope, receive, send))
     start, body_message = sent
     assert start["type"] == "http.response.start" and body_message["type"] == "http.response.body"
@@ -53,16 +70,22 @@ def asgi_request(app: Any, method: str = "POST", body: bytes = b"", headers: dic
     return Answer(start["status"], answer_headers, body_message["body"])
 
 
-def wsgi_request(app: Any, method: str = "POST", body: bytes = b"", headers: dict[str, str] | None = None) -> Answer:
+def wsgi_request(
+    app: Any, method: str = "POST", body: bytes = b"", headers: dict[str, str] | None = None
+) -> Answer:
     """Send one HTTP request through a WSGI app."""
-    environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": "/api/durable",
-                               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": "/api/durable",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
     wsgiref.util.setup_testing_defaults(environ)
     for name, value in (headers or {}).items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     started: list[Any] = []
     chunks = app(environ, lambda status, headers: started.append((status, headers)))
-    (status, answer_headers), = started
+    ((status, answer_headers),) = started
     return Answer(int(status.split()[0]), {k.lower(): v for k, v in answer_headers}, b"".join(chunks))
 
 

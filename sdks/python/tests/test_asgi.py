@@ -53,7 +53,10 @@ def test_invoke_answers_one_signed_compact_op(app: Any, key: str, asgi_request: 
 
 def test_replay_finishes_with_done(app: Any, key: str, asgi_request: Any) -> None:
     body = invoke_body(steps={"greet": {"type": "run", "data": "hi there"}})
-    assert asgi_request(app, body=body, headers=signed(body, key)).json() == {"op": "done", "data": "hi there"}
+    assert asgi_request(app, body=body, headers=signed(body, key)).json() == {
+        "op": "done",
+        "data": "hi there",
+    }
 
 
 def test_body_may_arrive_in_chunks(app: Any, key: str, asgi_request: Any) -> None:
@@ -78,13 +81,16 @@ def test_unknown_function_is_404(app: Any, key: str, asgi_request: Any) -> None:
     assert (answer.status, answer.json()) == (404, {"error": "unknown function 'nope'"})
 
 
-@pytest.mark.parametrize(("body", "problem"), [
-    (b"{not json", "invalid JSON"),
-    (b"[]", "the body must be a JSON object"),
-    (b'{"event": {}}', "functionId must be a string"),
-    (b'{"functionId": "hello", "event": "x"}', "event must be an object"),
-    (b'{"functionId": "hello", "event": {}, "steps": {"a": {"type": "nap"}}}', "steps.a must be"),
-])
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{not json", "invalid JSON"),
+        (b"[]", "the body must be a JSON object"),
+        (b'{"event": {}}', "functionId must be a string"),
+        (b'{"functionId": "hello", "event": "x"}', "event must be an object"),
+        (b'{"functionId": "hello", "event": {}, "steps": {"a": {"type": "nap"}}}', "steps.a must be"),
+    ],
+)
 def test_malformed_body_is_400(app: Any, key: str, asgi_request: Any, body: bytes, problem: str) -> None:
     answer = asgi_request(app, body=body, headers=signed(body, key))
     assert answer.status == 400
@@ -108,8 +114,12 @@ def test_sync_handlers_run_in_a_thread_async_ones_on_the_loop(app: Any, key: str
     async def call(function_id: str) -> int:
         body = invoke_body(function_id)
         messages = [{"type": "http.request", "body": body}]
-        scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"x-durable-signature",
-                 durable_sdk.sign(body, key).encode())]}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": [(b"x-durable-signature", durable_sdk.sign(body, key).encode())],
+        }
         sent: list[Any] = []
 
         async def receive() -> Any:
@@ -163,5 +173,5 @@ def test_serve_refuses_bad_arguments(key: str) -> None:
         durable_sdk.serve([hello], signing_key="")
     with pytest.raises(ValueError, match="duplicate function id 'hello'"):
         durable_sdk.serve([hello, hello], signing_key=key)
-    with pytest.raises(ValueError, match="expected functions made by @durable_sdk.function"):
+    with pytest.raises(ValueError, match=r"expected functions made by @durable_sdk\.function"):
         durable_sdk.serve([lambda event, step: None], signing_key=key)  # type: ignore[list-item]

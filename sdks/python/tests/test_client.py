@@ -39,13 +39,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["content-length"]))
         if not durable_sdk.verify(body, KEY, self.headers["x-durable-signature"]):
             return self.answer(401, {"error": "wrong x-durable-signature"})
-        request = {"path": self.path, "json": json.loads(body), "app": self.headers["x-durable-app"],
-                   "content-type": self.headers["content-type"]}
+        request = {
+            "path": self.path,
+            "json": json.loads(body),
+            "app": self.headers["x-durable-app"],
+            "content-type": self.headers["content-type"],
+        }
         self.server.requests.append(request)
         mode = self.server.mode
         if mode == "refuse":
             return self.answer(422, {"error": "function 'hello': throttle.period: invalid duration 'x'"})
-        payload = {"ids": ["evt-1", "evt-2"][: len(request["json"]) if isinstance(request["json"], list) else 1]}
+        payload = {
+            "ids": ["evt-1", "evt-2"][: len(request["json"]) if isinstance(request["json"], list) else 1]
+        }
         if self.path == "/fn/sync":
             payload = {"functions": [f["id"] for f in request["json"]["functions"]]}
         self.answer(200, payload, signature={"ok": None, "wrong": "0" * 64, "missing": ""}[mode])
@@ -64,7 +70,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def engine() -> Iterator[FakeEngine]:
     server = FakeEngine()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield server
     server.shutdown()
@@ -74,12 +80,21 @@ def engine() -> Iterator[FakeEngine]:
 
 @pytest.fixture
 def client(engine: FakeEngine) -> durable_sdk.Client:
-    return durable_sdk.Client(base_url=engine.url + "/", app_id="app-1", signing_key=KEY,
-                              app_url="http://localhost:4000/api/durable")
+    return durable_sdk.Client(
+        base_url=engine.url + "/",
+        app_id="app-1",
+        signing_key=KEY,
+        app_url="http://localhost:4000/api/durable",
+    )
 
 
-@durable_sdk.function(id="hello", trigger={"event": "demo.hello"}, concurrency={"limit": 2, "key": "tenantId"},
-                      rate_limit={"limit": 5, "period": "1m"}, batch={"max_size": 10, "timeout": dt.timedelta(seconds=5)})
+@durable_sdk.function(
+    id="hello",
+    trigger={"event": "demo.hello"},
+    concurrency={"limit": 2, "key": "tenantId"},
+    rate_limit={"limit": 5, "period": "1m"},
+    batch={"max_size": 10, "timeout": dt.timedelta(seconds=5)},
+)
 async def hello(event: Any, step: Any) -> Any:
     return await step.run("greet", lambda: "hi")
 
@@ -89,9 +104,18 @@ def test_sync_posts_the_wire_form(client: durable_sdk.Client, engine: FakeEngine
     (request,) = engine.requests
     assert request["path"] == "/fn/sync"
     assert request["app"] == "app-1" and request["content-type"] == "application/json"
-    assert request["json"] == {"url": "http://localhost:4000/api/durable", "functions": [{
-        "id": "hello", "trigger": {"event": "demo.hello"}, "concurrency": {"limit": 2, "key": "tenantId"},
-        "rateLimit": {"limit": 5, "period": "1m"}, "batch": {"maxSize": 10, "timeout": 5000}}]}
+    assert request["json"] == {
+        "url": "http://localhost:4000/api/durable",
+        "functions": [
+            {
+                "id": "hello",
+                "trigger": {"event": "demo.hello"},
+                "concurrency": {"limit": 2, "key": "tenantId"},
+                "rateLimit": {"limit": 5, "period": "1m"},
+                "batch": {"maxSize": 10, "timeout": 5000},
+            }
+        ],
+    }
 
 
 def test_send_one_event(client: durable_sdk.Client, engine: FakeEngine) -> None:
@@ -107,11 +131,16 @@ def test_send_one_event(client: durable_sdk.Client, engine: FakeEngine) -> None:
 def test_send_many_posts_a_list(client: durable_sdk.Client, engine: FakeEngine) -> None:
     ids = client.send_many([{"name": "a.b", "data": {"n": 1}}, {"name": "a.c", "id": "x"}])
     assert ids == ["evt-1", "evt-2"]
-    assert engine.requests[0]["json"] == [{"name": "a.b", "data": {"n": 1}}, {"name": "a.c", "data": {}, "id": "x"}]
+    assert engine.requests[0]["json"] == [
+        {"name": "a.b", "data": {"n": 1}},
+        {"name": "a.c", "data": {}, "id": "x"},
+    ]
 
 
 @pytest.mark.parametrize("mode", ["wrong", "missing"])
-def test_answer_without_a_valid_signature_raises(client: durable_sdk.Client, engine: FakeEngine, mode: str) -> None:
+def test_answer_without_a_valid_signature_raises(
+    client: durable_sdk.Client, engine: FakeEngine, mode: str
+) -> None:
     engine.mode = mode
     with pytest.raises(durable_sdk.DurableError, match=f"{mode} x-durable-signature"):
         client.send("demo.hello")
@@ -119,7 +148,7 @@ def test_answer_without_a_valid_signature_raises(client: durable_sdk.Client, eng
 
 def test_non_2xx_raises_with_the_engine_message(client: durable_sdk.Client, engine: FakeEngine) -> None:
     engine.mode = "refuse"
-    with pytest.raises(durable_sdk.DurableError, match="422 function 'hello': throttle.period") as caught:
+    with pytest.raises(durable_sdk.DurableError, match=r"422 function 'hello': throttle\.period") as caught:
         client.sync([hello])
     assert caught.value.status == 422
 

@@ -22,15 +22,18 @@ NOT_JSON = {1, 2}  # a set: Python cannot JSON-encode it
 
 def later(value: Any) -> Any:
     """An async step function returning ``value``: the SDK must await it."""
+
     async def fn() -> Any:
         await asyncio.sleep(0)
         return value
+
     return fn
 
 
 def boom(exc: Exception) -> Any:
     def fn() -> Any:
         raise exc
+
     return fn
 
 
@@ -54,8 +57,9 @@ def sleep_mixed(event: Any, step: Any) -> Any:
 
 
 def wait_approval(event: Any, step: Any) -> Any:
-    approval = step.wait_for_event("approval", event="approval.received",
-                                   match={"orderId": event["data"]["orderId"]}, timeout="2d")
+    approval = step.wait_for_event(
+        "approval", event="approval.received", match={"orderId": event["data"]["orderId"]}, timeout="2d"
+    )
     if approval is None:
         return {"approved": False}
     return {"approved": True, "by": approval["data"]["by"]}
@@ -136,8 +140,9 @@ async def sleep_mixed_async(event: Any, step: Any) -> Any:
 
 
 async def wait_approval_async(event: Any, step: Any) -> Any:
-    approval = await step.wait_for_event("approval", event="approval.received",
-                                         match={"orderId": event["data"]["orderId"]}, timeout="2d")
+    approval = await step.wait_for_event(
+        "approval", event="approval.received", match={"orderId": event["data"]["orderId"]}, timeout="2d"
+    )
     if approval is None:
         return {"approved": False}
     return {"approved": True, "by": approval["data"]["by"]}
@@ -161,6 +166,7 @@ async def same_id_everywhere_async(event: Any, step: Any) -> Any:
 async def throws_async(event: Any, step: Any) -> Any:
     async def explode() -> None:
         raise RuntimeError("boom")
+
     await step.run("explode", explode)
     return "unreachable"
 
@@ -200,7 +206,9 @@ async def cron_echo_async(event: Any, step: Any) -> Any:
     return event["data"]["cron"]
 
 
-HANDLERS = {name: (globals()[name], globals()[name + "_async"]) for name in {case["handler"] for case in CASES}}
+HANDLERS = {
+    name: (globals()[name], globals()[name + "_async"]) for name in {case["handler"] for case in CASES}
+}
 MODES = ["sync", "async", "wsgi", "asgi"]
 
 
@@ -221,8 +229,14 @@ def test_cases_cover_every_op_and_handler() -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-def test_case(case: dict[str, Any], mode: str, key: str, asgi_request: Any, wsgi_request: Any,
-              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_case(
+    case: dict[str, Any],
+    mode: str,
+    key: str,
+    asgi_request: Any,
+    wsgi_request: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     invoke = case["invoke"]
     plain, coroutine = HANDLERS[case["handler"]]
     handler = plain if mode in ("sync", "wsgi") else coroutine
@@ -237,8 +251,11 @@ def test_case(case: dict[str, Any], mode: str, key: str, asgi_request: Any, wsgi
         body = json.dumps(invoke).encode()
         request = asgi_request if mode == "asgi" else wsgi_request
         serve = durable_sdk.serve if mode == "asgi" else durable_sdk.serve_wsgi
-        answer = request(serve([fn], signing_key=key), body=body,
-                         headers={"x-durable-signature": durable_sdk.sign(body, key)})
+        answer = request(
+            serve([fn], signing_key=key),
+            body=body,
+            headers={"x-durable-signature": durable_sdk.sign(body, key)},
+        )
         assert answer.status == 200
         assert durable_sdk.verify(answer.body, key, answer.headers["x-durable-signature"])
         op = answer.json()

@@ -11,16 +11,22 @@ import durable_sdk
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = {name for name, value in vars(durable_sdk).items()
-              if not name.startswith("_") and not inspect.ismodule(value)}
+    public = {
+        name
+        for name, value in vars(durable_sdk).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
     assert durable_sdk.__all__ == sorted(durable_sdk.__all__)
     assert set(durable_sdk.__all__) == public | {"__version__"}
     assert len(durable_sdk.__all__) == len(set(durable_sdk.__all__))
 
 
 def test_every_public_name_is_documented() -> None:
-    undocumented = [name for name in durable_sdk.__all__ if name != "__version__"
-                    and not inspect.getdoc(getattr(durable_sdk, name))]
+    undocumented = [
+        name
+        for name in durable_sdk.__all__
+        if name != "__version__" and not inspect.getdoc(getattr(durable_sdk, name))
+    ]
     assert undocumented == []
     step_methods = ["run", "sleep", "wait_for_event"]
     assert all(inspect.getdoc(getattr(durable_sdk.Step, name)) for name in step_methods)

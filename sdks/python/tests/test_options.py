@@ -20,17 +20,29 @@ def define(**options: Any) -> durable_sdk.Function:
     return durable_sdk.function(id="hello", **options)(handler)
 
 
-@pytest.mark.parametrize(("value", "ms"), [
-    ("500ms", 500), ("90s", 90_000), ("5m", 300_000), ("12h", 43_200_000), ("30d", 2_592_000_000),
-    ("1w", 604_800_000), ("1h30m", 5_400_000), ("1m30s250ms", 90_250), (0, 0), (1500, 1500),
-    (dt.timedelta(minutes=2, milliseconds=3), 120_003),
-])
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [
+        ("500ms", 500),
+        ("90s", 90_000),
+        ("5m", 300_000),
+        ("12h", 43_200_000),
+        ("30d", 2_592_000_000),
+        ("1w", 604_800_000),
+        ("1h30m", 5_400_000),
+        ("1m30s250ms", 90_250),
+        (0, 0),
+        (1500, 1500),
+        (dt.timedelta(minutes=2, milliseconds=3), 120_003),
+    ],
+)
 def test_durations(value: Any, ms: int) -> None:
     assert parse_duration(value) == ms
 
 
-@pytest.mark.parametrize("value", ["abc", "", "5", "m5", "1.5h", "5 m", "-1s", "1y", -1, 1.5, True, None,
-                                   dt.timedelta(seconds=-1)])
+@pytest.mark.parametrize(
+    "value", ["abc", "", "5", "m5", "1.5h", "5 m", "-1s", "1y", -1, 1.5, True, None, dt.timedelta(seconds=-1)]
+)
 def test_invalid_durations(value: Any) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(value)
@@ -42,46 +54,66 @@ def test_iso_ms() -> None:
 
 
 def test_wire_form_keeps_values_as_written_with_camel_case_keys() -> None:
-    fn = define(name="Hello", retries=0, concurrency={"limit": 2, "key": "tenantId"}, priority={"key": "user.rank"},
-                throttle={"limit": 1, "period": 90_000}, rate_limit={"limit": 5, "period": "1h30m", "key": "user.id"},
-                debounce={"period": "5s", "timeout": dt.timedelta(minutes=1)}, batch={"maxSize": 3, "timeout": "2s"})
+    fn = define(
+        name="Hello",
+        retries=0,
+        concurrency={"limit": 2, "key": "tenantId"},
+        priority={"key": "user.rank"},
+        throttle={"limit": 1, "period": 90_000},
+        rate_limit={"limit": 5, "period": "1h30m", "key": "user.id"},
+        debounce={"period": "5s", "timeout": dt.timedelta(minutes=1)},
+        batch={"maxSize": 3, "timeout": "2s"},
+    )
     assert fn.id == "hello" and fn.handler is handler
     assert fn.wire == {
-        "id": "hello", "name": "Hello", "trigger": {"event": "demo.hello"}, "retries": 0,
-        "concurrency": {"limit": 2, "key": "tenantId"}, "priority": {"key": "user.rank"},
-        "throttle": {"limit": 1, "period": 90_000}, "rateLimit": {"limit": 5, "period": "1h30m", "key": "user.id"},
-        "debounce": {"period": "5s", "timeout": 60_000}, "batch": {"maxSize": 3, "timeout": "2s"}}
+        "id": "hello",
+        "name": "Hello",
+        "trigger": {"event": "demo.hello"},
+        "retries": 0,
+        "concurrency": {"limit": 2, "key": "tenantId"},
+        "priority": {"key": "user.rank"},
+        "throttle": {"limit": 1, "period": 90_000},
+        "rateLimit": {"limit": 5, "period": "1h30m", "key": "user.id"},
+        "debounce": {"period": "5s", "timeout": 60_000},
+        "batch": {"maxSize": 3, "timeout": "2s"},
+    }
     assert define(trigger={"cron": "0 3 * * *"}, priority=-5).wire == {
-        "id": "hello", "trigger": {"cron": "0 3 * * *"}, "priority": -5}
+        "id": "hello",
+        "trigger": {"cron": "0 3 * * *"},
+        "priority": -5,
+    }
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"trigger": {"event": ""}}, "trigger.event: must be a non-empty string"),
-    ({"trigger": {"cron": 5}}, "trigger.cron: must be a non-empty string"),
-    ({"trigger": {"event": "a", "cron": "* * * * *"}}, "trigger: must be"),
-    ({"trigger": {"topic": "a"}}, "trigger: must be"),
-    ({"trigger": "demo.hello"}, "trigger: must be"),
-    ({"name": ""}, "name: must be a non-empty string"),
-    ({"retries": -1}, "retries: must be an integer >= 0"),
-    ({"retries": True}, "retries: must be an integer >= 0"),
-    ({"concurrency": 2}, "concurrency: must be a dict"),
-    ({"concurrency": {}}, "concurrency.limit: is required"),
-    ({"concurrency": {"limit": 0}}, "concurrency.limit: must be an integer >= 1"),
-    ({"concurrency": {"limit": 1, "key": "a..b"}}, "concurrency.key: must be a dotted path"),
-    ({"concurrency": {"limit": 1, "scope": "fn"}}, "concurrency.scope: unknown option"),
-    ({"priority": 1.5}, "priority: must be an integer"),
-    ({"priority": {"key": ""}}, "priority.key: must be a dotted path"),
-    ({"throttle": {"limit": 1, "period": "abc"}}, "throttle.period: invalid duration 'abc'"),
-    ({"throttle": {"limit": 1}}, "throttle.period: is required"),
-    ({"throttle": {"limit": 1, "period": "0s"}}, "throttle.period: must be a positive duration"),
-    ({"rate_limit": {"limit": "5", "period": "1m"}}, "rate_limit.limit: must be an integer >= 1"),
-    ({"rate_limit": {"limit": 5, "period": -1}}, "rate_limit.period: invalid duration -1"),
-    ({"debounce": {"period": "5s", "timeout": "soon"}}, "debounce.timeout: invalid duration 'soon'"),
-    ({"debounce": {"timeout": "5s"}}, "debounce.period: is required"),
-    ({"batch": {"max_size": 0, "timeout": "1s"}}, "batch.max_size: must be an integer >= 1"),
-    ({"batch": {"max_size": 2}}, "batch.timeout: is required"),
-    ({"batch": {"max_size": 2, "maxSize": 2, "timeout": "1s"}}, "batch.maxSize: unknown option"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"trigger": {"event": ""}}, "trigger.event: must be a non-empty string"),
+        ({"trigger": {"cron": 5}}, "trigger.cron: must be a non-empty string"),
+        ({"trigger": {"event": "a", "cron": "* * * * *"}}, "trigger: must be"),
+        ({"trigger": {"topic": "a"}}, "trigger: must be"),
+        ({"trigger": "demo.hello"}, "trigger: must be"),
+        ({"name": ""}, "name: must be a non-empty string"),
+        ({"retries": -1}, "retries: must be an integer >= 0"),
+        ({"retries": True}, "retries: must be an integer >= 0"),
+        ({"concurrency": 2}, "concurrency: must be a dict"),
+        ({"concurrency": {}}, "concurrency.limit: is required"),
+        ({"concurrency": {"limit": 0}}, "concurrency.limit: must be an integer >= 1"),
+        ({"concurrency": {"limit": 1, "key": "a..b"}}, "concurrency.key: must be a dotted path"),
+        ({"concurrency": {"limit": 1, "scope": "fn"}}, "concurrency.scope: unknown option"),
+        ({"priority": 1.5}, "priority: must be an integer"),
+        ({"priority": {"key": ""}}, "priority.key: must be a dotted path"),
+        ({"throttle": {"limit": 1, "period": "abc"}}, "throttle.period: invalid duration 'abc'"),
+        ({"throttle": {"limit": 1}}, "throttle.period: is required"),
+        ({"throttle": {"limit": 1, "period": "0s"}}, "throttle.period: must be a positive duration"),
+        ({"rate_limit": {"limit": "5", "period": "1m"}}, "rate_limit.limit: must be an integer >= 1"),
+        ({"rate_limit": {"limit": 5, "period": -1}}, "rate_limit.period: invalid duration -1"),
+        ({"debounce": {"period": "5s", "timeout": "soon"}}, "debounce.timeout: invalid duration 'soon'"),
+        ({"debounce": {"timeout": "5s"}}, "debounce.period: is required"),
+        ({"batch": {"max_size": 0, "timeout": "1s"}}, "batch.max_size: must be an integer >= 1"),
+        ({"batch": {"max_size": 2}}, "batch.timeout: is required"),
+        ({"batch": {"max_size": 2, "maxSize": 2, "timeout": "1s"}}, "batch.maxSize: unknown option"),
+    ],
+)
 def test_errors_name_function_and_field(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as caught:
         define(**options)

@@ -10,7 +10,9 @@ import pytest
 
 import durable_sdk
 
-VECTORS = json.loads((Path(__file__).resolve().parents[3] / "spec/conformance/signature-vectors.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[3] / "spec/conformance/signature-vectors.json").read_text()
+)
 VECTOR_IDS = [f"{i}:{v['key']}" for i, v in enumerate(VECTORS["vectors"])]
 
 
@@ -32,9 +34,12 @@ def test_verify_refuses_missing_and_garbage(signature: str | None) -> None:
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 @pytest.mark.parametrize("vector", VECTORS["vectors"], ids=VECTOR_IDS)
-def test_apps_accept_exactly_the_vector_signature(vector: dict[str, str], kind: str, asgi_request: Any,
-                                                  wsgi_request: Any) -> None:
-    serve, request = (durable_sdk.serve, asgi_request) if kind == "asgi" else (durable_sdk.serve_wsgi, wsgi_request)
+def test_apps_accept_exactly_the_vector_signature(
+    vector: dict[str, str], kind: str, asgi_request: Any, wsgi_request: Any
+) -> None:
+    serve, request = (
+        (durable_sdk.serve, asgi_request) if kind == "asgi" else (durable_sdk.serve_wsgi, wsgi_request)
+    )
     app = serve([], signing_key=vector["key"])
     body = vector["body"].encode()
     # authentic: past the signature check (the vector bodies are not invokes, hence 400)

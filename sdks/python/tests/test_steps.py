@@ -39,7 +39,11 @@ def test_only_the_first_new_step_executes_and_memoized_steps_never_run() -> None
     calls: list[str] = []
 
     def track(name: str) -> Any:
-        return lambda: calls.append(name) or name
+        def fn() -> str:
+            calls.append(name)
+            return name
+
+        return fn
 
     def handler(event: Any, step: Any) -> Any:
         for name in ("a", "b", "c"):
@@ -73,8 +77,11 @@ def test_gathered_new_steps_execute_only_the_first() -> None:
         return name
 
     async def handler(event: Any, step: Any) -> Any:
-        return await asyncio.gather(step.run("one", lambda: slow("one")), step.run("two", lambda: slow("two")),
-                                    step.sleep("three", "1s"))
+        return await asyncio.gather(
+            step.run("one", lambda: slow("one")),
+            step.run("two", lambda: slow("two")),
+            step.sleep("three", "1s"),
+        )
 
     assert run_async(handler) == {"op": "step", "id": "one", "data": "one"}
     assert calls == ["one"]
@@ -86,7 +93,7 @@ def test_gathered_new_steps_execute_only_the_first() -> None:
 @pytest.mark.parametrize("style", ["sync", "async"])
 def test_a_swallowed_interrupt_still_answers_the_step(style: str) -> None:
     def plain(event: Any, step: Any) -> Any:
-        try:
+        try:  # noqa: SIM105 - spelled out: this is the user code under test
             step.run("a", lambda: 1)
         except BaseException:  # user code that should not do this
             pass
@@ -94,7 +101,7 @@ def test_a_swallowed_interrupt_still_answers_the_step(style: str) -> None:
         return "done anyway"
 
     async def coroutine(event: Any, step: Any) -> Any:
-        try:
+        try:  # noqa: SIM105 - spelled out: this is the user code under test
             await step.run("a", lambda: 1)
         except BaseException:
             pass
@@ -123,13 +130,25 @@ def test_default_clock_is_wall_time() -> None:
     assert before - 0.002 <= moment <= time.time() + 0.002
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda step: step.sleep("nap", "soon"), "step.sleep('nap'): invalid duration 'soon'"),
-    (lambda step: step.wait_for_event("w", event="x", timeout=None), "step.wait_for_event('w'): invalid duration None"),
-    (lambda step: step.wait_for_event("w", event="", timeout="1s"), "step.wait_for_event('w'): event must be"),
-    (lambda step: step.wait_for_event("w", event="x", match=["a"], timeout="1s"), "step.wait_for_event('w'): match must be a dict"),
-    (lambda step: step.run("", lambda: 1), "step id must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda step: step.sleep("nap", "soon"), "step.sleep('nap'): invalid duration 'soon'"),
+        (
+            lambda step: step.wait_for_event("w", event="x", timeout=None),
+            "step.wait_for_event('w'): invalid duration None",
+        ),
+        (
+            lambda step: step.wait_for_event("w", event="", timeout="1s"),
+            "step.wait_for_event('w'): event must be",
+        ),
+        (
+            lambda step: step.wait_for_event("w", event="x", match=["a"], timeout="1s"),
+            "step.wait_for_event('w'): match must be a dict",
+        ),
+        (lambda step: step.run("", lambda: 1), "step id must be a non-empty string"),
+    ],
+)
 def test_bad_step_arguments_fail_the_run(call: Any, message: str) -> None:
     op = run_sync(lambda event, step: call(step))
     assert op["op"] == "error" and op["id"] is None and op["retryable"] is False

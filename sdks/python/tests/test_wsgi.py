@@ -23,8 +23,9 @@ def plain(event: Any, step: Any) -> Any:
 
 def invoke_body(function_id: str, steps: dict[str, Any] | None = None) -> bytes:
     event = {"id": "e1", "name": "demo.hello", "data": {"name": "Zoë"}, "ts": 1767225600000}
-    return json.dumps({"runId": "r1", "functionId": function_id, "attempt": 1, "event": event,
-                       "steps": steps or {}}).encode()
+    return json.dumps(
+        {"runId": "r1", "functionId": function_id, "attempt": 1, "event": event, "steps": steps or {}}
+    ).encode()
 
 
 @pytest.fixture

@@ -49,9 +49,7 @@ def parse_events(body: object) -> tuple[list[EventIn], bool]:
         return [parse_event(item, f"events[{index}].") for index, item in enumerate(body)], True
     if isinstance(body, dict):
         return [parse_event(body, "")], False
-    raise InvalidInput(
-        f"body must be an event object or a non-empty list of events, got {show(body)}"
-    )
+    raise InvalidInput(f"body must be an event object or a non-empty list of events, got {show(body)}")
 
 
 def parse_event(item: object, prefix: str = "") -> EventIn:
@@ -61,9 +59,7 @@ def parse_event(item: object, prefix: str = "") -> EventIn:
         raise InvalidInput(f"{where}: must be an object {{name, data, id?, ts?}}, got {show(item)}")
     unknown = [key for key in item if key not in _KEYS]
     if unknown:
-        raise InvalidInput(
-            f"{where}: unknown field {show(unknown[0])} (an event has name, data, id and ts)"
-        )
+        raise InvalidInput(f"{where}: unknown field {show(unknown[0])} (an event has name, data, id and ts)")
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{prefix}name: must be a non-empty string, got {show(name)}")
@@ -81,8 +77,6 @@ def parse_event(item: object, prefix: str = "") -> EventIn:
         if len(event_id) > MAX_NAME_LENGTH:
             raise InvalidInput(f"{prefix}id: must be at most {MAX_NAME_LENGTH} characters")
     ts = item.get("ts")
-    if ts is not None and (
-        not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS_MS
-    ):
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS_MS):
         raise InvalidInput(f"{prefix}ts: must be integer epoch milliseconds, got {show(ts)}")
     return {"id": event_id, "name": name, "data": data, "ts": ts}

@@ -19,7 +19,7 @@ says which op, which field and what was expected.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from durable.core._text import show
@@ -41,7 +41,7 @@ _ISO = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_op(raw: bytes) -> Op:
@@ -78,12 +78,12 @@ def parse_timestamp(value: object, field: str) -> int:
     if found is None:
         raise InvalidInput(f"{field}: {show(value)} is not {hint}")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = found.groups()
+    if not zulu and (int(off_h) > 23 or int(off_m) > 59):
+        raise InvalidInput(f"{field}: {show(value)} is not a valid timestamp (offset out of range)")
     try:
         offset = timedelta(0) if zulu else timedelta(hours=int(off_h), minutes=int(off_m))
         zone = timezone(-offset if sign == "-" else offset)
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=zone
-        )
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=zone)
     except ValueError as exc:
         raise InvalidInput(f"{field}: {show(value)} is not a valid timestamp ({exc})") from None
     millis = int((fraction or "0")[:3].ljust(3, "0"))

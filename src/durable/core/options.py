@@ -34,12 +34,11 @@ valid), then the field path: ``function 'onboarding': throttle.period: invalid d
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 from urllib.parse import urlsplit
-
-import orjson
 
 from durable.core._text import show
 from durable.core.cron import parse_cron
@@ -152,7 +151,7 @@ def key_value(path: str, data: object) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS).decode()
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def priority_of(priority: int | PriorityKey | None, data: object) -> int:
@@ -267,9 +266,7 @@ def _priority(value: object, where: str) -> int | PriorityKey | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return _optional_int(value, f"{where}: priority", *PRIORITY_RANGE)
     if not isinstance(value, dict):
-        raise InvalidInput(
-            f"{where}: priority: must be an integer -1000..1000 or {{key}}, got {show(value)}"
-        )
+        raise InvalidInput(f"{where}: priority: must be an integer -1000..1000 or {{key}}, got {show(value)}")
     _no_unknown(value, ("key",), f"{where}: priority")
     if "key" not in value:
         raise InvalidInput(f"{where}: priority.key: missing (a dotted path into event.data)")
@@ -348,7 +345,7 @@ def _copy_key(option: dict[str, Any], result: Any, where: str, name: str) -> Non
 def _key_path(value: object, field: str) -> str:
     if not isinstance(value, str) or len(value) > 256 or not _KEY_PATH.fullmatch(value):
         raise InvalidInput(
-            f"{field}: must be a dotted path into event.data such as \"tenantId\" or \"user.id\", "
+            f'{field}: must be a dotted path into event.data such as "tenantId" or "user.id", '
             f"got {show(value)}"
         )
     return value
@@ -365,9 +362,7 @@ def _optional_int(value: object, field: str, low: int, high: int) -> int | None:
 def _no_unknown(value: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in value:
         if key not in allowed:
-            raise InvalidInput(
-                f"{where}: unknown field {show(key)} (expected {', '.join(allowed)})"
-            )
+            raise InvalidInput(f"{where}: unknown field {show(key)} (expected {', '.join(allowed)})")
 
 
 def _url(value: object) -> str:

@@ -20,7 +20,8 @@ MAX_ANSWER = 4 * 1024 * 1024
 
 
 class Invoker:
-    def __init__(self, timeout_ms: int) -> None:
+    def __init__(self, timeout_ms: int, user_agent: str = "durable") -> None:
+        self.user_agent = user_agent
         self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         self.timeout_ms = timeout_ms
         self._session: aiohttp.ClientSession | None = None
@@ -42,7 +43,11 @@ class Invoker:
         if not url:
             raise InvokeError("the app has no URL: sync it first (POST /fn/sync with its url)")
         raw = orjson.dumps(body)
-        headers = {"content-type": "application/json", "x-durable-signature": sign(raw, signing_key)}
+        headers = {
+            "content-type": "application/json",
+            "user-agent": self.user_agent,
+            "x-durable-signature": sign(raw, signing_key),
+        }
         try:
             async with self.session().post(url, data=raw, headers=headers) as response:
                 answer = await _read_limited(response)

@@ -13,7 +13,7 @@ WITH lease AS (
     DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, attempt
 ), step AS (
     INSERT INTO steps AS s (run_id, id, type, status, attempts, error, app_ms, started_at, ended_at)
-    SELECT run_id, $3, 'run', 'failed', attempt, $4, $5, $6, now() FROM lease WHERE $3 IS NOT NULL
+    SELECT run_id, $3::text, 'run', 'failed', attempt, $4, $5, $6, now() FROM lease WHERE $3 IS NOT NULL
     ON CONFLICT (run_id, id) DO UPDATE
     SET status = 'failed', attempts = EXCLUDED.attempts, error = EXCLUDED.error, app_ms = EXCLUDED.app_ms,
         ended_at = EXCLUDED.ended_at

@@ -72,7 +72,7 @@ WITH lease AS (
     RETURNING run_id, attempt - 1 AS failed_attempt
 ), step AS (
     INSERT INTO steps AS s (run_id, id, type, status, attempts, error, app_ms, started_at, ended_at)
-    SELECT run_id, $3, 'run', 'retrying', failed_attempt, $4, $6, $7, now() FROM lease WHERE $3 IS NOT NULL
+    SELECT run_id, $3::text, 'run', 'retrying', failed_attempt, $4, $6, $7, now() FROM lease WHERE $3 IS NOT NULL
     ON CONFLICT (run_id, id) DO UPDATE
     SET status = 'retrying', attempts = EXCLUDED.attempts, error = EXCLUDED.error, app_ms = EXCLUDED.app_ms,
         ended_at = EXCLUDED.ended_at
