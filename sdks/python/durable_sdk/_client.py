@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import urllib.error
 import urllib.request
@@ -45,7 +44,7 @@ class Client:
         name: str,
         data: dict[str, Any] | None = None,
         id: str | None = None,
-        ts: int | dt.datetime | None = None,
+        ts: int | None = None,
     ) -> list[str]:
         """Send one event and return its id; an ``id`` makes the send idempotent, ``ts`` is epoch ms."""
         return self._ids(self._post("/e", _event(name, data, id, ts)))
@@ -101,7 +100,7 @@ def _event(name: Any, data: Any, id: Any, ts: Any) -> dict[str, Any]:
     if id is not None:
         event["id"] = id
     if ts is not None:
-        event["ts"] = int(ts.timestamp() * 1000) if isinstance(ts, dt.datetime) else ts
+        event["ts"] = ts
     return event
 
 
