@@ -31,21 +31,18 @@ async def ingest(db: Database, app_id: str, events: list[EventIn]) -> list[str]:
             [e["data"] for e in events],
             [e["ts"] if e["ts"] is not None else now_ms for e in events],
         )
-        if stored:
-            await resume_waits(tx, app_id, [dict(r) for r in stored])
+        if any(row["waits"] for row in stored):
+            await resume_waits(tx, [dict(r) for r in stored])
     return ids
 
 
-async def resume_waits(tx: Conn, app_id: str, events: list[dict[str, Any]]) -> int:
-    """Resolve every wait that one of `events` matches (the first matching event wins)."""
-    candidates = await tx.fetch(
-        "waits_candidates", app_id, [e["name"] for e in events], [e["data"] for e in events]
-    )
+async def resume_waits(tx: Conn, events: list[dict[str, Any]]) -> int:
+    """Resolve every wait one of `events` matches exactly (the first such event wins)."""
     chosen: dict[str, dict[str, Any]] = {}
-    for row in candidates:
-        event = events[row["ord"] - 1]
-        if row["run_id"] not in chosen and matches(row["match"], event["data"]):
-            chosen[row["run_id"]] = {k: event[k] for k in ("id", "name", "data", "ts")}
+    for event in events:
+        for wait in event["waits"]:
+            if wait["runId"] not in chosen and matches(wait["match"], event["data"]):
+                chosen[wait["runId"]] = {k: event[k] for k in ("id", "name", "data", "ts")}
     if not chosen:
         return 0
     run_ids = sorted(chosen)

@@ -22,7 +22,7 @@ WITH input AS (
     SELECT $1, first.id, first.name, first.data, first.ts
     FROM (SELECT DISTINCT ON (i.id) i.* FROM input i JOIN fresh f ON f.id = i.id ORDER BY i.id, i.ord) AS first
     ORDER BY first.ord
-    RETURNING id, name, data, ts
+    RETURNING seq, id, name, data, ts
 ), planned AS (
     SELECT durable_id() AS run_id, s.id AS event_id, f.id AS function_id,
            jsonb_build_object('id', s.id, 'name', s.name, 'data', s.data, 'ts', s.ts) AS event
@@ -35,10 +35,16 @@ WITH input AS (
     INSERT INTO jobs (run_id, app_id, available_at, ready_at)
     SELECT id, $1, now(), now() FROM runs_in
 )
--- The stored (not duplicate) events, for wait matching, and how many runs they started.
-SELECT s.id, s.name, s.data, s.ts, (SELECT count(*) FROM runs_in) AS runs_started,
+-- The stored (not duplicate) events, whether runs started, and the waits each may resolve: event_lock_names
+-- ran in an earlier statement, so this statement's snapshot holds every wait committed before the lock.
+-- `@>` pre-filters (it treats arrays as sets); the exact subset match is checked in Python.
+SELECT s.id, s.name, s.data, s.ts,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', w.run_id, 'match', w.match)), '[]')
+        FROM waits w
+        WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits,
        CASE WHEN EXISTS (SELECT 1 FROM runs_in) THEN pg_notify('durable_jobs', '') END AS notified
-FROM stored s;
+FROM stored s
+ORDER BY s.seq;  -- input order: the first matching event of a list wins a wait
 
 -- name: event_list
 SELECT e.seq, e.id, e.name, e.data, e.ts, e.received_at,

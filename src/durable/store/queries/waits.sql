@@ -1,11 +1,3 @@
--- name: waits_candidates
--- Waits that these events may resolve, each with the events' position; `@>` pre-filters (it treats
--- arrays as sets), the exact subset match is checked in Python.
-SELECT w.run_id, w.match, i.ord
-FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS i (name, data, ord)
-JOIN waits w ON w.app_id = $1 AND w.event_name = i.name AND (w.match IS NULL OR i.data @> w.match)
-ORDER BY i.ord;
-
 -- name: waits_lock_jobs
 -- Lock the jobs of the runs about to be resumed, in run order (the run mutex, no deadlock).
 SELECT run_id FROM jobs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE;

@@ -1,6 +1,6 @@
 """The benchmark's app process: the durable_sdk ASGI app under uvicorn (uvloop + httptools).
 
-    BENCH_SIGNING_KEY=... python bench/app.py PORT
+    BENCH_SIGNING_KEY=... python bench/benchapp.py PORT
 
 `three_steps` runs three steps that do nothing; `parked` waits for an event that is never sent. The
 bench starts one such process per scenario, next to the engine process, and imports FUNCTIONS to

@@ -1,0 +1,354 @@
+"""What the scenarios stand on: a Postgres, child processes, and one engine + app pair per scenario.
+
+Every child runs in its own session (Ctrl-C in the terminal reaches only the bench, which then stops
+them), logs to a file in a temporary directory, and is killed at exit whatever happened. Every wait
+is bounded and fails with a BenchError that says what it waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import durable_sdk
+import orjson
+
+from benchapp import FUNCTIONS
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+EMBEDDED_DIR = REPO / ".bench-pg"
+EMBEDDED_PORT = int(os.environ.get("BENCH_PG_PORT", "5439"))
+LOG_DIR = Path(tempfile.mkdtemp(prefix="durable-bench-"))
+
+
+class BenchError(Exception):
+    """A scenario could not be measured; the message says why."""
+
+
+# --- waiting -------------------------------------------------------------------------------------
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float, every: float = 0.05
+) -> float:
+    """Call `check` every `every` seconds until it is true; return the seconds waited."""
+    start = time.monotonic()
+    while True:
+        if await check():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- child processes -----------------------------------------------------------------------------
+
+_children: list[Child] = []
+
+
+class Child:
+    """A child process with its output in LOG_DIR/<name>.log."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _children.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(f"    | {line}" for line in text[-lines:])
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise BenchError(
+                f"{self.name} exited with code {self.proc.returncode}; log {self.log_path}:\n{self.log_tail()}"
+            )
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self in _children:
+            _children.remove(self)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for child in list(_children):
+        if child.alive():
+            child.proc.kill()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The bench's environment without anything that would point a child elsewhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_") and k != "DATABASE_URL"}
+    env.update(extra)
+    return env
+
+
+def remove_logs() -> None:
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
+
+
+# --- Postgres ------------------------------------------------------------------------------------
+
+
+class Postgres:
+    """The server the scenarios create their databases on: DATABASE_URL's, or an embedded one."""
+
+    def __init__(self, admin_dsn: str, embedded: bool, started_here: bool) -> None:
+        self.admin_dsn = admin_dsn
+        self.embedded = embedded
+        self.started_here = started_here
+
+    @classmethod
+    def start(cls) -> Postgres:
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            return cls(url, embedded=False, started_here=False)
+        from durable.store import embedded
+
+        started = embedded.ensure_running(EMBEDDED_DIR, EMBEDDED_PORT)
+        return cls(f"postgresql://postgres@127.0.0.1:{EMBEDDED_PORT}/postgres", True, started)
+
+    def stop(self) -> None:
+        if self.started_here:
+            from durable.store import embedded
+
+            embedded.stop(EMBEDDED_DIR)
+
+    def dsn(self, database: str) -> str:
+        parts = urlsplit(self.admin_dsn)
+        return urlunsplit(parts._replace(path="/" + database))
+
+    async def create_database(self, name: str) -> str:
+        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return self.dsn(name)
+
+    async def drop_database(self, name: str) -> None:
+        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    async def describe(self) -> dict[str, str]:
+        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
+        try:
+            info = {"version": await conn.fetchval("SHOW server_version")}
+            for setting in ("fsync", "synchronous_commit", "shared_buffers", "max_connections"):
+                info[setting] = await conn.fetchval(f"SHOW {setting}")
+        finally:
+            await conn.close()
+        return info
+
+
+# --- the app process alone -----------------------------------------------------------------------
+
+
+async def start_app(name: str, signing_key: str) -> tuple[Child, str]:
+    """Start bench/benchapp.py under uvicorn; return it and its URL once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/durable"
+    child = Child(
+        name,
+        [PYTHON, str(REPO / "bench" / "benchapp.py"), str(port)],
+        child_env(BENCH_SIGNING_KEY=signing_key),
+    )
+    async with aiohttp.ClientSession() as http:
+
+        async def answers() -> bool:
+            child.check_alive()
+            try:
+                async with http.get(url) as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(answers, f"the app at {url}", timeout=30)
+    return child, url
+
+
+# --- one engine + app pair on a fresh database ---------------------------------------------------
+
+
+class Stack:
+    """A fresh database `bench_<name>`, an engine process on it, and an app process synced to it.
+
+    `async with Stack(pg, "x", workers=2) as stack:` starts everything; leaving stops the processes
+    and drops the database.
+    """
+
+    def __init__(self, pg: Postgres, name: str, workers: int = 2) -> None:
+        self.pg = pg
+        self.name = name
+        self.database = f"bench_{name}"
+        self.workers = workers
+        self.engine: Child | None = None
+        self.app: Child | None = None
+        self.db: asyncpg.Connection | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.base_url = ""
+        self.app_id = ""
+        self.signing_key = ""
+
+    async def __aenter__(self) -> Stack:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _start(self) -> None:
+        dsn = await self.pg.create_database(self.database)
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.engine = Child(
+            f"engine-{self.name}",
+            [PYTHON, "-m", "durable", "start"],
+            child_env(
+                DATABASE_URL=dsn,
+                PORT=str(port),
+                DURABLE_HOST="127.0.0.1",
+                DURABLE_WORKERS=str(self.workers),
+                DURABLE_DRAIN_TIMEOUT_MS="2000",
+            ),
+        )
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=60)
+        )
+        await wait_for(self._healthy, f"the engine's /healthz on {self.base_url}", timeout=60, every=0.1)
+        workspace = await self._admin_post("/api/apps", {"name": f"bench-{self.name}", "environment": "dev"})
+        self.app_id, self.signing_key = workspace["id"], workspace["signingKey"]
+        self.app, app_url = await start_app(f"app-{self.name}", self.signing_key)
+        client = durable_sdk.Client(self.base_url, self.app_id, self.signing_key, app_url)
+        await asyncio.to_thread(client.sync, FUNCTIONS)
+        self.db = await asyncpg.connect(dsn, timeout=10)
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+        for child in (self.app, self.engine):
+            if child is not None:
+                await asyncio.to_thread(child.stop)
+        await self.pg.drop_database(self.database)
+
+    def check_alive(self) -> None:
+        for child in (self.engine, self.app):
+            if child is not None:
+                child.check_alive()
+
+    async def _healthy(self) -> bool:
+        assert self.engine is not None and self.http is not None
+        self.engine.check_alive()
+        try:
+            async with self.http.get(self.base_url + "/healthz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async def _admin_post(self, path: str, payload: Any) -> Any:
+        assert self.http is not None
+        async with self.http.post(self.base_url + path, json=payload) as response:
+            if response.status != 200:
+                raise BenchError(f"POST {path}: {response.status} {await response.text()}")
+            return await response.json()
+
+    async def send(self, events: list[dict[str, Any]]) -> list[str]:
+        """Send events (at most 1000) as the SDK does, signed; return their ids."""
+        assert self.http is not None
+        body = orjson.dumps(events)
+        headers = {
+            "content-type": "application/json",
+            "x-durable-app": self.app_id,
+            "x-durable-signature": durable_sdk.sign(body, self.signing_key),
+        }
+        async with self.http.post(self.base_url + "/e", data=body, headers=headers) as response:
+            if response.status != 200:
+                raise BenchError(f"POST /e: {response.status} {await response.text()}")
+            return list(orjson.loads(await response.read())["ids"])
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        assert self.http is not None
+        async with self.http.get(f"{self.base_url}/api/runs/{run_id}") as response:
+            if response.status != 200:
+                raise BenchError(f"GET /api/runs/{run_id}: {response.status} {await response.text()}")
+            return orjson.loads(await response.read())  # type: ignore[no-any-return]
+
+    async def count_runs(self) -> dict[str, int]:
+        """Runs by status, plus `waiting` (active runs parked in a wait)."""
+        assert self.db is not None
+        row = await self.db.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'completed') AS completed,"
+            " count(*) FILTER (WHERE status = 'failed') AS failed,"
+            " count(*) FILTER (WHERE activity = 'waiting') AS waiting,"
+            " count(*) AS total FROM runs"
+        )
+        return dict(row)
+
+    async def wait_counts(self, what: str, done: Callable[[dict[str, int]], bool], timeout: float) -> None:
+        """Poll `count_runs` every 50 ms until `done(counts)`; fail fast on failed runs or a dead child."""
+        counts: dict[str, int] = {}
+
+        async def check() -> bool:
+            nonlocal counts
+            self.check_alive()
+            counts = await self.count_runs()
+            if counts["failed"]:
+                raise BenchError(f"{counts['failed']} run(s) failed while waiting for {what}: {counts}")
+            return done(counts)
+
+        try:
+            await wait_for(check, what, timeout)
+        except BenchError as exc:
+            raise BenchError(f"{exc} (last counts {counts})") from None

@@ -1,0 +1,296 @@
+"""The measurements. Each function prints its lines and returns its figures for the summary table."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import psutil
+
+from benchapp import NEVER_EVENT, PARK_EVENT, THREE_STEPS_EVENT
+from harness import BenchError, Child, Postgres, Stack, start_app
+
+STEPS_PER_RUN = 3
+WARM_UP_RUNS = 10
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def seconds_between(a: str, b: str) -> float:
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def three_step_events(n: int, tag: str) -> list[dict[str, Any]]:
+    return [{"name": THREE_STEPS_EVENT, "data": {"tag": tag, "i": i}} for i in range(n)]
+
+
+async def send_all(stack: Stack, events: list[dict[str, Any]], batch: int) -> None:
+    for start in range(0, len(events), batch):
+        await stack.send(events[start : start + batch])
+
+
+async def warm_up(stack: Stack) -> None:
+    """A few runs first, so connections, caches and imports are warm before anything is timed."""
+    await stack.send(three_step_events(WARM_UP_RUNS, "warm-up"))
+    await stack.wait_counts("the warm-up runs", lambda c: c["completed"] >= WARM_UP_RUNS, timeout=60)
+
+
+# --- references ----------------------------------------------------------------------------------
+
+
+async def reference_http(requests: int, concurrency: int) -> float:
+    """No-op POSTs per second from an aiohttp client to the bench app (unsigned, so it answers 401)."""
+    app, url = await start_app(f"app-reference-c{concurrency}", "reference-key")
+    try:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            remaining = requests
+
+            async def client() -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    async with http.post(url, data=b"{}") as response:
+                        await response.read()
+                        if response.status != 401:
+                            raise BenchError(f"the app answered {response.status} to an unsigned POST")
+
+            for _ in range(50):  # warm the connections
+                async with http.post(url, data=b"{}") as response:
+                    await response.read()
+            start = time.perf_counter()
+            await asyncio.wait_for(asyncio.gather(*(client() for _ in range(concurrency))), 120)
+            return requests / (time.perf_counter() - start)
+    finally:
+        await asyncio.to_thread(app.stop)
+
+
+async def reference_postgres(pg: Postgres, statements: int) -> tuple[float, float]:
+    """On one connection: `SELECT 1` per second, and one-row INSERT + COMMIT per second."""
+    dsn = await pg.create_database("bench_reference")
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, v int NOT NULL)")
+            for _ in range(100):
+                await conn.fetchval("SELECT 1")
+            start = time.perf_counter()
+            for _ in range(statements):
+                await conn.fetchval("SELECT 1")
+            selects = statements / (time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(statements):
+                await conn.execute("INSERT INTO t (v) VALUES ($1)", i)  # autocommit: one commit each
+            inserts = statements / (time.perf_counter() - start)
+        finally:
+            await conn.close()
+    finally:
+        await pg.drop_database("bench_reference")
+    return selects, inserts
+
+
+async def references(pg: Postgres, quick: bool) -> dict[str, float]:
+    figures = {
+        "http_c1": await reference_http(500 if quick else 1000, 1),
+        "http_c32": await reference_http(1000 if quick else 2000, 32),
+    }
+    figures["select"], figures["commit"] = await reference_postgres(pg, 1000 if quick else 2000)
+    print(
+        f"reference: aiohttp no-op POST to the uvicorn app: {figures['http_c1']:,.0f} req/s at concurrency 1,"
+        f" {figures['http_c32']:,.0f} req/s at concurrency 32"
+    )
+    print(
+        f"reference: one asyncpg connection: {figures['select']:,.0f} SELECT 1/s,"
+        f" {figures['commit']:,.0f} one-row INSERT+COMMIT/s"
+    )
+    return figures
+
+
+# --- 1. throughput -------------------------------------------------------------------------------
+
+
+async def throughput(pg: Postgres, runs: int, workers: int, batch: int = 500) -> dict[str, float]:
+    """Send `runs` events in batches as fast as possible; time from the first send to the last run's end."""
+    async with Stack(pg, f"throughput_w{workers}", workers) as stack:
+        await warm_up(stack)
+        target = WARM_UP_RUNS + runs
+        first_send = time.time()
+        await send_all(stack, three_step_events(runs, "throughput"), batch)
+        sent = time.time()
+        await stack.wait_counts(
+            f"{runs} runs to complete", lambda c: c["completed"] >= target, timeout=max(120, runs / 20)
+        )
+        assert stack.db is not None
+        last_end = await stack.db.fetchval(
+            "SELECT extract(epoch FROM max(ended_at)) FROM runs WHERE event->'data'->>'tag' = 'throughput'"
+        )
+    wall = float(last_end) - first_send
+    rate = runs / wall
+    print(
+        f"throughput: {runs} runs in {wall:.2f} s = {rate:,.0f} runs/s = {rate * STEPS_PER_RUN:,.0f} steps/s"
+        f" (workers={workers}; sending took {sent - first_send:.2f} s = {runs / (sent - first_send):,.0f} events/s)"
+    )
+    return {"workers": workers, "runs": runs, "seconds": wall, "runs_per_s": rate}
+
+
+# --- 2. latency ----------------------------------------------------------------------------------
+
+
+async def one_run(stack: Stack, tag: str, timeout: float = 10.0) -> tuple[float, str]:
+    """Send one event, poll its run until completed; return (seconds, run id)."""
+    assert stack.db is not None
+    start = time.perf_counter()
+    [event_id] = await stack.send([{"name": THREE_STEPS_EVENT, "data": {"tag": tag}}])
+    while True:
+        row = await stack.db.fetchrow(
+            "SELECT id, status FROM runs WHERE app_id = $1 AND event_id = $2", stack.app_id, event_id
+        )
+        elapsed = time.perf_counter() - start
+        if row is not None and row["status"] == "completed":
+            return elapsed, row["id"]
+        if row is not None and row["status"] != "active":
+            raise BenchError(f"run {row['id']} ended {row['status']}")
+        if elapsed > timeout:
+            stack.check_alive()
+            raise BenchError(f"run of event {event_id} not completed after {timeout:.0f} s")
+        await asyncio.sleep(0.0005)
+
+
+async def latency(pg: Postgres, runs: int, workers: int = 2) -> dict[str, float]:
+    async with Stack(pg, "latency", workers) as stack:
+        for _ in range(WARM_UP_RUNS):
+            await one_run(stack, "warm-up")
+        observed, run_ids = [], []
+        for _ in range(runs):
+            seconds, run_id = await one_run(stack, "latency")
+            observed.append(seconds * 1000)
+            run_ids.append(run_id)
+        views = [await stack.get_run(run_id) for run_id in run_ids]
+
+    engine_ms, app_per_step, queued_per_step, engine_per_step = [], [], [], []
+    for view in views:
+        steps = [s for s in view["steps"] if s["type"] == "run"]
+        if len(steps) != STEPS_PER_RUN:
+            raise BenchError(f"run {view['id']} has {len(steps)} run steps, expected {STEPS_PER_RUN}")
+        total = seconds_between(view["createdAt"], view["endedAt"]) * 1000
+        app = [seconds_between(s["startedAt"], s["endedAt"]) * 1000 for s in steps]
+        engine_ms.append(total)
+        app_per_step.extend(app)
+        queued_per_step.extend(s["queuedMs"] for s in steps)
+        engine_per_step.append((total - sum(app)) / STEPS_PER_RUN)
+
+    def ps(values: list[float]) -> str:
+        return "/".join(f"{percentile(values, p):.1f}" for p in (50, 90, 99))
+
+    figures = {
+        "p50": percentile(observed, 50),
+        "p90": percentile(observed, 90),
+        "p99": percentile(observed, 99),
+        "engine_p50": percentile(engine_ms, 50),
+        "app_step_p50": percentile(app_per_step, 50),
+        "engine_step_p50": percentile(engine_per_step, 50),
+        "queued_step_p50": statistics.median(queued_per_step),
+    }
+    print(f"latency: {runs} three-step runs one at a time, event sent -> completed seen: p50/p90/p99 {ps(observed)} ms")
+    print(f"latency: the same inside the engine, run created -> run ended: p50/p90/p99 {ps(engine_ms)} ms")
+    print(
+        f"latency: per step, p50: app round trip {figures['app_step_p50']:.2f} ms, engine"
+        f" {figures['engine_step_p50']:.2f} ms, of which queuedMs {figures['queued_step_p50']:.0f} ms"
+    )
+    print(
+        "  (app round trip = the step's invoke, POST sent -> answer received, as the engine timed it;"
+        " engine per step = (run created -> ended - the 3 steps' app round trips) / 3: claiming,"
+        " the commits, and the 4th invoke that returns the result, spread over the 3 steps;"
+        " queuedMs = the engine's own integer count of time before a step's invoke.)"
+    )
+    print(
+        "  (the observed figure adds the POST /e round trip and up to ~1 ms of SQL polling;"
+        " the bench's polling competes with the engine for the same cores.)"
+    )
+    return figures
+
+
+# --- 3. parked runs ------------------------------------------------------------------------------
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time of a process and its descendants that are alive now."""
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def postgres_backends(stack: Stack) -> list[psutil.Process]:
+    """The server processes serving the bench database (the engine's and the bench's connections)."""
+    assert stack.db is not None
+    pids = await stack.db.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    found = []
+    for row in pids:
+        try:
+            found.append(psutil.Process(row["pid"]))
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+async def parked(pg: Postgres, runs: int, window: float, workers: int = 2) -> dict[str, float]:
+    async with Stack(pg, "parked", workers) as stack:
+        start = time.perf_counter()
+        await send_all(stack, [{"name": PARK_EVENT, "data": {"i": i}} for i in range(runs)], 1000)
+        await stack.wait_counts(
+            f"{runs} runs to be waiting", lambda c: c["waiting"] >= runs, timeout=max(120, runs / 20)
+        )
+        parked_s = time.perf_counter() - start
+        assert isinstance(stack.engine, Child) and isinstance(stack.app, Child)
+        engine, app = psutil.Process(stack.engine.pid), psutil.Process(stack.app.pid)
+        backends = await postgres_backends(stack)
+        rss_start = engine.memory_info().rss / 2**20
+        before = (cpu_seconds(engine), cpu_seconds(app), sum(cpu_seconds(p) for p in backends))
+        psutil.cpu_percent()  # starts the machine-wide measurement
+        window_start = time.perf_counter()
+        await asyncio.sleep(window)
+        elapsed = time.perf_counter() - window_start
+        machine = psutil.cpu_percent() * (psutil.cpu_count() or 1)
+        after = (cpu_seconds(engine), cpu_seconds(app), sum(cpu_seconds(p) for p in backends))
+        rss_end = engine.memory_info().rss / 2**20
+        stack.check_alive()
+        engine_cpu, app_cpu, pg_cpu = ((b - a) / elapsed * 100 for a, b in zip(before, after))
+
+        wake_start = time.perf_counter()
+        await stack.send([{"name": NEVER_EVENT, "data": {}}])
+        await stack.wait_counts(
+            f"{runs} parked runs to complete after the event", lambda c: c["completed"] >= runs,
+            timeout=max(120, runs / 20),
+        )
+        wake_s = time.perf_counter() - wake_start
+
+    print(f"parked: {runs} runs waiting for an event after {parked_s:.1f} s ({runs / parked_s:,.0f} runs/s parked)")
+    print(
+        f"parked: over {elapsed:.0f} s idle, engine {engine_cpu:.1f} % of one core, RSS {rss_start:.0f} MiB at"
+        f" start, {rss_end:.0f} MiB at end (app {app_cpu:.1f} %, Postgres backends of the bench database"
+        f" {pg_cpu:.1f} %, whole machine {machine:.1f} %)"
+    )
+    print(f"parked: one event woke all {runs} runs, all completed in {wake_s:.2f} s = {runs / wake_s:,.0f} runs/s")
+    return {
+        "runs": runs,
+        "window": elapsed,
+        "cpu": engine_cpu,
+        "rss_start": rss_start,
+        "rss_end": rss_end,
+        "wake_per_s": runs / wake_s,
+    }
