@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-import durable_sdk
+try:
+    import durable_sdk
+except ImportError:  # not installed (`make install` does): use the SDK from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdks" / "python"))
+    import durable_sdk
 
 THREE_STEPS_EVENT = "bench.three"
 PARK_EVENT = "bench.park"

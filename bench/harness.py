@@ -24,10 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
-import durable_sdk
 import orjson
 
-from benchapp import FUNCTIONS
+from benchapp import FUNCTIONS, durable_sdk  # benchapp finds the SDK in this checkout if not installed
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

@@ -35,6 +35,7 @@ def _scrub_environment() -> str | None:
     return database_url
 
 
+_TEST_PG_PORT = os.environ.get("DURABLE_TEST_PG_PORT")
 _DATABASE_URL = _scrub_environment()
 
 
@@ -58,7 +59,8 @@ def pg_server() -> Iterator[str]:
     from durable.store import embedded
 
     pgdata = ROOT / ".durable-test-pg"
-    port = int(os.environ.get("DURABLE_TEST_PG_PORT", "5439"))
+    # Reuse a test Postgres left running on this data directory; otherwise any free port.
+    port = embedded.running_port(pgdata) or int(_TEST_PG_PORT or free_port())
     started = embedded.ensure_running(pgdata, port)
     yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     if started:

@@ -182,3 +182,41 @@ def test_an_acknowledged_event_survives_a_kill_right_after(dsn: str, tmp_path: P
     finally:
         first.stop()
     assert outputs == list(range(50))
+
+
+def test_migrate_applies_and_exits(pg_server: str, tmp_path: Path) -> None:
+    import asyncio
+    import uuid
+
+    from tests.conftest import with_database
+
+    name = f"durable_mig_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+        env["DATABASE_URL"] = with_database(pg_server, name)
+        for _ in range(2):  # idempotent
+            result = subprocess.run([sys.executable, "-m", "durable", "migrate"], env=env, capture_output=True,
+                                    text=True, timeout=60, cwd=ROOT)
+            assert result.returncode == 0, result.stderr
+            assert "migrations applied" in result.stdout
+
+        async def tables() -> set[str]:
+            conn = await asyncpg.connect(with_database(pg_server, name))
+            try:
+                rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            finally:
+                await conn.close()
+            return {r["tablename"] for r in rows}
+
+        assert {"apps", "events", "runs", "steps", "jobs", "waits", "durable_migrations"} <= asyncio.run(tables())
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -33,3 +33,27 @@ async def test_three_steps_complete_with_n_plus_one_invokes(engine: Engine) -> N
     assert all(s["type"] == "run" and s["status"] == "completed" and s["attempts"] == 1 for s in run["steps"])
     assert calls == ["a", "b", "c"]  # each step executed exactly once
     assert len(invokes) == 4  # N + 1 invokes for N steps
+
+
+async def test_metrics_count_invokes_and_events(engine: Engine) -> None:
+    @durable_sdk.function(id="one", trigger={"event": "one"})
+    async def one(event, step):  # type: ignore[no-untyped-def]
+        return await step.run("only", lambda: 1)
+
+    def sample(text: str, name: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = (await engine.api.get("/metrics")).text
+    ws = await engine.workspace()
+    with AppServer([one], ws.signing_key) as app:
+        await engine.sync(ws, app.url, [one])
+        await engine.start_workers()
+        await engine.send(ws, "one")
+        await engine.wait_runs(ws, 1)
+    after = (await engine.api.get("/metrics")).text
+    assert sample(after, "durable_events_ingested_total") - sample(before, "durable_events_ingested_total") == 1
+    ok = 'durable_invokes_total{outcome="ok"}'
+    assert sample(after, ok) - sample(before, ok) == 2

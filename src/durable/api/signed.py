@@ -20,6 +20,7 @@ from durable.engine import apps
 from durable.engine.apps import App
 from durable.engine.ingest import ingest
 from durable.errors import ApiError, NotFound, Unauthorized
+from durable.metrics import EVENTS_INGESTED
 from durable.api.http import error_body, read_body
 
 router = APIRouter()
@@ -91,6 +92,7 @@ async def _handle(request: Request, action: Any) -> Response:
 async def _send(request: Request, app: App, payload: object) -> dict[str, Any]:
     events, _ = parse_events(payload)
     ids = await ingest(request.app.state.db, app.id, events)
+    EVENTS_INGESTED.inc(len(events))
     request.app.state.on_ingest()
     return {"ids": ids}
 

@@ -28,15 +28,17 @@ def _port_open(port: int) -> bool:
 
 
 def _postmaster_alive(pgdata: Path) -> bool:
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return False
+    return running_port(pgdata) is not None
+
+
+def running_port(pgdata: Path) -> int | None:
+    """The port of the Postgres running on `pgdata` (from postmaster.pid), or None if none runs."""
     try:
-        pid = int(pid_file.read_text().split("\n", 1)[0])
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError, PermissionError):
-        return False
-    return True
+        lines = (pgdata / "postmaster.pid").read_text().split("\n")
+        os.kill(int(lines[0]), 0)
+        return int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def ensure_running(pgdata: Path, port: int) -> bool:

@@ -17,6 +17,7 @@ import asyncpg
 
 from durable.engine.execution import Claim, Executor, Outcome, Timing, utcnow
 from durable.errors import InvokeError
+from durable.metrics import INVOKE_SECONDS, INVOKES, RUNS_ENDED
 from durable.worker.invoke import Invoker
 
 log = logging.getLogger("durable.worker")
@@ -108,9 +109,20 @@ class WorkerLoop:
                 op = await self.invoker.invoke(claim.url, claim.invoke_body(), claim.signing_key)
             except InvokeError as exc:
                 timing = Timing(started, utcnow())
-                await self.executor.attempt_failed(claim, exc.message, timing, step_id=None, retryable=True)
+                INVOKES.labels("error").inc()
+                INVOKE_SECONDS.observe(timing.app_ms / 1000)
+                outcome = await self.executor.attempt_failed(
+                    claim, exc.message, timing, step_id=None, retryable=True
+                )
+                if outcome is Outcome.ENDED:
+                    RUNS_ENDED.labels("failed").inc()
                 return
-            outcome = await self.executor.apply(claim, op, Timing(started, utcnow()))
+            timing = Timing(started, utcnow())
+            INVOKES.labels("ok").inc()
+            INVOKE_SECONDS.observe(timing.app_ms / 1000)
+            outcome = await self.executor.apply(claim, op, timing)
+            if outcome is Outcome.ENDED:
+                RUNS_ENDED.labels("completed" if op["op"] == "done" else "failed").inc()
             if outcome is not Outcome.CONTINUE:
                 if outcome is not Outcome.LOST:
                     self.wakeup.set()  # a slot or a timer changed: let the loop look again
