@@ -18,8 +18,14 @@ install: $(STAMP) ## create .venv and install the engine, the Python SDK and the
 run: $(STAMP) ## start the engine on the embedded Postgres (DATABASE_URL switches to another)
 	$(VENV)/bin/durable start
 
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check src tests sdks/python examples/python bench
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
 .PHONY: test
-test: $(STAMP) ## run every suite (engine unit/integration/e2e, SDKs)
+test: lint ## run every suite (lint, engine unit/integration/e2e, SDKs)
 	$(PY) -m pytest -q -m "not slow" tests sdks/python/tests
 
 .PHONY: test-all

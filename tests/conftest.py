@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,11 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "sdks" / "python"))
+from durable.store.db import Database
+from durable.store.migrate import migrate
 
-from durable.store.db import Database  # noqa: E402
-from durable.store.migrate import migrate  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = "durable_test_template"
 

@@ -15,12 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import durable_sdk
 import httpx
 import orjson
 import uvicorn
 
-import durable_sdk
-from durable.api.app import create_app
 from durable.config import Settings
 from durable.core.signing import sign
 from durable.engine.execution import Executor
@@ -130,7 +129,9 @@ class Engine:
 
     async def start_workers(self, count: int = 1, capacity: int = 32) -> None:
         invoker = Invoker(timeout_ms=self.settings.lease_ms - 200)
-        executor = Executor(self.db, lease_ms=self.settings.lease_ms, default_max_attempts=self.settings.max_attempts)
+        executor = Executor(
+            self.db, lease_ms=self.settings.lease_ms, default_max_attempts=self.settings.max_attempts
+        )
         for i in range(count):
             loop = WorkerLoop(executor, invoker, self.wakeup, name=f"test:{i}", capacity=capacity)
             self.loops.append(loop)
@@ -199,7 +200,9 @@ class Engine:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.02)
 
-    async def wait_runs(self, ws: Workspace, count: int, *, status: str = "completed", timeout: float = 15.0) -> list[dict[str, Any]]:
+    async def wait_runs(
+        self, ws: Workspace, count: int, *, status: str = "completed", timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
         async def ready() -> list[dict[str, Any]] | None:
             runs = await self.runs(ws, status=status)
             return runs if len(runs) >= count else None

@@ -7,9 +7,9 @@ and what it accepts; the CLI prints that line and exits 2.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from durable.errors import ConfigError
 
@@ -80,7 +80,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("DURABLE_ADMIN_TOKEN is invalid: expected at least 8 characters")
     environment = env.get("DURABLE_ENV", "dev") or "dev"
     if environment not in ENVIRONMENTS:
-        raise ConfigError(f"DURABLE_ENV={environment!r} is invalid: expected one of {', '.join(ENVIRONMENTS)}")
+        raise ConfigError(
+            f"DURABLE_ENV={environment!r} is invalid: expected one of {', '.join(ENVIRONMENTS)}"
+        )
     pg_dir_raw = env.get("DURABLE_PG_DIR") or "~/.durable/pgdata"
     return Settings(
         port=_int(env, "PORT", 3030, 1, 65535),

@@ -12,13 +12,12 @@ import logging
 import os
 import signal
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
 from durable import __version__
-
 from durable.api.app import create_app
 from durable.config import Settings
 from durable.engine.execution import Executor
@@ -67,7 +66,9 @@ class Runtime:
         if self.signals > 1:
             log.warning("second signal: exiting now")
             os._exit(1)
-        log.info("draining (up to %d ms); send the signal again to exit at once", self.settings.drain_timeout_ms)
+        log.info(
+            "draining (up to %d ms); send the signal again to exit at once", self.settings.drain_timeout_ms
+        )
         self.stop.set()
 
     async def run(self) -> int:

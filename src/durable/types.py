@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any, Literal, TypedDict, Union
+from enum import StrEnum
+from typing import Any, Literal, TypedDict
 
 JSON = Any
 """Any value that round-trips through JSON."""
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
-class RunActivity(str, Enum):
+class RunActivity(StrEnum):
     """What an active run is doing; null once the run has ended."""
 
     EXECUTING = "executing"  # claimed by a worker, an invoke is in flight
@@ -67,4 +67,4 @@ class ErrorOp(TypedDict):
     retryable: bool
 
 
-Op = Union[StepOp, SleepOp, WaitOp, DoneOp, ErrorOp]
+Op = StepOp | SleepOp | WaitOp | DoneOp | ErrorOp

@@ -27,7 +27,11 @@ class Proc:
         full_env.update(env)
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "durable", command], env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+            [sys.executable, "-m", "durable", command],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
     @property

@@ -6,10 +6,10 @@ import threading
 import time
 from pathlib import Path
 
+import durable_sdk
 import httpx
 import orjson
 
-import durable_sdk
 from durable.core.signing import sign
 from tests.e2e.procs import Proc, engine_env
 from tests.harness import AppServer
@@ -22,14 +22,20 @@ def _provision(base: str, name: str = "shop") -> tuple[str, str]:
 
 def _signed(base: str, app_id: str, key: str, path: str, payload: object) -> httpx.Response:
     raw = orjson.dumps(payload)
-    headers = {"content-type": "application/json", "x-durable-app": app_id, "x-durable-signature": sign(raw, key)}
+    headers = {
+        "content-type": "application/json",
+        "x-durable-app": app_id,
+        "x-durable-signature": sign(raw, key),
+    }
     return httpx.post(f"{base}{path}", content=raw, headers=headers, timeout=30)
 
 
 def _wait_completed(base: str, app_id: str, count: int, timeout: float) -> list[dict[str, object]]:
     deadline = time.monotonic() + timeout
     while True:
-        items = httpx.get(f"{base}/api/apps/{app_id}/runs", params={"status": "completed", "limit": 500}).json()["items"]
+        items = httpx.get(
+            f"{base}/api/apps/{app_id}/runs", params={"status": "completed", "limit": 500}
+        ).json()["items"]
         if len(items) >= count:
             return list(items)
         if time.monotonic() > deadline:
@@ -65,7 +71,12 @@ def test_kill_9_mid_invoke_loses_nothing_and_repeats_no_stored_step(dsn: str, tm
         base = f"http://127.0.0.1:{first.port}"
         app_id, key = _provision(base)
         with AppServer([crashy], key) as app:
-            assert _signed(base, app_id, key, "/fn/sync", {"url": app.url, "functions": [crashy.wire]}).status_code == 200
+            assert (
+                _signed(
+                    base, app_id, key, "/fn/sync", {"url": app.url, "functions": [crashy.wire]}
+                ).status_code
+                == 200
+            )
             assert _signed(base, app_id, key, "/e", {"name": "go"}).status_code == 200
             assert in_b.wait(20), first.log()
             first.kill9()  # mid-invoke of step b, holding the run's lease

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import durable_sdk
 import httpx
 
-import durable_sdk
 from tests.e2e.procs import ROOT, Proc, engine_env
 from tests.e2e.test_crash_recovery import _provision, _wait_completed
 from tests.harness import free_port
@@ -26,10 +26,21 @@ def test_example_app_onboarding_and_approval(dsn: str, tmp_path: Path) -> None:
         app_id, key = _provision(base, "demo")
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-        env.update({"DURABLE_URL": base, "DURABLE_APP_ID": app_id, "DURABLE_SIGNING_KEY": key, "PORT": str(port),
-                    "PYTHONPATH": str(ROOT / "sdks" / "python")})
-        app_proc = subprocess.Popen([sys.executable, str(ROOT / "examples/python/app.py")], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
+        env.update(
+            {
+                "DURABLE_URL": base,
+                "DURABLE_APP_ID": app_id,
+                "DURABLE_SIGNING_KEY": key,
+                "PORT": str(port),
+                "PYTHONPATH": str(ROOT / "sdks" / "python"),
+            }
+        )
+        app_proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples/python/app.py")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while "synced" not in (tmp_path / "app.log").read_text():
             assert time.monotonic() < deadline, (tmp_path / "app.log").read_text()

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import asyncpg
+import durable_sdk
 import httpx
 import pytest
 
-import durable_sdk
 from tests.e2e.procs import ROOT, Proc, engine_env
 from tests.e2e.test_crash_recovery import _provision, _signed, _wait_completed
 from tests.harness import AppServer, free_port
@@ -22,15 +22,28 @@ from tests.harness import AppServer, free_port
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "abc"), ("PORT", "70000"), ("DURABLE_WORKERS", "-1"), ("DURABLE_LEASE_MS", "fast"),
-     ("DURABLE_MAX_ATTEMPTS", "0"), ("DURABLE_DRAIN_TIMEOUT_MS", "1.5"), ("DURABLE_PG_PORT", "x"),
-     ("DATABASE_URL", "mysql://nope"), ("DURABLE_ENV", "staging")],
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("DURABLE_WORKERS", "-1"),
+        ("DURABLE_LEASE_MS", "fast"),
+        ("DURABLE_MAX_ATTEMPTS", "0"),
+        ("DURABLE_DRAIN_TIMEOUT_MS", "1.5"),
+        ("DURABLE_PG_PORT", "x"),
+        ("DATABASE_URL", "mysql://nope"),
+        ("DURABLE_ENV", "staging"),
+    ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line(name: str, value: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_") and k != "DATABASE_URL"}
     env[name] = value
     result = subprocess.run(
-        [sys.executable, "-m", "durable", "start"], env=env, capture_output=True, text=True, timeout=30, cwd=ROOT
+        [sys.executable, "-m", "durable", "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -45,7 +58,11 @@ def _port_open(port: int) -> bool:
 
 def test_start_runs_the_embedded_postgres_and_a_worker_attaches(tmp_path: Path) -> None:
     pg_port = free_port()
-    env = {"DURABLE_PG_DIR": str(tmp_path / "pgdata"), "DURABLE_PG_PORT": str(pg_port), "PORT": str(free_port())}
+    env = {
+        "DURABLE_PG_DIR": str(tmp_path / "pgdata"),
+        "DURABLE_PG_PORT": str(pg_port),
+        "PORT": str(free_port()),
+    }
     engine = Proc("start", env, tmp_path, "engine")
     worker: Proc | None = None
     try:
@@ -79,7 +96,12 @@ def test_worker_without_a_database_says_what_to_do(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_") and k != "DATABASE_URL"}
     env["DURABLE_PG_PORT"] = str(free_port())
     result = subprocess.run(
-        [sys.executable, "-m", "durable", "worker"], env=env, capture_output=True, text=True, timeout=30, cwd=ROOT
+        [sys.executable, "-m", "durable", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
     )
     assert result.returncode != 0 and "durable start" in result.stderr
 
@@ -204,8 +226,14 @@ def test_migrate_applies_and_exits(pg_server: str, tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
         env["DATABASE_URL"] = with_database(pg_server, name)
         for _ in range(2):  # idempotent
-            result = subprocess.run([sys.executable, "-m", "durable", "migrate"], env=env, capture_output=True,
-                                    text=True, timeout=60, cwd=ROOT)
+            result = subprocess.run(
+                [sys.executable, "-m", "durable", "migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+            )
             assert result.returncode == 0, result.stderr
             assert "migrations applied" in result.stdout
 
@@ -217,6 +245,8 @@ def test_migrate_applies_and_exits(pg_server: str, tmp_path: Path) -> None:
                 await conn.close()
             return {r["tablename"] for r in rows}
 
-        assert {"apps", "events", "runs", "steps", "jobs", "waits", "durable_migrations"} <= asyncio.run(tables())
+        assert {"apps", "events", "runs", "steps", "jobs", "waits", "durable_migrations"} <= asyncio.run(
+            tables()
+        )
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

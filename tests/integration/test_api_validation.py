@@ -35,15 +35,35 @@ GOOD_FUNCTION = {"id": "fn", "trigger": {"event": "e"}}
         ("/e", b'[{"name": "ok"}, {"name": ""}]', "events[1].name"),
         ("/e", b"[]", ""),
         ("/e", b'"just a string"', ""),
-        ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, '
-         b'"throttle": {"limit": 1, "period": "soon"}}]}', "throttle.period"),
-        ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"cron": "61 * * * *"}}]}', "cron"),
+        (
+            "/fn/sync",
+            b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, '
+            b'"throttle": {"limit": 1, "period": "soon"}}]}',
+            "throttle.period",
+        ),
+        (
+            "/fn/sync",
+            b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"cron": "61 * * * *"}}]}',
+            "cron",
+        ),
         ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "f", "trigger": {}}]}', "trigger"),
-        ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, "retries": -1}]}', "retries"),
-        ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, "color": 1}]}', "color"),
+        (
+            "/fn/sync",
+            b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, "retries": -1}]}',
+            "retries",
+        ),
+        (
+            "/fn/sync",
+            b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, "color": 1}]}',
+            "color",
+        ),
         ("/fn/sync", b'{"url": "not a url", "functions": []}', "url"),
-        ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "a", "trigger": {"event": "e"}}, '
-         b'{"id": "a", "trigger": {"event": "e"}}]}', "a"),
+        (
+            "/fn/sync",
+            b'{"url": "http://x", "functions": [{"id": "a", "trigger": {"event": "e"}}, '
+            b'{"id": "a", "trigger": {"event": "e"}}]}',
+            "a",
+        ),
     ],
 )
 async def test_bad_bodies_are_refused_with_the_field_named(
@@ -62,7 +82,9 @@ async def test_bad_bodies_are_refused_with_the_field_named(
 
 async def test_a_failed_sync_keeps_the_previous_function_set(engine: Engine) -> None:
     ws = await engine.workspace()
-    await engine.sync(ws, "http://127.0.0.1:9/app", [GOOD_FUNCTION, {"id": "two", "trigger": {"event": "e2"}}])
+    await engine.sync(
+        ws, "http://127.0.0.1:9/app", [GOOD_FUNCTION, {"id": "two", "trigger": {"event": "e2"}}]
+    )
     bad = {"url": "http://127.0.0.1:9/app", "functions": [{"id": "only", "trigger": {"event": "e", "x": 1}}]}
     assert (await engine.signed(ws, "/fn/sync", bad)).status_code == 400
     listed = (await engine.api.get(f"/api/apps/{ws.id}/functions")).json()["items"]
@@ -111,8 +133,11 @@ async def test_oversized_bodies_get_413(engine: Engine) -> None:
 
 @pytest.mark.parametrize(
     ("payload", "needle"),
-    [({"name": "", "environment": "dev"}, "name"), ({"name": "x", "environment": "staging"}, "environment"),
-     ({"name": "x", "environment": "dev", "extra": 1}, "extra")],
+    [
+        ({"name": "", "environment": "dev"}, "name"),
+        ({"name": "x", "environment": "staging"}, "environment"),
+        ({"name": "x", "environment": "dev", "extra": 1}, "extra"),
+    ],
 )
 async def test_provisioning_validates(engine: Engine, payload: dict[str, object], needle: str) -> None:
     response = await engine.api.post("/api/apps", json=payload)
@@ -138,6 +163,14 @@ async def test_read_api_errors(engine: Engine) -> None:
     assert response.status_code == 400 and "limit" in response.json()["error"]
     assert (await engine.api.get("/healthz")).json()["ok"] is True
     spec = (await engine.api.get("/openapi.json")).json()
-    for path in ("/e", "/fn/sync", "/api/apps", "/api/apps/{app_id}/runs", "/api/runs/{run_id}",
-                 "/api/runs/{run_id}/cancel", "/api/runs/{run_id}/rerun", "/healthz"):
+    for path in (
+        "/e",
+        "/fn/sync",
+        "/api/apps",
+        "/api/apps/{app_id}/runs",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/cancel",
+        "/api/runs/{run_id}/rerun",
+        "/healthz",
+    ):
         assert path in spec["paths"], path

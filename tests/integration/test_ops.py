@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import durable_sdk
+
 from tests.harness import AppServer, Engine
 
 
@@ -66,7 +67,9 @@ async def test_wait_resumes_with_the_matching_event_only(engine: Engine) -> None
         await engine.send(ws, "other.event", {"orderId": "o1"})  # another name
         await asyncio.sleep(0.3)
         assert await waiting()
-        match_id = await engine.send(ws, "approval.received", {"orderId": "o1", "by": "bob"}, ts=1767225600000)
+        match_id = await engine.send(
+            ws, "approval.received", {"orderId": "o1", "by": "bob"}, ts=1767225600000
+        )
         [summary] = await engine.wait_runs(ws, 1)
     run = await engine.run(summary["id"])
     assert run["output"] == {"approved": True, "by": "bob"}

@@ -14,8 +14,11 @@ from tests.harness import Engine, Workspace, make_settings
 
 async def test_runs_paginate_with_a_cursor_and_filter(engine: Engine) -> None:
     ws = await engine.workspace()
-    await engine.sync(ws, "http://127.0.0.1:9/app", [{"id": "a", "trigger": {"event": "go"}},
-                                                   {"id": "b", "trigger": {"event": "go"}}])
+    await engine.sync(
+        ws,
+        "http://127.0.0.1:9/app",
+        [{"id": "a", "trigger": {"event": "go"}}, {"id": "b", "trigger": {"event": "go"}}],
+    )
     response = await engine.signed(ws, "/e", [{"name": "go", "data": {"i": i}} for i in range(30)])
     assert response.status_code == 200 and len(response.json()["ids"]) == 30
     seen: list[str] = []
@@ -67,7 +70,9 @@ async def test_admin_token_gates_the_api(guarded: httpx.AsyncClient) -> None:
 
 async def test_signed_routes_never_need_the_admin_token(guarded: httpx.AsyncClient, db: Database) -> None:
     created = await guarded.post(
-        "/api/apps", json={"name": "x", "environment": "dev"}, headers={"authorization": "Bearer s3cret-token"}
+        "/api/apps",
+        json={"name": "x", "environment": "dev"},
+        headers={"authorization": "Bearer s3cret-token"},
     )
     body = created.json()
     ws = Workspace(body["id"], body["signingKey"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import durable_sdk
+
 from tests.harness import AppServer, Engine
 
 
@@ -42,7 +43,7 @@ async def test_metrics_count_invokes_and_events(engine: Engine) -> None:
 
     def sample(text: str, name: str) -> float:
         for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if line.startswith((name + " ", name + "{")):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
@@ -54,6 +55,8 @@ async def test_metrics_count_invokes_and_events(engine: Engine) -> None:
         await engine.send(ws, "one")
         await engine.wait_runs(ws, 1)
     after = (await engine.api.get("/metrics")).text
-    assert sample(after, "durable_events_ingested_total") - sample(before, "durable_events_ingested_total") == 1
+    assert (
+        sample(after, "durable_events_ingested_total") - sample(before, "durable_events_ingested_total") == 1
+    )
     ok = 'durable_invokes_total{outcome="ok"}'
     assert sample(after, ok) - sample(before, ok) == 2

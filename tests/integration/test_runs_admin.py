@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 
 import durable_sdk
+
 from tests.harness import AppServer, Engine
 
 
@@ -99,7 +100,9 @@ async def test_an_event_id_seen_in_the_last_day_is_ignored(engine: Engine) -> No
         await engine.start_workers()
         first = await engine.send(ws, "pipe", id="evt-1")
         second = await engine.send(ws, "pipe", id="evt-1")
-        response = await engine.signed(ws, "/e", [{"name": "pipe", "id": "evt-2"}, {"name": "pipe", "id": "evt-2"}])
+        response = await engine.signed(
+            ws, "/e", [{"name": "pipe", "id": "evt-2"}, {"name": "pipe", "id": "evt-2"}]
+        )
         assert response.json() == {"ids": ["evt-2", "evt-2"]}
         await engine.wait_runs(ws, 2)
         await asyncio.sleep(0.2)

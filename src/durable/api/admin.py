@@ -86,7 +86,12 @@ async def create_app(request: Request) -> Response:
         raise InvalidInput(f"unknown field {unknown[0]!r} (expected name and environment)")
     row = await apps.provision(request.app.state.db, payload.get("name"), payload.get("environment"))
     return JSON(
-        {"id": row["id"], "name": row["name"], "environment": row["environment"], "signingKey": row["signing_key"]}
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "environment": row["environment"],
+            "signingKey": row["signing_key"],
+        }
     )
 
 
@@ -145,7 +150,7 @@ async def list_runs(
     request: Request,
     app_id: str,
     status: str | None = None,
-    functionId: str | None = None,  # noqa: N803 - the API's parameter name
+    functionId: str | None = None,
     activity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,

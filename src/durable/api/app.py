@@ -46,7 +46,9 @@ def create_app(db: Database, settings: Settings, on_ingest: Callable[[], None] |
             f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()
         )
         return Response(
-            orjson.dumps({"error": problems, "code": "bad_request"}), status_code=400, media_type="application/json"
+            orjson.dumps({"error": problems, "code": "bad_request"}),
+            status_code=400,
+            media_type="application/json",
         )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")

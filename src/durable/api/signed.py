@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from durable.api.http import error_body, read_body
 from durable.core.events import parse_events, parse_json
 from durable.core.options import parse_sync
 from durable.core.signing import sign, verify
@@ -21,7 +22,6 @@ from durable.engine.apps import App
 from durable.engine.ingest import ingest
 from durable.errors import ApiError, NotFound, Unauthorized
 from durable.metrics import EVENTS_INGESTED
-from durable.api.http import error_body, read_body
 
 router = APIRouter()
 
@@ -49,7 +49,10 @@ _SIGNED_HEADERS: list[dict[str, Any]] = [
 
 def _signed(body: bytes, key: str, status: int = 200) -> Response:
     return Response(
-        body, status_code=status, media_type="application/json", headers={"x-durable-signature": sign(body, key)}
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers={"x-durable-signature": sign(body, key)},
     )
 
 
@@ -117,7 +120,7 @@ async def _sync(request: Request, app: App, payload: object) -> dict[str, Any]:
                 }
             },
         },
-        "responses": {"200": {"description": "The events' ids, in order: `{\"ids\": [...]}`"}},
+        "responses": {"200": {"description": 'The events\' ids, in order: `{"ids": [...]}`'}},
     },
 )
 async def send_events(request: Request) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -73,7 +73,7 @@ def _ms_between(a: datetime, b: datetime) -> int:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Executor:
@@ -165,14 +165,14 @@ class Executor:
         return Outcome.CONTINUE
 
     async def _sleep(self, claim: Claim, op: SleepOp, timing: Timing) -> Outcome:
-        until = datetime.fromtimestamp(op["until_ms"] / 1000, timezone.utc)
+        until = datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
         row = await self.db.fetchrow(
             "step_park_sleep", claim.run_id, claim.token, op["id"], until, claim.attempt, timing.app_ms
         )
         return Outcome.LOST if row is None else Outcome.PARKED
 
     async def _wait(self, claim: Claim, op: WaitOp, timing: Timing) -> Outcome:
-        until = datetime.fromtimestamp(op["until_ms"] / 1000, timezone.utc)
+        until = datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
         async with self.db.transaction() as tx:
             await tx.execute("step_wait_lock", claim.app_id, op["event"])
             # An event that arrived after this invoke began resolves the wait at once.

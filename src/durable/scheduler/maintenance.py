@@ -25,5 +25,5 @@ async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
             log.warning("pruning event ids failed: %s", exc)
         try:
             await asyncio.wait_for(stop.wait(), PRUNE_EVERY_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

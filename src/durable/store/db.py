@@ -29,7 +29,7 @@ def queries() -> dict[str, str]:
         if not entry.name.endswith(".sql"):
             continue
         parts = _HEADER.split(entry.read_text(encoding="utf-8"))
-        for name, body in zip(parts[1::2], parts[2::2]):
+        for name, body in zip(parts[1::2], parts[2::2], strict=False):
             if name in found:
                 raise RuntimeError(f"query {name!r} is defined twice")
             found[name] = body.strip()

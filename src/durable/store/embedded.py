@@ -61,7 +61,7 @@ def ensure_running(pgdata: Path, port: int) -> bool:
 
     if not (pgdata / "PG_VERSION").exists():
         log.info("initialising embedded Postgres in %s", pgdata)
-        _commands.initdb(  # type: ignore[attr-defined]
+        _commands.initdb(
             ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
             pgdata=pgdata,
             **run_as,
@@ -77,7 +77,7 @@ def ensure_running(pgdata: Path, port: int) -> bool:
 
     socket_dir = pgdata
     options = f"-h 127.0.0.1 -p {port} -k {socket_dir} -c max_connections=200"
-    _commands.pg_ctl(  # type: ignore[attr-defined]
+    _commands.pg_ctl(
         ["-w", "-t", "60", "-o", options, "-l", str(pgdata / "postgres.log"), "start"],
         pgdata=pgdata,
         timeout=90,
@@ -92,7 +92,7 @@ def stop(pgdata: Path) -> None:
     _commands, _ = _wheel()
     run_as = {"user": SYSTEM_USER} if os.geteuid() == 0 else {}
     try:
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, timeout=60, **run_as)  # type: ignore[attr-defined]
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, timeout=60, **run_as)
     except subprocess.CalledProcessError:
         log.warning("pg_ctl stop failed for %s", pgdata)
 

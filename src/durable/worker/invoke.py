@@ -6,8 +6,6 @@ concurrency rose to 32, while aiohttp rose to ~10,000 (shared/bench-anchors.md).
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import orjson
 
@@ -56,7 +54,7 @@ class Invoker:
                     raise InvokeError(f"the app answered HTTP {response.status}: {text}")
                 if not verify(answer, signing_key, response.headers.get("x-durable-signature")):
                     raise InvokeError("the app's answer has a missing or wrong x-durable-signature")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise InvokeError(f"the app did not answer within {self.timeout_ms} ms") from None
         except aiohttp.ClientError as exc:
             raise InvokeError(f"could not reach the app at {url}: {exc or type(exc).__name__}") from None

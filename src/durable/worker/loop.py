@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -86,13 +86,13 @@ class WorkerLoop:
         except (OSError, asyncpg.PostgresError):
             due = None
         if due is not None:
-            delay = min(delay, max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.002)
+            delay = min(delay, max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.002)
         if delay <= 0.002:
             await asyncio.sleep(0)  # a job is due already: it may be held by another worker's claim
             delay = 0.05
         try:
             await asyncio.wait_for(self.wakeup.event.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _done(self, task: asyncio.Task[None]) -> None:
