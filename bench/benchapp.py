@@ -20,6 +20,8 @@ except ImportError:  # not installed (`make install` does): use the SDK from thi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdks" / "python"))
     import durable_sdk
 
+__all__ = ["FUNCTIONS", "NEVER_EVENT", "PARK_EVENT", "THREE_STEPS_EVENT", "durable_sdk"]
+
 THREE_STEPS_EVENT = "bench.three"
 PARK_EVENT = "bench.park"
 NEVER_EVENT = "bench.never"

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import orjson
-
 from benchapp import FUNCTIONS, durable_sdk  # benchapp finds the SDK in this checkout if not installed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +63,8 @@ def free_port() -> int:
 # --- child processes -----------------------------------------------------------------------------
 
 _children: list[Child] = []
+_keep_logs = False
+_PROBLEM_MARKS = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback")
 
 
 class Child:
@@ -95,6 +96,18 @@ class Child:
                 f"{self.name} exited with code {self.proc.returncode}; log {self.log_path}:\n{self.log_tail()}"
             )
 
+    def report_problems(self) -> None:
+        """Print how many warnings, errors and tracebacks the child logged; keep the logs if any."""
+        global _keep_logs
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        bad = [line for line in lines if any(mark in line for mark in _PROBLEM_MARKS)]
+        if bad:
+            _keep_logs = True
+            print(
+                f"  note: {self.name} logged {len(bad)} warning/error line(s), first: {bad[0].strip()[:200]}"
+            )
+            print(f"        log: {self.log_path}")
+
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds."""
         if self.alive():
@@ -122,8 +135,12 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def remove_logs() -> None:
+def remove_logs() -> bool:
+    """Remove the child logs unless a child logged a problem; True if removed."""
+    if _keep_logs:
+        return False
     shutil.rmtree(LOG_DIR, ignore_errors=True)
+    return True
 
 
 # --- Postgres ------------------------------------------------------------------------------------
@@ -280,6 +297,7 @@ class Stack:
         for child in (self.app, self.engine):
             if child is not None:
                 await asyncio.to_thread(child.stop)
+                child.report_problems()
         await self.pg.drop_database(self.database)
 
     def check_alive(self) -> None:

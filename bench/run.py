@@ -26,9 +26,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-import uvloop
-
 import scenarios
+import uvloop
 from harness import LOG_DIR, REPO, BenchError, Postgres, remove_logs
 
 SCENARIOS = ("reference", "throughput", "latency", "parked")
@@ -37,7 +36,9 @@ SCENARIOS = ("reference", "throughput", "latency", "parked")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts and windows (about a minute)")
-    parser.add_argument("--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)")
+    parser.add_argument(
+        "--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)"
+    )
     parser.add_argument("--workers", default=None, help="worker counts for throughput, e.g. 1,2,4")
     args = parser.parse_args(argv)
     args.only = args.only or list(SCENARIOS)
@@ -136,7 +137,9 @@ def summary(state: dict[str, Any], results: dict[str, Any]) -> str:
                 "",
             )
         )
-        rows.append((f"one event wakes {park['runs']:,} parked runs", f"{park['wake_per_s']:,.0f} runs/s", ""))
+        rows.append(
+            (f"one event wakes {park['runs']:,} parked runs", f"{park['wake_per_s']:,.0f} runs/s", "")
+        )
     if ref:
         rows.append(
             (
@@ -190,7 +193,9 @@ async def bench(pg: Postgres, args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up as Ctrl-C does
+    # Ctrl-C and SIGTERM both stop the children and Postgres, even where the shell started us ignoring SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     ok = False
     try:
         pg = Postgres.start()
@@ -202,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        if ok:
-            remove_logs()
+        if ok and not remove_logs():
+            print(f"child logs kept in {LOG_DIR}")
     return 0 if ok else 1
 
 

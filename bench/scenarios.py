@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import psutil
-
 from benchapp import NEVER_EVENT, PARK_EVENT, THREE_STEPS_EVENT
 from harness import BenchError, Child, Postgres, Stack, start_app
 
@@ -124,12 +123,15 @@ async def throughput(pg: Postgres, runs: int, workers: int, batch: int = 500) ->
     async with Stack(pg, f"throughput_w{workers}", workers) as stack:
         await warm_up(stack)
         target = WARM_UP_RUNS + runs
+        meter = CpuMeter(stack)
+        await meter.start()
         first_send = time.time()
         await send_all(stack, three_step_events(runs, "throughput"), batch)
         sent = time.time()
         await stack.wait_counts(
             f"{runs} runs to complete", lambda c: c["completed"] >= target, timeout=max(120, runs / 20)
         )
+        cpu = meter.stop()
         assert stack.db is not None
         last_end = await stack.db.fetchval(
             "SELECT extract(epoch FROM max(ended_at)) FROM runs WHERE event->'data'->>'tag' = 'throughput'"
@@ -140,6 +142,7 @@ async def throughput(pg: Postgres, runs: int, workers: int, batch: int = 500) ->
         f"throughput: {runs} runs in {wall:.2f} s = {rate:,.0f} runs/s = {rate * STEPS_PER_RUN:,.0f} steps/s"
         f" (workers={workers}; sending took {sent - first_send:.2f} s = {runs / (sent - first_send):,.0f} events/s)"
     )
+    print(f"  {CpuMeter.describe(cpu)}")
     return {"workers": workers, "runs": runs, "seconds": wall, "runs_per_s": rate}
 
 
@@ -177,47 +180,76 @@ async def latency(pg: Postgres, runs: int, workers: int = 2) -> dict[str, float]
             run_ids.append(run_id)
         views = [await stack.get_run(run_id) for run_id in run_ids]
 
-    engine_ms, app_per_step, queued_per_step, engine_per_step = [], [], [], []
+    figures = analyse_latency(observed, views)
+    print(
+        f"latency: {runs} three-step runs one at a time, event sent -> completed seen: p50/p90/p99 {figures['observed']} ms"
+    )
+    print(
+        f"latency: the same inside the engine, run created -> run ended: p50/p90/p99 {figures['engine']} ms"
+    )
+    print(
+        f"latency: per step, p50: app round trip {figures['app_step_p50']:.2f} ms, engine time"
+        f" {figures['engine_step_p50']:.2f} ms; queuedMs p50 {figures['queued_step_p50']:.0f} ms"
+    )
+    print(
+        f"latency: where a run's time goes, p50 ms: created -> first invoke sent {figures['to_first']:.2f}"
+        f" | a step's invoke {figures['app_step_p50']:.2f} | answer -> next invoke sent {figures['between']:.2f}"
+        f" | last step's answer -> run ended {figures['tail']:.2f}"
+    )
+    print(
+        "  app round trip: a step's invoke, POST sent -> answer received, as the engine stamped it."
+        " engine time per step: (run created -> ended - the 3 steps' round trips) / 3, i.e. ingest,"
+        " wake-up, claim, one commit per step, and the 4th invoke (it returns the result) with the run's"
+        " completion, shared over the 3 steps. queuedMs: the engine's integer count of a step's time before"
+        " its invoke. The observed figure adds the POST /e round trip and up to ~1 ms of SQL polling, and"
+        " that polling competes with the engine for the same cores."
+    )
+    return figures
+
+
+def analyse_latency(observed: list[float], views: list[dict[str, Any]]) -> dict[str, Any]:
+    """Percentiles of the observed latencies and, from the run views, where the engine's time went."""
+    engine_ms: list[float] = []
+    engine_per_step: list[float] = []
+    app: list[float] = []
+    queued: list[float] = []
+    to_first: list[float] = []
+    between: list[float] = []
+    tail: list[float] = []
     for view in views:
         steps = [s for s in view["steps"] if s["type"] == "run"]
         if len(steps) != STEPS_PER_RUN:
             raise BenchError(f"run {view['id']} has {len(steps)} run steps, expected {STEPS_PER_RUN}")
         total = seconds_between(view["createdAt"], view["endedAt"]) * 1000
-        app = [seconds_between(s["startedAt"], s["endedAt"]) * 1000 for s in steps]
+        trips = [seconds_between(s["startedAt"], s["endedAt"]) * 1000 for s in steps]
         engine_ms.append(total)
-        app_per_step.extend(app)
-        queued_per_step.extend(s["queuedMs"] for s in steps)
-        engine_per_step.append((total - sum(app)) / STEPS_PER_RUN)
+        engine_per_step.append((total - sum(trips)) / STEPS_PER_RUN)
+        app.extend(trips)
+        queued.extend(s["queuedMs"] for s in steps)
+        to_first.append(seconds_between(view["createdAt"], steps[0]["startedAt"]) * 1000)
+        between.extend(
+            seconds_between(a["endedAt"], b["startedAt"]) * 1000
+            for a, b in zip(steps, steps[1:], strict=False)
+        )
+        tail.append(seconds_between(steps[-1]["endedAt"], view["endedAt"]) * 1000)
 
     def ps(values: list[float]) -> str:
         return "/".join(f"{percentile(values, p):.1f}" for p in (50, 90, 99))
 
-    figures = {
+    return {
         "p50": percentile(observed, 50),
         "p90": percentile(observed, 90),
         "p99": percentile(observed, 99),
+        "observed": ps(observed),
+        "engine": ps(engine_ms),
         "engine_p50": percentile(engine_ms, 50),
-        "app_step_p50": percentile(app_per_step, 50),
+        "app_step_p50": percentile(app, 50),
         "engine_step_p50": percentile(engine_per_step, 50),
-        "queued_step_p50": statistics.median(queued_per_step),
+        "queued_step_p50": statistics.median(queued),
+        "to_first": percentile(to_first, 50),
+        "between": percentile(between, 50),
+        "tail": percentile(tail, 50),
     }
-    print(f"latency: {runs} three-step runs one at a time, event sent -> completed seen: p50/p90/p99 {ps(observed)} ms")
-    print(f"latency: the same inside the engine, run created -> run ended: p50/p90/p99 {ps(engine_ms)} ms")
-    print(
-        f"latency: per step, p50: app round trip {figures['app_step_p50']:.2f} ms, engine"
-        f" {figures['engine_step_p50']:.2f} ms, of which queuedMs {figures['queued_step_p50']:.0f} ms"
-    )
-    print(
-        "  (app round trip = the step's invoke, POST sent -> answer received, as the engine timed it;"
-        " engine per step = (run created -> ended - the 3 steps' app round trips) / 3: claiming,"
-        " the commits, and the 4th invoke that returns the result, spread over the 3 steps;"
-        " queuedMs = the engine's own integer count of time before a step's invoke.)"
-    )
-    print(
-        "  (the observed figure adds the POST /e round trip and up to ~1 ms of SQL polling;"
-        " the bench's polling competes with the engine for the same cores.)"
-    )
-    return figures
 
 
 # --- 3. parked runs ------------------------------------------------------------------------------
@@ -235,17 +267,49 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-async def postgres_backends(stack: Stack) -> list[psutil.Process]:
-    """The server processes serving the bench database (the engine's and the bench's connections)."""
-    assert stack.db is not None
-    pids = await stack.db.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-    found = []
-    for row in pids:
-        try:
-            found.append(psutil.Process(row["pid"]))
-        except psutil.NoSuchProcess:
-            pass
-    return found
+class CpuMeter:
+    """CPU used by the engine, the app, the bench database's Postgres backends and the whole machine,
+    in % of one core, between `start()` and `stop()`."""
+
+    def __init__(self, stack: Stack) -> None:
+        assert isinstance(stack.engine, Child) and isinstance(stack.app, Child)
+        self.stack = stack
+        self.engine = psutil.Process(stack.engine.pid)
+        self.app = psutil.Process(stack.app.pid)
+        self.backends: list[psutil.Process] = []
+        self.before: tuple[float, ...] = ()
+        self.started = 0.0
+
+    async def start(self) -> None:
+        assert self.stack.db is not None
+        rows = await self.stack.db.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        self.backends = []
+        for row in rows:
+            try:
+                self.backends.append(psutil.Process(row["pid"]))
+            except psutil.NoSuchProcess:
+                pass
+        psutil.cpu_percent()  # starts the machine-wide measurement
+        self.before = self._sample()
+        self.started = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.started
+        used = [(b - a) / elapsed * 100 for a, b in zip(self.before, self._sample(), strict=True)]
+        machine = psutil.cpu_percent() * (psutil.cpu_count() or 1)
+        return {"engine": used[0], "app": used[1], "postgres": used[2], "machine": machine}
+
+    def _sample(self) -> tuple[float, float, float]:
+        return cpu_seconds(self.engine), cpu_seconds(self.app), sum(cpu_seconds(p) for p in self.backends)
+
+    @staticmethod
+    def describe(cpu: dict[str, float]) -> str:
+        return (
+            f"CPU in % of one core: engine {cpu['engine']:.0f}, app {cpu['app']:.0f},"
+            f" Postgres backends {cpu['postgres']:.0f}, whole machine {cpu['machine']:.0f}"
+        )
 
 
 async def parked(pg: Postgres, runs: int, window: float, workers: int = 2) -> dict[str, float]:
@@ -256,40 +320,38 @@ async def parked(pg: Postgres, runs: int, window: float, workers: int = 2) -> di
             f"{runs} runs to be waiting", lambda c: c["waiting"] >= runs, timeout=max(120, runs / 20)
         )
         parked_s = time.perf_counter() - start
-        assert isinstance(stack.engine, Child) and isinstance(stack.app, Child)
-        engine, app = psutil.Process(stack.engine.pid), psutil.Process(stack.app.pid)
-        backends = await postgres_backends(stack)
-        rss_start = engine.memory_info().rss / 2**20
-        before = (cpu_seconds(engine), cpu_seconds(app), sum(cpu_seconds(p) for p in backends))
-        psutil.cpu_percent()  # starts the machine-wide measurement
-        window_start = time.perf_counter()
+        meter = CpuMeter(stack)
+        rss_start = meter.engine.memory_info().rss / 2**20
+        await meter.start()
         await asyncio.sleep(window)
-        elapsed = time.perf_counter() - window_start
-        machine = psutil.cpu_percent() * (psutil.cpu_count() or 1)
-        after = (cpu_seconds(engine), cpu_seconds(app), sum(cpu_seconds(p) for p in backends))
-        rss_end = engine.memory_info().rss / 2**20
+        cpu = meter.stop()
+        rss_end = meter.engine.memory_info().rss / 2**20
         stack.check_alive()
-        engine_cpu, app_cpu, pg_cpu = ((b - a) / elapsed * 100 for a, b in zip(before, after))
 
         wake_start = time.perf_counter()
         await stack.send([{"name": NEVER_EVENT, "data": {}}])
         await stack.wait_counts(
-            f"{runs} parked runs to complete after the event", lambda c: c["completed"] >= runs,
+            f"{runs} parked runs to complete after the event",
+            lambda c: c["completed"] >= runs,
             timeout=max(120, runs / 20),
         )
         wake_s = time.perf_counter() - wake_start
 
-    print(f"parked: {runs} runs waiting for an event after {parked_s:.1f} s ({runs / parked_s:,.0f} runs/s parked)")
     print(
-        f"parked: over {elapsed:.0f} s idle, engine {engine_cpu:.1f} % of one core, RSS {rss_start:.0f} MiB at"
-        f" start, {rss_end:.0f} MiB at end (app {app_cpu:.1f} %, Postgres backends of the bench database"
-        f" {pg_cpu:.1f} %, whole machine {machine:.1f} %)"
+        f"parked: {runs} runs waiting for an event after {parked_s:.1f} s ({runs / parked_s:,.0f} runs/s parked)"
     )
-    print(f"parked: one event woke all {runs} runs, all completed in {wake_s:.2f} s = {runs / wake_s:,.0f} runs/s")
+    print(
+        f"parked: over {window:.0f} s idle, engine {cpu['engine']:.1f} % of one core, RSS {rss_start:.0f} MiB at"
+        f" start, {rss_end:.0f} MiB at end (app {cpu['app']:.1f} %, Postgres backends of the bench database"
+        f" {cpu['postgres']:.1f} %, whole machine {cpu['machine']:.1f} %: other load on the machine shows there)"
+    )
+    print(
+        f"parked: one event woke all {runs} runs, all completed in {wake_s:.2f} s = {runs / wake_s:,.0f} runs/s"
+    )
     return {
         "runs": runs,
-        "window": elapsed,
-        "cpu": engine_cpu,
+        "window": window,
+        "cpu": cpu["engine"],
         "rss_start": rss_start,
         "rss_end": rss_end,
         "wake_per_s": runs / wake_s,
