@@ -51,6 +51,15 @@ def _decode_jsonb(data: bytes) -> Any:
     return orjson.loads(data[1:])
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """No reset query on release: Durable keeps no session state on pooled connections (only
+    transaction-scoped advisory locks, no cursors, LISTEN on its own connection), and asyncpg's default
+    reset (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) is a round trip per query."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
@@ -85,7 +94,15 @@ class Database:
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 20) -> Database:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            connection_class=_PooledConnection,
+            command_timeout=60,
+            # Every query is prepared once per connection; a generic plan skips re-planning the large
+            # CTE statements of the hot path on each execution (measured: ingest 0.69 → 0.43 ms).
+            server_settings={"plan_cache_mode": "force_generic_plan"},
         )
         assert pool is not None
         return cls(pool)

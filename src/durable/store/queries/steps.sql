@@ -1,17 +1,8 @@
--- name: step_complete
--- The hot path: store a step's result and renew the lease, in one statement and one commit. Nothing is
--- stored unless the caller still holds the lease ($2), and a completed step is never overwritten.
-WITH lease AS (
-    UPDATE jobs SET available_at = now() + $10 * interval '1 millisecond', attempt = 1, ready_at = $9
-    WHERE run_id = $1 AND lease_token = $2
-    RETURNING run_id
-)
-INSERT INTO steps AS s (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
-SELECT run_id, $3, 'run', 'completed', $4, $5, $6, $7, $8, $9 FROM lease
-ON CONFLICT (run_id, id) DO UPDATE
-SET status = 'completed', attempts = EXCLUDED.attempts, output = EXCLUDED.output, error = NULL,
-    queued_ms = EXCLUDED.queued_ms, app_ms = EXCLUDED.app_ms, ended_at = EXCLUDED.ended_at
-WHERE s.status <> 'completed'
+-- name: jobs_renew
+-- Renew a held lease, and reset the attempt counter once a step after a retry succeeded. Called on the
+-- hot path only when needed: after a retry, or when a third of the lease has passed.
+UPDATE jobs SET available_at = now() + $3 * interval '1 millisecond', attempt = 1
+WHERE run_id = $1 AND lease_token = $2
 RETURNING clock_timestamp() AS now;
 
 -- name: step_park_sleep
@@ -80,3 +71,23 @@ WITH lease AS (
 )
 UPDATE runs r SET activity = 'scheduled', error = $4 FROM lease WHERE r.id = lease.run_id
 RETURNING r.id, pg_notify('durable_jobs', '');
+
+-- name: steps_complete_many
+-- step_complete for many runs in one statement and one commit (group commit under load). Each row is
+-- fenced on its own lease; job rows are locked in run_id order. Returns the runs whose step was stored.
+INSERT INTO steps AS s (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
+SELECT i.run_id, i.id, 'run', 'completed', i.attempts, i.output, i.queued_ms, i.app_ms, i.started_at, i.ended_at
+FROM (
+    SELECT i.*
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::int[], $7::int[],
+                $8::timestamptz[], $9::timestamptz[])
+         AS i (run_id, token, id, attempts, output, queued_ms, app_ms, started_at, ended_at)
+    JOIN jobs j ON j.run_id = i.run_id AND j.lease_token = i.token
+    ORDER BY j.run_id
+    FOR KEY SHARE OF j
+) AS i
+ON CONFLICT (run_id, id) DO UPDATE
+SET status = 'completed', attempts = EXCLUDED.attempts, output = EXCLUDED.output, error = NULL,
+    queued_ms = EXCLUDED.queued_ms, app_ms = EXCLUDED.app_ms, ended_at = EXCLUDED.ended_at
+WHERE s.status <> 'completed'
+RETURNING s.run_id, clock_timestamp() AS now;
