@@ -21,6 +21,7 @@ from durable import __version__
 from durable.api.app import create_app
 from durable.config import Settings
 from durable.engine.execution import Executor
+from durable.scheduler.cron import run_cron
 from durable.scheduler.maintenance import run_maintenance
 from durable.store import embedded
 from durable.store.db import Database
@@ -93,6 +94,7 @@ class Runtime:
         server: _Server | None = None
         if self.serve_http:
             tasks.append(asyncio.create_task(run_maintenance(db, self.stop)))
+            tasks.append(asyncio.create_task(run_cron(db, self.stop)))
             app = create_app(db, settings, on_ingest=wakeup.set)
             config = uvicorn.Config(
                 app,

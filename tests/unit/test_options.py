@@ -59,17 +59,21 @@ def test_every_option_normalised() -> None:
         retries=5,
         concurrency={"limit": 2, "key": "tenantId"},
         priority=10,
-        throttle={"limit": 1, "period": "1m"},
         rateLimit={"limit": 100, "period": "1h", "key": "user.id"},
         debounce={"period": "5s", "key": "tenantId", "timeout": "1m"},
     )
+    assert one(throttle={"limit": 1, "period": "1m"})["throttle"] == {"limit": 1, "period": 60_000}
     assert fn["name"] == "Hello"
     assert fn["retries"] == 5
     assert fn["concurrency"] == {"limit": 2, "key": "tenantId"}
     assert fn["priority"] == 10
-    assert fn["throttle"] == {"limit": 1, "period": 60_000}
     assert fn["rateLimit"] == {"limit": 100, "period": 3_600_000, "key": "user.id"}
     assert fn["debounce"] == {"period": 5_000, "key": "tenantId", "timeout": 60_000}
+
+
+def test_debounce_and_throttle_are_refused_together() -> None:
+    with pytest.raises(InvalidInput, match="function 'fn': debounce and throttle cannot be combined"):
+        one(debounce={"period": "5s"}, throttle={"limit": 1, "period": "1m"})
 
 
 def test_batch_and_priority_key() -> None:
@@ -201,12 +205,16 @@ def test_combinations_that_are_allowed() -> None:
     fn = one(
         debounce={"period": "1s"},
         rateLimit={"limit": 1, "period": "1m"},
-        throttle={"limit": 1, "period": "1s"},
         concurrency={"limit": 1},
     )
     assert fn["debounce"] == {"period": 1000}
-    batched = one(batch={"maxSize": 2, "timeout": "1s"}, priority=5, concurrency={"limit": 1, "key": "a"})
-    assert batched["priority"] == 5
+    batched = one(
+        batch={"maxSize": 2, "timeout": "1s"},
+        priority=5,
+        concurrency={"limit": 1, "key": "a"},
+        throttle={"limit": 1, "period": "1s"},
+    )
+    assert batched["priority"] == 5 and batched["throttle"] == {"limit": 1, "period": 1000}
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,12 @@ def _compatible(function: FunctionDef, where: str) -> None:
                 f"{where}: batch and priority.key cannot be combined "
                 "(a batch holds many events; use an integer priority)"
             )
+    if function["debounce"] is not None and function["throttle"] is not None:
+        raise InvalidInput(
+            f"{where}: debounce and throttle cannot be combined "
+            "(a debounce moves its start with every event, so no start slot can be reserved; "
+            "use concurrency to pace debounced runs)"
+        )
     if "cron" in function["trigger"]:
         present = [name for name in ("batch", "debounce") if function.get(name) is not None]
         if present:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from durable.core.cron import next_after, parse_cron
 from durable.core.ids import new_app_id, new_signing_key
 from durable.core.options import FunctionDef, SyncRequest
 from durable.errors import InvalidInput, NotFound
@@ -51,8 +54,20 @@ class AppCache:
 
 
 async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
-    """Make the app's function set exactly `request.functions`; return how many there are."""
+    """Make the app's function set exactly `request.functions`; return how many there are.
+
+    Cron functions get a schedule at their next occurrence; a changed expression reschedules, a
+    removed function (or one no longer on cron) loses its schedule.
+    """
     functions = request.functions
+    crons = [f for f in functions if "cron" in f["trigger"]]
+    now_ms = int(time.time() * 1000)
+    next_at = [
+        datetime.fromtimestamp(
+            next_after(parse_cron(f["trigger"]["cron"], "trigger.cron"), now_ms) / 1000, UTC
+        )
+        for f in crons
+    ]
     async with db.transaction() as tx:
         await tx.execute("app_set_url", app_id, request.url)
         await tx.execute("function_delete_missing", app_id, [f["id"] for f in functions])
@@ -65,6 +80,15 @@ async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
                 [f["trigger"].get("event") for f in functions],
                 [f["trigger"].get("cron") for f in functions],
                 [_config(f) for f in functions],
+            )
+        await tx.execute("cron_delete_missing", app_id, [f["id"] for f in crons])
+        if crons:
+            await tx.execute(
+                "cron_upsert",
+                app_id,
+                [f["id"] for f in crons],
+                [f["trigger"]["cron"] for f in crons],
+                next_at,
             )
     return len(functions)
 

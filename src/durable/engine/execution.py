@@ -89,7 +89,13 @@ class Executor:
         self.steps = StepWriter(db)
 
     async def claim(self, worker_id: str, limit: int) -> list[Claim]:
-        rows = await self.db.fetch("jobs_claim", worker_id, limit, self.lease_ms)
+        """Claim up to `limit` due runs. Jobs in concurrency gates are claimed under each gate's
+        advisory lock, so a gate's running count is exact however many processes claim at once."""
+        async with self.db.transaction() as tx:
+            gates = await tx.fetchval("jobs_due_gates", limit)
+            if gates:
+                await tx.execute("gates_lock", gates)
+            rows = await tx.fetch("jobs_claim", worker_id, limit, self.lease_ms, gates)
         claims = []
         for row in rows:
             config = row["config"]

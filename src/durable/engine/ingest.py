@@ -1,4 +1,4 @@
-"""Events in: store them, start the runs they trigger, resume the waits they match.
+"""Events in: store them, start the runs they trigger (through flow control), resume the waits they match.
 
 All in one transaction, committed before the caller answers 2xx. The shared advisory lock per
 (app, event name) pairs with the exclusive one a wait takes while being stored (see execution.py), so
@@ -12,27 +12,41 @@ from typing import Any
 
 from durable.core.ids import new_id
 from durable.core.match import matches
+from durable.engine.flow import Planner
 from durable.store.db import Conn, Database
 from durable.types import EventIn
 
 
 async def ingest(db: Database, app_id: str, events: list[EventIn]) -> list[str]:
     """Store `events` for the app (all or nothing); return their ids in order."""
+    async with db.transaction() as tx:
+        return await store_events(tx, app_id, events)
+
+
+async def store_events(
+    tx: Conn, app_id: str, events: list[EventIn], *, function_id: str | None = None
+) -> list[str]:
+    """Store events in `tx` and act on them; with `function_id`, they start that function (cron)."""
     now_ms = int(time.time() * 1000)
     ids = [e["id"] or new_id() for e in events]
     names = [e["name"] for e in events]
-    async with db.transaction() as tx:
-        await tx.execute("event_lock_names", app_id, sorted(set(names)))
-        stored = await tx.fetch(
-            "event_ingest",
+    await tx.execute("event_lock_names", app_id, sorted(set(names)))
+    stored = [
+        dict(row)
+        for row in await tx.fetch(
+            "event_store",
             app_id,
             ids,
             names,
             [e["data"] for e in events],
             [e["ts"] if e["ts"] is not None else now_ms for e in events],
+            function_id,
         )
-        if any(row["waits"] for row in stored):
-            await resume_waits(tx, [dict(r) for r in stored])
+    ]
+    if any(row["functions"] for row in stored):
+        await Planner(tx, app_id, now_ms).plan(stored)
+    if any(row["waits"] for row in stored):
+        await resume_waits(tx, stored)
     return ids
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from durable.engine.flow import Planner
 from durable.errors import Conflict, InvalidInput, NotFound
 from durable.store.db import Database
 
@@ -32,15 +34,18 @@ async def rerun(db: Database, run_id: str, from_step: object = None) -> str:
     if from_step is not None and (not isinstance(from_step, str) or not from_step):
         raise InvalidInput("fromStep: must be a step id (a non-empty string) or absent")
     async with db.transaction() as tx:
-        if await tx.fetchrow("run_get", run_id) is None:
+        source = await tx.fetchrow("run_get", run_id)
+        if source is None:
             raise NotFound(f"no run with id {run_id!r}")
         if from_step is not None and await tx.fetchrow("run_step_exists", run_id, from_step) is None:
             raise InvalidInput(f"fromStep: run {run_id!r} has no step {from_step!r}")
-        row = await tx.fetchrow("run_rerun", run_id)
-        assert row is not None
+        function = await tx.fetchrow("function_get", source["app_id"], source["function_id"])
+        planner = Planner(tx, source["app_id"], int(time.time() * 1000))
+        config = function["config"] if function is not None else {}
+        new_id = await planner.add_run(source["function_id"], config, source["event"], rerun_of=run_id)
         if from_step is not None:
-            await tx.execute("run_copy_steps", run_id, row["id"], from_step)
-    return str(row["id"])
+            await tx.execute("run_copy_steps", run_id, new_id, from_step)
+    return new_id
 
 
 def run_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -53,10 +58,29 @@ def run_view(row: asyncpg.Record) -> dict[str, Any]:
         "activity": row["activity"],
         "output": row["output"] if "output" in row.keys() else None,
         "error": _error_view(row["error"]),
+        "flow": flow_view(row),
         "createdAt": _iso(row["created_at"]),
         "startedAt": _iso(row["started_at"]),
         "endedAt": _iso(row["ended_at"]),
     }
+
+
+def flow_view(row: asyncpg.Record) -> dict[str, Any] | None:
+    """Why an active run is scheduled or queued: throttle, debounce or batch (with when it starts), or
+    a full concurrency gate. None when no flow control holds it."""
+    if row["status"] != "active":
+        return None
+    view: dict[str, Any] = {}
+    for option, info in (row["flow"] or {}).items():
+        view[option] = {k: _iso_ms(v) if k == "until" else v for k, v in info.items()}
+    keys = row.keys()
+    if "gate_limit" in keys and row["gate_limit"] is not None and row["activity"] == "queued":
+        view["concurrency"] = {"limit": row["gate_limit"], "running": row["gate_running"]}
+    return view or None
+
+
+def _iso_ms(ms: int) -> str:
+    return _iso(datetime.fromtimestamp(ms / 1000, UTC)) or ""
 
 
 def _error_view(error: Any) -> dict[str, Any] | None:

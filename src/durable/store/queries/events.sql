@@ -5,9 +5,12 @@
 SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || n, 0))
 FROM unnest($2::text[]) AS n ORDER BY n;
 
--- name: event_ingest
--- Store a list of events (all-or-nothing, in one transaction with event_lock_names), skip ids seen in
--- the last 24 h, and create one run plus one due job per matching event-triggered function.
+-- name: event_store
+-- Store a list of events (all-or-nothing, in one transaction after event_lock_names), skipping ids
+-- seen in the last 24 h. Returns each stored event with the functions it triggers (or function $6,
+-- for a cron occurrence) and the waits it may resolve. event_lock_names ran in an earlier statement,
+-- so this statement's snapshot holds every wait committed before the lock. `@>` pre-filters waits (it
+-- treats arrays as sets); the exact subset match is checked in Python.
 WITH input AS (
     SELECT i.ord, i.id, i.name, i.data, i.ts
     FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
@@ -23,31 +26,19 @@ WITH input AS (
     FROM (SELECT DISTINCT ON (i.id) i.* FROM input i JOIN fresh f ON f.id = i.id ORDER BY i.id, i.ord) AS first
     ORDER BY first.ord
     RETURNING seq, id, name, data, ts
-), planned AS (
-    SELECT durable_id() AS run_id, s.id AS event_id, f.id AS function_id,
-           jsonb_build_object('id', s.id, 'name', s.name, 'data', s.data, 'ts', s.ts) AS event
-    FROM stored s JOIN functions f ON f.app_id = $1 AND f.trigger_event = s.name
-), runs_in AS (
-    INSERT INTO runs (id, app_id, function_id, event_id, event, activity)
-    SELECT run_id, $1, function_id, event_id, event, 'queued' FROM planned
-    RETURNING id, function_id, event_id
-), jobs_in AS (
-    INSERT INTO jobs (run_id, app_id, available_at, ready_at)
-    SELECT id, $1, now(), now() FROM runs_in
 )
--- The stored (not duplicate) events, whether runs started, and the waits each may resolve: event_lock_names
--- ran in an earlier statement, so this statement's snapshot holds every wait committed before the lock.
--- `@>` pre-filters (it treats arrays as sets); the exact subset match is checked in Python.
-SELECT s.id, s.name, s.data, s.ts,
+SELECT s.seq, s.id, s.name, s.data, s.ts,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config) ORDER BY f.id), '[]')
+        FROM functions f
+        WHERE f.app_id = $1 AND (f.trigger_event = s.name OR f.id = $6)) AS functions,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', w.run_id, 'match', w.match)), '[]')
         FROM waits w
-        WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits,
-       CASE WHEN EXISTS (SELECT 1 FROM runs_in) THEN pg_notify('durable_jobs', '') END AS notified
+        WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits
 FROM stored s
 ORDER BY s.seq;  -- input order: the first matching event of a list wins a wait
 
 -- name: event_list
-SELECT e.seq, e.id, e.name, e.data, e.ts, e.received_at,
+SELECT e.seq, e.id, e.name, e.data, e.ts, e.received_at, e.outcomes,
        coalesce((SELECT jsonb_agg(jsonb_build_object('runId', r.id, 'functionId', r.function_id,
                                                      'status', r.status) ORDER BY r.id)
                  FROM runs r WHERE r.app_id = e.app_id AND r.event_id = e.id), '[]') AS runs

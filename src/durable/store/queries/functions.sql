@@ -14,3 +14,6 @@ SET name = EXCLUDED.name, trigger_event = EXCLUDED.trigger_event, trigger_cron =
 -- name: function_list
 SELECT id, name, trigger_event, trigger_cron, config, updated_at
 FROM functions WHERE app_id = $1 ORDER BY id;
+
+-- name: function_get
+SELECT id, name, trigger_event, trigger_cron, config FROM functions WHERE app_id = $1 AND id = $2;

@@ -1,17 +1,39 @@
 -- name: jobs_claim
--- Claim up to $2 due jobs (or jobs whose lease expired) for worker $1 with a lease of $3 ms, and
--- prepare each run's next invoke in the same statement: a due sleep completes, a wait still parked at
+-- Claim up to $2 due jobs (or jobs whose lease expired) for worker $1 with a lease of $3 ms, taking
+-- jobs of a concurrency gate only for the gates in $4, whose advisory locks the caller holds (gates_lock),
+-- so each gate's count of running jobs is exact across processes. It also
+-- prepares each run's next invoke in the same statement: a due sleep completes, a wait still parked at
 -- its deadline times out (its step becomes null). The `due` CTE is an optimisation fence: Postgres
 -- locks exactly the LIMITed rows it picked, skipping rows other workers hold.
 -- Data-modifying CTEs do not see each other's writes, so the memo is built from the pre-statement rows:
 -- a 'sleeping' step of a claimed run is due, a 'waiting' step whose wait row this statement deleted
 -- timed out.
-WITH due AS (
-    SELECT run_id FROM jobs
-    WHERE available_at <= now()
-    ORDER BY priority DESC, available_at, run_id
-    LIMIT $2
+WITH running AS (
+    -- Load of each locked gate: its jobs holding a live lease (an expired lease does not count; that
+    -- run is a candidate again).
+    SELECT gate, count(*) AS n, max(gate_limit) AS lim
+    FROM jobs
+    WHERE gate = ANY($4::text[]) AND lease_token IS NOT NULL AND available_at > now()
+    GROUP BY gate
+), candidates AS (
+    SELECT j.run_id, j.gate, j.gate_limit, j.priority, j.available_at
+    FROM jobs j
+    WHERE j.available_at <= now()
+      AND (j.gate IS NULL
+           OR (j.gate = ANY($4::text[]) AND j.gate NOT IN (SELECT gate FROM running WHERE n >= lim)))
+    ORDER BY j.priority DESC, j.available_at, j.run_id
+    LIMIT $2 * 4
     FOR UPDATE SKIP LOCKED
+), due AS (
+    -- Per gate, no more than its free slots: higher priority first, then first come first served.
+    SELECT c.run_id
+    FROM (SELECT c.*, row_number() OVER (PARTITION BY c.gate ORDER BY c.priority DESC, c.available_at, c.run_id)
+                 AS rank
+          FROM candidates c) AS c
+    LEFT JOIN running r ON r.gate = c.gate
+    WHERE c.gate IS NULL OR c.rank <= c.gate_limit - coalesce(r.n, 0)
+    ORDER BY c.priority DESC, c.available_at, c.run_id
+    LIMIT $2
 ), claimed AS (
     UPDATE jobs j
     SET available_at = now() + $3 * interval '1 millisecond', lease_token = gen_random_uuid(), claimed_by = $1
@@ -49,6 +71,26 @@ FROM claimed c
 JOIN started r ON r.id = c.run_id
 JOIN apps a ON a.id = c.app_id
 LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id;
+
+-- name: jobs_due_gates
+-- The concurrency gates among the first due jobs, leaving out gates already full: the gates a claim
+-- will lock. A full gate's backlog does not hide the gates and jobs behind it.
+WITH full_gates AS (
+    SELECT gate FROM jobs
+    WHERE gate IS NOT NULL AND lease_token IS NOT NULL AND available_at > now()
+    GROUP BY gate HAVING count(*) >= max(gate_limit)
+)
+SELECT coalesce(array_agg(DISTINCT g.gate), '{}') AS gates
+FROM (
+    SELECT j.gate FROM jobs j
+    WHERE j.available_at <= now() AND j.gate IS NOT NULL AND j.gate NOT IN (SELECT gate FROM full_gates)
+    ORDER BY j.priority DESC, j.available_at, j.run_id
+    LIMIT $1
+) AS g;
+
+-- name: gates_lock
+-- Serialise claims per concurrency gate (transaction-scoped advisory locks, in gate order).
+SELECT pg_advisory_xact_lock(hashtextextended('gate/' || g, 0)) FROM unnest($1::text[]) AS g ORDER BY g;
 
 -- name: jobs_next_due
 -- When the earliest job (free or leased) becomes available; workers sleep until then at most.

@@ -1,16 +1,16 @@
 -- name: run_complete
--- The handler returned: the run ends and its job goes.
+-- The handler returned: the run ends and its job goes (freeing its concurrency slot: wake claimers).
 WITH lease AS (
-    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id
+    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, gate
 )
 UPDATE runs r SET status = 'completed', activity = NULL, output = $3, error = NULL, ended_at = now()
 FROM lease WHERE r.id = lease.run_id
-RETURNING r.id;
+RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
 
 -- name: run_fail
 -- Out of attempts, or a non-retryable error: the run fails, and so does its step when the op named one.
 WITH lease AS (
-    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, attempt
+    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, attempt, gate
 ), step AS (
     INSERT INTO steps AS s (run_id, id, type, status, attempts, error, app_ms, started_at, ended_at)
     SELECT run_id, $3::text, 'run', 'failed', attempt, $4, $5, $6, now() FROM lease WHERE $3 IS NOT NULL
@@ -21,7 +21,7 @@ WITH lease AS (
 )
 UPDATE runs r SET status = 'failed', activity = NULL, error = $4, ended_at = now()
 FROM lease WHERE r.id = lease.run_id
-RETURNING r.id;
+RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
 
 -- name: run_cancel
 -- Cancel an active run; call after jobs_lock so a worker mid-invoke loses its lease cleanly.
@@ -40,16 +40,20 @@ WITH r AS (
 SELECT id FROM r;
 
 -- name: run_get
-SELECT id, app_id, function_id, event_id, event, status, activity, output, error, rerun_of,
-       created_at, started_at, ended_at
-FROM runs WHERE id = $1;
+-- A run, with its concurrency gate's load when it has a job in a gate.
+SELECT r.id, r.app_id, r.function_id, r.event_id, r.event, r.status, r.activity, r.output, r.error,
+       r.rerun_of, r.flow, r.created_at, r.started_at, r.ended_at, j.gate_limit, j.available_at,
+       (SELECT count(*) FROM jobs g
+        WHERE g.gate = j.gate AND g.lease_token IS NOT NULL AND g.available_at > now()) AS gate_running
+FROM runs r LEFT JOIN jobs j ON j.run_id = r.id
+WHERE r.id = $1;
 
 -- name: run_steps
 SELECT id, type, status, attempts, output, error, queued_ms, app_ms, started_at, ended_at
 FROM steps WHERE run_id = $1 ORDER BY seq;
 
 -- name: run_list
-SELECT id, app_id, function_id, event_id, status, activity, error, created_at, started_at, ended_at
+SELECT id, app_id, function_id, event_id, status, activity, error, flow, created_at, started_at, ended_at
 FROM runs
 WHERE app_id = $1
   AND ($2::text IS NULL OR status = $2)
@@ -58,19 +62,6 @@ WHERE app_id = $1
   AND ($5::text IS NULL OR id < $5)
 ORDER BY id DESC
 LIMIT $6;
-
--- name: run_rerun
--- A new run of the same function and event; the original stays as it was.
-WITH src AS (
-    SELECT app_id, function_id, event_id, event FROM runs WHERE id = $1
-), r AS (
-    INSERT INTO runs (id, app_id, function_id, event_id, event, activity, rerun_of)
-    SELECT durable_id(), app_id, function_id, event_id, event, 'queued', $1 FROM src
-    RETURNING id, app_id
-), j AS (
-    INSERT INTO jobs (run_id, app_id, available_at, ready_at) SELECT id, app_id, now(), now() FROM r
-)
-SELECT id, pg_notify('durable_jobs', '') FROM r;
 
 -- name: run_copy_steps
 -- Rerun from a step: memoize, in the new run, every completed step recorded before that step.

@@ -1,0 +1,279 @@
+"""Flow control at run creation: which runs an ingest starts, when, and in which gate.
+
+For each stored event and each function it triggers, in event order (docs/architecture.md,
+"Flow control"):
+
+1. debounce / batch: join the function's open run for the event's key if it has not started;
+2. rateLimit: a new run must fit the sliding window, or the event is recorded as skipped;
+3. throttle: a new run gets the next free start slot (FIFO), at or after when it would start;
+4. concurrency and priority are stored on the job and enforced when workers claim it.
+
+State rows (`flow_state`) are locked for the whole ingest transaction, in key order, so decisions are
+exact across any number of processes. Everything is written back in a handful of statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from durable.core import flow
+from durable.core.ids import new_id
+from durable.core.options import priority_of
+from durable.store.db import Conn
+
+KINDS = ("rateLimit", "throttle", "debounce", "batch")
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass
+class _State:
+    stamps: list[int]
+    run_id: str | None
+    first_at: int | None
+    size: int
+
+
+@dataclass
+class _NewRun:
+    run_id: str
+    function_id: str
+    event_id: str
+    event: dict[str, Any]
+    due_ms: int | None
+    priority: int
+    gate: str | None
+    gate_limit: int | None
+    flow: dict[str, Any] | None
+    rerun_of: str | None = None
+
+
+@dataclass
+class _Merge:
+    kind: str
+    event: Any  # debounce: the new event; batch: the list of events to append
+    due_ms: int
+    flow: dict[str, Any]
+
+
+@dataclass
+class Planner:
+    tx: Conn
+    app_id: str
+    now_ms: int
+    new_runs: dict[str, _NewRun] = field(default_factory=dict)
+    merges: dict[str, _Merge] = field(default_factory=dict)
+    outcomes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    _state: dict[tuple[str, str, str], _State] = field(default_factory=dict)
+    _open: dict[str, dict[str, Any]] = field(default_factory=dict)  # open run id -> its flow info
+
+    async def plan(self, events: list[dict[str, Any]]) -> None:
+        """Decide for every (event, function) pair; then write runs, merges, state and outcomes."""
+        pairs = [(e, f) for e in events for f in e["functions"]]
+        await self._lock_state(pairs)
+        for event, function in pairs:
+            self._decide(event, function["id"], function["config"])
+        await self._write()
+
+    async def add_run(
+        self, function_id: str, config: dict[str, Any], event: dict[str, Any], *, rerun_of: str
+    ) -> str:
+        """A run outside any event flow (a rerun): gate and priority only."""
+        run = self._new_run(function_id, config, event, None, None)
+        run.rerun_of = rerun_of
+        await self._write()
+        return run.run_id
+
+    async def _lock_state(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        needed = sorted(
+            {
+                (function["id"], kind, flow.scope_key(function["config"][kind], event["data"]))
+                for event, function in pairs
+                for kind in KINDS
+                if function["config"].get(kind)
+            }
+        )
+        if not needed:
+            return
+        rows = await self.tx.fetch(
+            "flow_lock", self.app_id, [n[0] for n in needed], [n[1] for n in needed], [n[2] for n in needed]
+        )
+        for r in rows:
+            self._state[(r["function_id"], r["kind"], r["key"])] = _State(
+                list(r["stamps"]), r["run_id"], r["first_at"], r["size"]
+            )
+        candidates = [s.run_id for s in self._state.values() if s.run_id]
+        if candidates:
+            for r in await self.tx.fetch("flow_open_runs", candidates):
+                self._open[r["run_id"]] = dict(r["flow"] or {})
+
+    def _state_for(self, function_id: str, kind: str, option: dict[str, Any], data: object) -> _State:
+        return self._state[(function_id, kind, flow.scope_key(option, data))]
+
+    def _outcome(self, event: dict[str, Any], entry: dict[str, Any]) -> None:
+        self.outcomes.setdefault(event["seq"], []).append(entry)
+
+    def _decide(self, stored: dict[str, Any], function_id: str, config: dict[str, Any]) -> None:
+        event = {k: stored[k] for k in ("id", "name", "data", "ts")}
+        data = event["data"]
+        if debounce := config.get("debounce"):
+            state = self._state_for(function_id, "debounce", debounce, data)
+            if state.run_id in self._open or state.run_id in self.new_runs:
+                assert state.run_id is not None and state.first_at is not None
+                due = flow.debounce_due(
+                    state.first_at, self.now_ms, debounce["period"], debounce.get("timeout")
+                )
+                self._merge(state.run_id, "debounce", event, due, {"debounce": {"until": due}})
+                self._outcome(
+                    stored, {"functionId": function_id, "outcome": "debounced", "runId": state.run_id}
+                )
+                return
+            if not self._rate_ok(stored, function_id, config):
+                return
+            due = flow.debounce_due(self.now_ms, self.now_ms, debounce["period"], debounce.get("timeout"))
+            run = self._new_run(function_id, config, event, due, {"debounce": {"until": due}})
+            state.run_id, state.first_at = run.run_id, self.now_ms
+            self._outcome(stored, {"functionId": function_id, "outcome": "debounced", "runId": run.run_id})
+            return
+        if batch := config.get("batch"):
+            state = self._state_for(function_id, "batch", batch, data)
+            full = state.size + 1 >= batch["maxSize"]
+            if state.run_id in self._open or state.run_id in self.new_runs:
+                assert state.run_id is not None and state.first_at is not None
+                state.size += 1
+                due = self.now_ms if full else state.first_at + batch["timeout"]
+                self._append(state.run_id, event, due, state.size)
+                self._outcome(
+                    stored, {"functionId": function_id, "outcome": "batched", "runId": state.run_id}
+                )
+                if full:
+                    state.run_id = None
+                return
+            due = self.now_ms if batch["maxSize"] == 1 else self.now_ms + batch["timeout"]
+            batch_event = {"id": event["id"], "name": event["name"], "data": [event], "ts": event["ts"]}
+            run = self._new_run(function_id, config, batch_event, due, {"batch": {"size": 1, "until": due}})
+            state.run_id, state.first_at, state.size = run.run_id, self.now_ms, 1
+            if batch["maxSize"] == 1:
+                state.run_id = None
+            self._outcome(stored, {"functionId": function_id, "outcome": "batched", "runId": run.run_id})
+            return
+        if not self._rate_ok(stored, function_id, config):
+            return
+        self._new_run(function_id, config, event, None, None)
+
+    def _rate_ok(self, stored: dict[str, Any], function_id: str, config: dict[str, Any]) -> bool:
+        option = config.get("rateLimit")
+        if not option:
+            return True
+        state = self._state_for(function_id, "rateLimit", option, stored["data"])
+        allowed, state.stamps = flow.rate_limit(state.stamps, self.now_ms, option["limit"], option["period"])
+        if not allowed:
+            self._outcome(stored, {"functionId": function_id, "outcome": "skipped", "reason": "rateLimit"})
+        return allowed
+
+    def _new_run(
+        self,
+        function_id: str,
+        config: dict[str, Any],
+        event: dict[str, Any],
+        due_ms: int | None,
+        info: dict[str, Any] | None,
+    ) -> _NewRun:
+        data = event["data"]
+        if isinstance(data, list):  # a batch: keys and priority come from its first event
+            data = data[0].get("data") if data and isinstance(data[0], dict) else {}
+        if throttle := config.get("throttle"):
+            state = self._state_for(function_id, "throttle", throttle, data)
+            earliest = self.now_ms if due_ms is None else due_ms
+            slot, state.stamps = flow.throttle_slot(
+                state.stamps, earliest, throttle["limit"], throttle["period"]
+            )
+            if slot > earliest or due_ms is not None:
+                due_ms = slot
+            if slot > self.now_ms:
+                info = {**(info or {}), "throttle": {"until": slot}}
+        gate, gate_limit = flow.gate(function_id, config, data)
+        run = _NewRun(
+            new_id(),
+            function_id,
+            event["id"],
+            event,
+            due_ms,
+            priority_of(config.get("priority"), data),
+            gate,
+            gate_limit,
+            info,
+        )
+        self.new_runs[run.run_id] = run
+        return run
+
+    def _merge(self, run_id: str, kind: str, event: dict[str, Any], due: int, info: dict[str, Any]) -> None:
+        run = self.new_runs.get(run_id)
+        if run is not None:
+            run.event, run.event_id, run.due_ms, run.flow = event, event["id"], due, info
+            return
+        self.merges[run_id] = _Merge(kind, event, due, info)
+
+    def _append(self, run_id: str, event: dict[str, Any], due: int, size: int) -> None:
+        run = self.new_runs.get(run_id)
+        if run is not None:
+            run.event["data"].append(event)
+            run.due_ms = max(due, (run.flow or {}).get("throttle", {}).get("until", due))
+            run.flow = {**(run.flow or {}), "batch": {"size": size, "until": run.due_ms}}
+            return
+        opened = self._open.get(run_id, {})
+        due = max(due, opened.get("throttle", {}).get("until", due))  # a batch never starts before its slot
+        merge = self.merges.get(run_id)
+        events = [*(merge.event if merge else []), event]
+        self.merges[run_id] = _Merge("batch", events, due, {**opened, "batch": {"size": size, "until": due}})
+
+    async def _write(self) -> None:
+        tx = self.tx
+        if self._state:
+            keys = list(self._state)
+            states = [self._state[k] for k in keys]
+            await tx.execute(
+                "flow_save",
+                self.app_id,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [s.stamps for s in states],
+                [s.run_id for s in states],
+                [s.first_at for s in states],
+                [s.size for s in states],
+            )
+        if self.new_runs:
+            runs = list(self.new_runs.values())
+            await tx.execute(
+                "runs_create",
+                self.app_id,
+                [r.run_id for r in runs],
+                [r.function_id for r in runs],
+                [r.event_id for r in runs],
+                [r.event for r in runs],
+                [None if r.due_ms is None else _at(r.due_ms) for r in runs],
+                [r.priority for r in runs],
+                [r.gate for r in runs],
+                [r.gate_limit for r in runs],
+                [r.flow for r in runs],
+                [r.rerun_of for r in runs],
+            )
+        if self.merges:
+            ids = list(self.merges)
+            merges = [self.merges[i] for i in ids]
+            await tx.execute(
+                "runs_merge",
+                ids,
+                [m.kind for m in merges],
+                [m.event for m in merges],
+                [_at(m.due_ms) for m in merges],
+                [m.flow for m in merges],
+            )
+        if self.outcomes:
+            seqs = list(self.outcomes)
+            await tx.execute("event_outcomes", self.app_id, seqs, [self.outcomes[s] for s in seqs])

@@ -1,0 +1,66 @@
+-- name: flow_lock
+-- Lock (creating when new) the flow-control state rows an ingest decides with, in key order so two
+-- ingests never deadlock; ON CONFLICT DO UPDATE returns each row's latest committed state.
+INSERT INTO flow_state AS f (app_id, function_id, kind, key)
+SELECT $1, i.function_id, i.kind, i.key
+FROM unnest($2::text[], $3::text[], $4::text[]) AS i (function_id, kind, key)
+ORDER BY i.function_id, i.kind, i.key
+ON CONFLICT (app_id, function_id, kind, key) DO UPDATE SET updated_at = now()
+RETURNING f.function_id, f.kind, f.key, f.stamps, f.run_id, f.first_at, f.size;
+
+-- name: flow_open_runs
+-- Of the debounce/batch runs collecting events, those that have not started: their jobs are locked
+-- (SKIP LOCKED: a job being claimed right now has started) so the run can still be changed.
+SELECT j.run_id, j.available_at, r.flow
+FROM jobs j JOIN runs r ON r.id = j.run_id
+WHERE j.run_id = ANY($1::text[]) AND j.lease_token IS NULL AND r.started_at IS NULL
+ORDER BY j.run_id
+FOR UPDATE OF j SKIP LOCKED;
+
+-- name: flow_save
+UPDATE flow_state f
+SET stamps = i.stamps, run_id = i.run_id, first_at = i.first_at, size = i.size
+FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[], $8::int[])
+     AS i (function_id, kind, key, stamps, run_id, first_at, size)
+WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.key = i.key;
+
+-- name: runs_create
+-- Create runs with their jobs (one job per active run), due at `due` (now when null).
+WITH input AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::int[],
+                         $8::text[], $9::int[], $10::jsonb[], $11::text[])
+         AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of)
+), r AS (
+    INSERT INTO runs (id, app_id, function_id, event_id, event, activity, flow, rerun_of)
+    SELECT run_id, $1, function_id, event_id, event,
+           CASE WHEN coalesce(due, now()) <= now() THEN 'queued' ELSE 'scheduled' END, flow, rerun_of
+    FROM input
+), j AS (
+    INSERT INTO jobs (run_id, app_id, available_at, ready_at, priority, gate, gate_limit)
+    SELECT run_id, $1, coalesce(due, now()), coalesce(due, now()), priority, gate, gate_limit FROM input
+)
+SELECT count(*) AS created, pg_notify('durable_jobs', '') FROM input;
+
+-- name: runs_merge
+-- Events joining runs that have not started: a debounce replaces the run's event and moves its start;
+-- a batch appends events to `event.data` and starts the run once full.
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::jsonb[])
+         AS i (run_id, kind, event, due, flow)
+), r AS (
+    UPDATE runs r
+    SET event = CASE WHEN i.kind = 'batch' THEN jsonb_set(r.event, '{data}', (r.event -> 'data') || i.event)
+                     ELSE i.event END,
+        event_id = CASE WHEN i.kind = 'debounce' THEN i.event ->> 'id' ELSE r.event_id END,
+        flow = i.flow,
+        activity = CASE WHEN i.due <= now() THEN 'queued' ELSE 'scheduled' END
+    FROM input i WHERE r.id = i.run_id
+)
+UPDATE jobs j SET available_at = i.due, ready_at = i.due
+FROM input i WHERE j.run_id = i.run_id
+RETURNING j.run_id, pg_notify('durable_jobs', '');
+
+-- name: event_outcomes
+UPDATE events e SET outcomes = i.outcomes
+FROM unnest($2::bigint[], $3::jsonb[]) AS i (seq, outcomes)
+WHERE e.app_id = $1 AND e.seq = i.seq;
