@@ -2,17 +2,24 @@
 
     BENCH_SIGNING_KEY=... python bench/benchapp.py PORT
 
-`three_steps` runs three steps that do nothing; `parked` waits for an event that is never sent. The
-bench starts one such process per scenario, next to the engine process, and imports FUNCTIONS to
-sync them.
+`three_steps` runs three steps that do nothing; `parked` waits for an event that is never sent;
+`burst_gated` (concurrency 10 per tenant) and `burst_plain` (no concurrency option) run one step of
+5 ms simulated work, counting at the app how many of each tenant's runs are inside that step at once,
+answered as JSON on `GET /stats`. The bench starts one such process per scenario, next to the engine
+process, and imports FUNCTIONS to sync them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 try:
     import durable_sdk
@@ -20,11 +27,26 @@ except ImportError:  # not installed (`make install` does): use the SDK from thi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdks" / "python"))
     import durable_sdk
 
-__all__ = ["FUNCTIONS", "NEVER_EVENT", "PARK_EVENT", "THREE_STEPS_EVENT", "durable_sdk"]
+__all__ = [
+    "FLOW_GATED_EVENT",
+    "FLOW_LIMIT",
+    "FLOW_PLAIN_EVENT",
+    "FUNCTIONS",
+    "NEVER_EVENT",
+    "PARK_EVENT",
+    "STATS_PATH",
+    "THREE_STEPS_EVENT",
+    "durable_sdk",
+]
 
 THREE_STEPS_EVENT = "bench.three"
 PARK_EVENT = "bench.park"
 NEVER_EVENT = "bench.never"
+FLOW_GATED_EVENT = "bench.flow.gated"
+FLOW_PLAIN_EVENT = "bench.flow.plain"
+FLOW_LIMIT = 10
+FLOW_WORK_S = 0.005
+STATS_PATH = "/stats"
 
 
 @durable_sdk.function(id="three-steps", trigger={"event": THREE_STEPS_EVENT})
@@ -40,7 +62,70 @@ async def parked(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     return await step.wait_for_event("w", event=NEVER_EVENT, timeout="1h")
 
 
-FUNCTIONS = [three_steps, parked]
+class Executing:
+    """How many runs of one function are inside their step at once, per tenant and overall."""
+
+    def __init__(self) -> None:
+        self.now: defaultdict[str, int] = defaultdict(int)
+        self.max_per_key: defaultdict[str, int] = defaultdict(int)
+        self.overall = 0
+        self.overall_max = 0
+        self.steps = 0
+
+    async def work(self, tenant: str, seconds: float = FLOW_WORK_S) -> None:
+        """One step's body: record the start, simulate work (5 ms unless the event says), record the end."""
+        self.now[tenant] += 1
+        self.max_per_key[tenant] = max(self.max_per_key[tenant], self.now[tenant])
+        self.overall += 1
+        self.overall_max = max(self.overall_max, self.overall)
+        self.steps += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.now[tenant] -= 1
+            self.overall -= 1
+
+    def report(self) -> dict[str, Any]:
+        return {"maxPerKey": dict(self.max_per_key), "overall_max": self.overall_max, "steps": self.steps}
+
+
+STATS = {"burst-gated": Executing(), "burst-plain": Executing()}
+
+
+@durable_sdk.function(
+    id="burst-gated",
+    trigger={"event": FLOW_GATED_EVENT},
+    concurrency={"limit": FLOW_LIMIT, "key": "tenant"},
+)
+async def burst_gated(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    tenant, seconds = event["data"]["tenant"], event["data"].get("workMs", FLOW_WORK_S * 1000) / 1000
+    await step.run("work", lambda: STATS["burst-gated"].work(tenant, seconds))
+
+
+@durable_sdk.function(id="burst-plain", trigger={"event": FLOW_PLAIN_EVENT})
+async def burst_plain(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    tenant = event["data"]["tenant"]
+    await step.run("work", lambda: STATS["burst-plain"].work(tenant))
+
+
+FUNCTIONS = [three_steps, parked, burst_gated, burst_plain]
+
+Asgi = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Awaitable[None]]
+
+
+def with_stats(app: Asgi) -> Asgi:
+    """The SDK's ASGI app, except that `GET /stats` answers {function id: Executing.report()}."""
+
+    async def wrapper(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == STATS_PATH:
+            body = orjson.dumps({fn: stats.report() for fn, stats in STATS.items()})
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return wrapper
 
 
 def main() -> None:
@@ -48,7 +133,7 @@ def main() -> None:
 
     port = int(sys.argv[1])
     uvicorn.run(
-        durable_sdk.serve(FUNCTIONS, signing_key=os.environ["BENCH_SIGNING_KEY"]),
+        with_stats(durable_sdk.serve(FUNCTIONS, signing_key=os.environ["BENCH_SIGNING_KEY"])),
         host="127.0.0.1",
         port=port,
         loop="uvloop",

@@ -237,7 +237,10 @@ class Stack:
     and drops the database.
     """
 
-    def __init__(self, pg: Postgres, name: str, workers: int = 2) -> None:
+    def __init__(
+        self, pg: Postgres, name: str, workers: int = 2, engine_env: dict[str, str] | None = None
+    ) -> None:
+        self.engine_env = engine_env or {}
         self.pg = pg
         self.name = name
         self.database = f"bench_{name}"
@@ -247,6 +250,7 @@ class Stack:
         self.db: asyncpg.Connection | None = None
         self.http: aiohttp.ClientSession | None = None
         self.base_url = ""
+        self.app_url = ""
         self.app_id = ""
         self.signing_key = ""
 
@@ -274,6 +278,7 @@ class Stack:
                 DURABLE_HOST="127.0.0.1",
                 DURABLE_WORKERS=str(self.workers),
                 DURABLE_DRAIN_TIMEOUT_MS="2000",
+                **self.engine_env,
             ),
         )
         self.http = aiohttp.ClientSession(
@@ -282,8 +287,8 @@ class Stack:
         await wait_for(self._healthy, f"the engine's /healthz on {self.base_url}", timeout=60, every=0.1)
         workspace = await self._admin_post("/api/apps", {"name": f"bench-{self.name}", "environment": "dev"})
         self.app_id, self.signing_key = workspace["id"], workspace["signingKey"]
-        self.app, app_url = await start_app(f"app-{self.name}", self.signing_key)
-        client = durable_sdk.Client(self.base_url, self.app_id, self.signing_key, app_url)
+        self.app, self.app_url = await start_app(f"app-{self.name}", self.signing_key)
+        client = durable_sdk.Client(self.base_url, self.app_id, self.signing_key, self.app_url)
         await asyncio.to_thread(client.sync, FUNCTIONS)
         self.db = await asyncpg.connect(dsn, timeout=10)
 

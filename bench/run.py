@@ -8,6 +8,8 @@ as two processes on a fresh database `bench_<scenario>`, dropped afterwards:
   throughput  N three-step runs sent in batches of 500; first send -> last run ended
   latency     three-step runs one at a time; event sent -> completed, and where the time goes
   parked      runs waiting for an event: the engine's CPU and RSS while idle, then one event wakes all
+  flow        a burst of one-step runs over 100 keys with concurrency 10 per key: drain time, the most
+              steps per key executing at once as counted by the app, and the same burst ungated
 
 Postgres: the server of DATABASE_URL when set (the scenarios create databases on it), otherwise the
 embedded one in .bench-pg/ on port BENCH_PG_PORT (default 5439), started and stopped by the bench.
@@ -28,9 +30,10 @@ from typing import Any
 
 import scenarios
 import uvloop
+from benchapp import FLOW_LIMIT
 from harness import LOG_DIR, REPO, BenchError, Postgres, remove_logs
 
-SCENARIOS = ("reference", "throughput", "latency", "parked")
+SCENARIOS = ("reference", "throughput", "latency", "parked", "flow")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -140,6 +143,50 @@ def summary(state: dict[str, Any], results: dict[str, Any]) -> str:
         rows.append(
             (f"one event wakes {park['runs']:,} parked runs", f"{park['wake_per_s']:,.0f} runs/s", "")
         )
+    flow = results.get("flow")
+    if flow:
+        gated, plain = flow["gated"], flow["plain"]
+        violation = (
+            f" — VIOLATION: {len(gated['over_limit'])} key(s) over the limit" if gated["over_limit"] else ""
+        )
+        rows.append(
+            (
+                f"flow, {gated['runs']:,} one-step runs (5 ms work) over {scenarios.FLOW_KEYS} keys,"
+                f" concurrency {FLOW_LIMIT} per key: drain",
+                f"{gated['seconds']:.2f} s = {gated['runs_per_s']:,.0f} runs/s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "… max steps executing at once per key, counted at the app",
+                f"{gated['max_per_key']} (limit {FLOW_LIMIT}){violation}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "… the same burst without the concurrency option: drain",
+                f"{plain['seconds']:.2f} s = {plain['runs_per_s']:,.0f} runs/s",
+                "",
+            )
+        )
+        saturated = flow["saturated"]
+        rows.append(
+            (
+                "… saturated: the same gated burst with 1 s steps, max executing at once per key (app)",
+                f"{saturated['max_per_key']} (limit {FLOW_LIMIT}), {saturated['overall_max']} overall,"
+                f" drained in {saturated['seconds']:.1f} s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "… gate overhead per start (drain-time difference / runs)",
+                f"{flow['overhead_us']:,.0f} µs",
+                "",
+            )
+        )
     if ref:
         rows.append(
             (
@@ -183,6 +230,8 @@ async def bench(pg: Postgres, args: argparse.Namespace) -> bool:
     if "parked" in args.only:
         runs, window = (1000, 10.0) if quick else (10_000, 30.0)
         results["parked"] = await attempt("parked", scenarios.parked(pg, runs, window))
+    if "flow" in args.only:
+        results["flow"] = await attempt("flow", scenarios.flow(pg, 2000 if quick else 10_000))
     print()
     print(summary(state, results))
     failed = [name for name in args.only if not results.get(name)]

@@ -8,11 +8,20 @@ import statistics
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import psutil
-from benchapp import NEVER_EVENT, PARK_EVENT, THREE_STEPS_EVENT
+from benchapp import (
+    FLOW_GATED_EVENT,
+    FLOW_LIMIT,
+    FLOW_PLAIN_EVENT,
+    NEVER_EVENT,
+    PARK_EVENT,
+    STATS_PATH,
+    THREE_STEPS_EVENT,
+)
 from harness import BenchError, Child, Postgres, Stack, start_app
 
 STEPS_PER_RUN = 3
@@ -356,3 +365,126 @@ async def parked(pg: Postgres, runs: int, window: float, workers: int = 2) -> di
         "rss_end": rss_end,
         "wake_per_s": runs / wake_s,
     }
+
+
+# --- 4. flow control: a concurrency gate per key -------------------------------------------------
+
+FLOW_KEYS = 100
+
+
+async def app_stats(stack: Stack, function_id: str) -> dict[str, Any]:
+    """What the app counted for one function: maxPerKey, overall_max, steps (see benchapp.Executing)."""
+    assert stack.http is not None and stack.app_url
+    app = urlsplit(stack.app_url)
+    async with stack.http.get(urlunsplit(app._replace(path=STATS_PATH))) as response:
+        if response.status != 200:
+            raise BenchError(f"GET {STATS_PATH} on the app: {response.status} {await response.text()}")
+        return (await response.json())[function_id]  # type: ignore[no-any-return]
+
+
+async def burst(
+    pg: Postgres, runs: int, gated: bool, workers: int = 2, work_ms: int | None = None
+) -> dict[str, Any]:
+    """Send `runs` events over FLOW_KEYS tenants at once; time from the first send to the last run's end.
+
+    With `work_ms`, each step works that long instead of 5 ms (the saturation proof)."""
+    function_id, event = ("burst-gated", FLOW_GATED_EVENT) if gated else ("burst-plain", FLOW_PLAIN_EVENT)
+    # 1,000 runs in flight per worker loop: more than the 100 keys × 10 slots, so the gate binds.
+    in_flight = {"DURABLE_INVOKES_PER_WORKER": str(FLOW_IN_FLIGHT)}
+    name = f"flow_{'gated' if gated else 'plain'}{'_saturated' if work_ms else ''}"
+    async with Stack(pg, name, workers, in_flight) as stack:
+        await warm_up(stack)
+        target = WARM_UP_RUNS + runs
+        extra = {"workMs": work_ms} if work_ms else {}
+        events = [{"name": event, "data": {"tenant": f"t{i % FLOW_KEYS}", **extra}} for i in range(runs)]
+        meter = CpuMeter(stack)
+        await meter.start()
+        first_send = time.time()
+        await send_all(stack, events, 1000)
+        sent = time.time()
+        try:
+            await stack.wait_counts(
+                f"{runs} {function_id} runs to complete",
+                lambda c: c["completed"] >= target,
+                timeout=max(120, runs / 20),
+            )
+        except BenchError as exc:
+            raise BenchError(f"{exc}\n{await flow_state(stack)}") from None
+        cpu = meter.stop()
+        assert stack.db is not None
+        last_end = await stack.db.fetchval(
+            "SELECT extract(epoch FROM max(ended_at)) FROM runs WHERE function_id = $1", function_id
+        )
+        stats = await app_stats(stack, function_id)
+    wall = float(last_end) - first_send
+    per_key = stats["maxPerKey"]
+    return {
+        "runs": runs,
+        "seconds": wall,
+        "runs_per_s": runs / wall,
+        "send_s": sent - first_send,
+        "max_per_key": max(per_key.values(), default=0),
+        "over_limit": {k: v for k, v in per_key.items() if v > FLOW_LIMIT},
+        "keys": len(per_key),
+        "overall_max": stats["overall_max"],
+        "steps": stats["steps"],
+        "cpu": cpu,
+    }
+
+
+async def flow_state(stack: Stack) -> str:
+    """The runs and leased jobs by state, for a report when a burst did not drain."""
+    assert stack.db is not None
+    runs = await stack.db.fetch("SELECT status, activity, count(*) FROM runs GROUP BY 1, 2 ORDER BY 1, 2")
+    gates = await stack.db.fetch(
+        "SELECT gate, count(*) FROM jobs WHERE lease_token IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 20"
+    )
+    lines = ["  runs by status, activity: " + ", ".join(f"{r[0]}/{r[1]}: {r[2]}" for r in runs)]
+    lines.append("  leased jobs by gate: " + (", ".join(f"{r[0]!r}: {r[1]}" for r in gates) or "none"))
+    return "\n".join(lines)
+
+
+FLOW_IN_FLIGHT = 1000
+
+
+async def flow(pg: Postgres, runs: int, workers: int = 2) -> dict[str, Any]:
+    """The burst with `concurrency {limit: 10, key: tenant}`, then the same burst without the option."""
+    gated = await burst(pg, runs, gated=True, workers=workers)
+    print(
+        f"flow: {runs} one-step runs (5 ms of work each) over {FLOW_KEYS} keys, concurrency limit"
+        f" {FLOW_LIMIT} per key: drained in {gated['seconds']:.2f} s = {gated['runs_per_s']:,.0f} runs/s"
+        f" (workers={workers} × {FLOW_IN_FLIGHT} runs in flight; sending took {gated['send_s']:.2f} s)"
+    )
+    print(
+        f"flow: at the app, max steps executing at once per key: {gated['max_per_key']} (limit {FLOW_LIMIT},"
+        f" over {gated['keys']} keys); overall {gated['overall_max']}; {gated['steps']} step executions"
+    )
+    if gated["over_limit"]:
+        print(
+            f"flow: !!! VIOLATION !!! {len(gated['over_limit'])} key(s) had more than {FLOW_LIMIT}"
+            f" steps executing at once: {dict(sorted(gated['over_limit'].items())[:20])}"
+        )
+    print(f"  {CpuMeter.describe(gated['cpu'])}")
+    plain = await burst(pg, runs, gated=False, workers=workers)
+    print(
+        f"flow: the same burst without the concurrency option: drained in {plain['seconds']:.2f} s"
+        f" = {plain['runs_per_s']:,.0f} runs/s (sending took {plain['send_s']:.2f} s); at the app, max per"
+        f" key {plain['max_per_key']}, overall {plain['overall_max']}; {plain['steps']} step executions"
+    )
+    print(f"  {CpuMeter.describe(plain['cpu'])}")
+    # With 5 ms steps the engine drains faster than runs pile up per key (~1-3 executing per key), so
+    # the gate rarely binds. The proof: the same burst with 1 s steps, which keeps every key saturated.
+    saturated = await burst(pg, runs, gated=True, workers=workers, work_ms=1000)
+    print(
+        f"flow: saturated proof, {runs} runs with 1 s steps over {saturated['keys']} keys: max executing at"
+        f" once per key {saturated['max_per_key']} (limit {FLOW_LIMIT}); overall {saturated['overall_max']};"
+        f" drained in {saturated['seconds']:.2f} s"
+    )
+    if saturated["over_limit"]:
+        print(f"flow: !!! VIOLATION !!! {dict(sorted(saturated['over_limit'].items())[:20])}")
+    overhead_us = (gated["seconds"] - plain["seconds"]) / runs * 1e6
+    print(
+        f"flow: gate overhead per start (drain-time difference / runs): {overhead_us:,.0f} µs"
+        f" = ({gated['seconds']:.2f} s - {plain['seconds']:.2f} s) / {runs}"
+    )
+    return {"gated": gated, "plain": plain, "saturated": saturated, "overhead_us": overhead_us}

@@ -18,12 +18,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from durable.core import flow
 from durable.core.ids import new_id
 from durable.core.options import priority_of
 from durable.store.db import Conn
 
 KINDS = ("rateLimit", "throttle", "debounce", "batch")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _at(ms: int) -> datetime:
@@ -242,7 +248,7 @@ class Planner:
                 [k[0] for k in keys],
                 [k[1] for k in keys],
                 [k[2] for k in keys],
-                [s.stamps for s in states],
+                [_json(s.stamps) for s in states],
                 [s.run_id for s in states],
                 [s.first_at for s in states],
                 [s.size for s in states],
@@ -270,10 +276,10 @@ class Planner:
                 "runs_merge",
                 ids,
                 [m.kind for m in merges],
-                [m.event for m in merges],
+                [_json(m.event) for m in merges],
                 [_at(m.due_ms) for m in merges],
                 [m.flow for m in merges],
             )
         if self.outcomes:
             seqs = list(self.outcomes)
-            await tx.execute("event_outcomes", self.app_id, seqs, [self.outcomes[s] for s in seqs])
+            await tx.execute("event_outcomes", self.app_id, seqs, [_json(self.outcomes[s]) for s in seqs])

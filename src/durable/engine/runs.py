@@ -156,6 +156,7 @@ async def list_events(db: Database, app_id: str, *, cursor: str | None, limit: i
             "ts": r["ts"],
             "receivedAt": _iso(r["received_at"]),
             "runs": r["runs"],
+            "outcomes": r["outcomes"],
         }
         for r in rows[:limit]
     ]

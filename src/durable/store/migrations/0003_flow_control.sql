@@ -37,3 +37,6 @@ CREATE TABLE cron_schedules (
     FOREIGN KEY (app_id, function_id) REFERENCES functions (app_id, id) ON DELETE CASCADE
 );
 CREATE INDEX cron_by_next ON cron_schedules (next_at);
+
+-- First come, first served among jobs due at the same time and priority.
+ALTER TABLE jobs ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;

@@ -18,9 +18,11 @@ ORDER BY j.run_id
 FOR UPDATE OF j SKIP LOCKED;
 
 -- name: flow_save
+-- $5 and the JSON arrays below travel as text: a jsonb[] parameter cannot hold JSON arrays (the driver
+-- would read them as array dimensions).
 UPDATE flow_state f
-SET stamps = i.stamps, run_id = i.run_id, first_at = i.first_at, size = i.size
-FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[], $8::int[])
+SET stamps = i.stamps::jsonb, run_id = i.run_id, first_at = i.first_at, size = i.size
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::int[])
      AS i (function_id, kind, key, stamps, run_id, first_at, size)
 WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.key = i.key;
 
@@ -45,7 +47,8 @@ SELECT count(*) AS created, pg_notify('durable_jobs', '') FROM input;
 -- Events joining runs that have not started: a debounce replaces the run's event and moves its start;
 -- a batch appends events to `event.data` and starts the run once full.
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::jsonb[])
+    SELECT i.run_id, i.kind, i.event::jsonb AS event, i.due, i.flow
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
          AS i (run_id, kind, event, due, flow)
 ), r AS (
     UPDATE runs r
@@ -61,6 +64,6 @@ FROM input i WHERE j.run_id = i.run_id
 RETURNING j.run_id, pg_notify('durable_jobs', '');
 
 -- name: event_outcomes
-UPDATE events e SET outcomes = i.outcomes
-FROM unnest($2::bigint[], $3::jsonb[]) AS i (seq, outcomes)
+UPDATE events e SET outcomes = i.outcomes::jsonb
+FROM unnest($2::bigint[], $3::text[]) AS i (seq, outcomes)
 WHERE e.app_id = $1 AND e.seq = i.seq;

@@ -16,23 +16,23 @@ WITH running AS (
     WHERE gate = ANY($4::text[]) AND lease_token IS NOT NULL AND available_at > now()
     GROUP BY gate
 ), candidates AS (
-    SELECT j.run_id, j.gate, j.gate_limit, j.priority, j.available_at
+    SELECT j.run_id, j.gate, j.gate_limit, j.priority, j.available_at, j.seq
     FROM jobs j
     WHERE j.available_at <= now()
       AND (j.gate IS NULL
            OR (j.gate = ANY($4::text[]) AND j.gate NOT IN (SELECT gate FROM running WHERE n >= lim)))
-    ORDER BY j.priority DESC, j.available_at, j.run_id
+    ORDER BY j.priority DESC, j.available_at, j.seq
     LIMIT $2 * 4
     FOR UPDATE SKIP LOCKED
 ), due AS (
     -- Per gate, no more than its free slots: higher priority first, then first come first served.
     SELECT c.run_id
-    FROM (SELECT c.*, row_number() OVER (PARTITION BY c.gate ORDER BY c.priority DESC, c.available_at, c.run_id)
+    FROM (SELECT c.*, row_number() OVER (PARTITION BY c.gate ORDER BY c.priority DESC, c.available_at, c.seq)
                  AS rank
           FROM candidates c) AS c
     LEFT JOIN running r ON r.gate = c.gate
     WHERE c.gate IS NULL OR c.rank <= c.gate_limit - coalesce(r.n, 0)
-    ORDER BY c.priority DESC, c.available_at, c.run_id
+    ORDER BY c.priority DESC, c.available_at, c.seq
     LIMIT $2
 ), claimed AS (
     UPDATE jobs j
@@ -84,7 +84,7 @@ SELECT coalesce(array_agg(DISTINCT g.gate), '{}') AS gates
 FROM (
     SELECT j.gate FROM jobs j
     WHERE j.available_at <= now() AND j.gate IS NOT NULL AND j.gate NOT IN (SELECT gate FROM full_gates)
-    ORDER BY j.priority DESC, j.available_at, j.run_id
+    ORDER BY j.priority DESC, j.available_at, j.seq
     LIMIT $1
 ) AS g;
 

@@ -1,0 +1,91 @@
+"""Cron: each occurrence fires once, late occurrences do not storm, syncs reschedule."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import durable_sdk
+
+from durable.scheduler.cron import tick
+from durable.store.db import Database
+from tests.harness import AppServer, Engine
+
+
+async def _schedule(db: Database) -> list[tuple[str, str, datetime]]:
+    async with db.connection() as conn:
+        rows = await conn.raw.fetch("SELECT function_id, expr, next_at FROM cron_schedules ORDER BY 1")
+    return [(r["function_id"], r["expr"], r["next_at"]) for r in rows]
+
+
+async def _make_due(db: Database, seconds_ago: float) -> None:
+    async with db.connection() as conn:
+        await conn.raw.execute(
+            "UPDATE cron_schedules SET next_at = date_trunc('second', now()) - make_interval(secs => $1)",
+            seconds_ago,
+        )
+
+
+async def test_a_due_occurrence_fires_once_with_the_cron_event(engine: Engine) -> None:
+    @durable_sdk.function(id="nightly", trigger={"cron": "TZ=Europe/Amsterdam 0 3 * * *"})
+    async def nightly(event, step):  # type: ignore[no-untyped-def]
+        return await step.run("report", lambda: event)
+
+    ws = await engine.workspace()
+    with AppServer([nightly], ws.signing_key) as app:
+        await engine.sync(ws, app.url, [nightly])
+        [(fid, expr, next_at)] = await _schedule(engine.db)
+        assert fid == "nightly" and next_at > datetime.now(UTC)
+        assert next_at.astimezone(UTC).hour in (1, 2)  # 03:00 in Amsterdam
+        await _make_due(engine.db, 5)
+        # Three schedulers at once (as in three engine processes): one fire.
+        fired = await asyncio.gather(tick(engine.db), tick(engine.db), tick(engine.db))
+        assert sum(fired) == 1
+        assert await tick(engine.db) == 0
+        await engine.start_workers()
+        [run] = await engine.wait_runs(ws, 1)
+    view = await engine.run(run["id"])
+    event = view["output"]
+    assert event["name"] == "$cron" and event["data"]["cron"] == "TZ=Europe/Amsterdam 0 3 * * *"
+    assert event["data"]["scheduledAt"].endswith(".000Z")
+    [(_, _, following)] = await _schedule(engine.db)
+    assert following > datetime.now(UTC)
+
+
+async def test_after_downtime_the_next_occurrence_is_in_the_future(engine: Engine) -> None:
+    ws = await engine.workspace()
+    await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "often", "trigger": {"cron": "*/2 * * * * *"}}])
+    await _make_due(engine.db, 3600)  # an hour of missed occurrences
+    assert await tick(engine.db) == 0  # no catch-up storm
+    [(_, _, next_at)] = await _schedule(engine.db)
+    assert next_at > datetime.now(UTC)
+    assert await engine.runs(ws) == []
+
+
+async def test_sync_reschedules_a_changed_expression_and_drops_removed_functions(engine: Engine) -> None:
+    ws = await engine.workspace()
+    url = "http://127.0.0.1:9/x"
+    await engine.sync(
+        ws,
+        url,
+        [{"id": "a", "trigger": {"cron": "0 3 * * *"}}, {"id": "b", "trigger": {"cron": "0 4 * * *"}}],
+    )
+    before = dict((f, n) for f, _, n in await _schedule(engine.db))
+    await engine.sync(
+        ws,
+        url,
+        [{"id": "a", "trigger": {"cron": "0 3 * * *"}}, {"id": "b", "trigger": {"cron": "30 5 * * *"}}],
+    )
+    after = dict((f, n) for f, _, n in await _schedule(engine.db))
+    assert after["a"] == before["a"] and after["b"] != before["b"] and after["b"].minute == 30
+    await engine.sync(ws, url, [{"id": "b", "trigger": {"event": "now.an.event"}}])
+    assert await _schedule(engine.db) == []
+
+
+async def test_bad_cron_expressions_are_refused_at_sync(engine: Engine) -> None:
+    ws = await engine.workspace()
+    for expr in ("* * *", "61 * * * *", "TZ=Mars/Olympus 0 3 * * *", "@hourly-ish"):
+        body = {"url": "http://127.0.0.1:9/x", "functions": [{"id": "c", "trigger": {"cron": expr}}]}
+        response = await engine.signed(ws, "/fn/sync", body)
+        assert response.status_code == 400 and "cron" in response.json()["error"], expr
+    assert await _schedule(engine.db) == []
