@@ -1,4 +1,5 @@
-"""Durable example app: `onboarding` (run, sleep, run) and `approval` (wait for an event, then run).
+"""Durable example app: `onboarding` (run, sleep, run), `approval` (wait for an event, then run),
+`nightly-report` (cron) and `sync-crm` (concurrency per tenant, debounced per contact).
 
     DURABLE_APP_ID=... DURABLE_SIGNING_KEY=... python examples/python/app.py
 
@@ -50,7 +51,25 @@ def approval(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     return step.run("record", lambda: {"orderId": order_id, "approved": decision is not None, "by": by})
 
 
-FUNCTIONS = [onboarding, approval]
+@durable_sdk.function(id="nightly-report", trigger={"cron": "*/30 * * * * *"})
+async def nightly_report(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    """A scheduled job (every 30 s here, so the demo shows it): the run gets the `$cron` event."""
+    return await step.run("report", lambda: {"scheduledAt": event["data"]["scheduledAt"], "rows": 42})
+
+
+@durable_sdk.function(
+    id="sync-crm",
+    trigger={"event": "contact.changed"},
+    concurrency={"limit": 2, "key": "tenantId"},
+    debounce={"period": "2s", "key": "contactId"},
+)
+async def sync_crm(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    """Push a contact to the CRM once its edits settle: at most 2 syncs per tenant at once."""
+    contact = event["data"].get("contactId", "c1")
+    return await step.run("push", lambda: {"contactId": contact, "pushed": True})
+
+
+FUNCTIONS = [onboarding, approval, nightly_report, sync_crm]
 
 
 def provision(durable_url: str) -> tuple[str, str]:

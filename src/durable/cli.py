@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print("durable: migrations applied")
         return 0
     if command == "dev":
-        print("durable dev: not available yet; run `durable start` and an example app", file=sys.stderr)
-        return 2
+        from durable import dev
+
+        return dev.run(settings)
     return runtime.run(settings, serve_http=command == "start")
 
 

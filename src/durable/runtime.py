@@ -20,6 +20,7 @@ import uvicorn
 from durable import __version__
 from durable.api.app import create_app
 from durable.config import Settings
+from durable.engine.changes import ChangeFeed
 from durable.engine.execution import Executor
 from durable.scheduler.cron import run_cron
 from durable.scheduler.maintenance import run_maintenance
@@ -85,17 +86,22 @@ class Runtime:
             timeout_ms=settings.lease_ms - min(1000, settings.lease_ms // 10),
             user_agent=f"durable/{__version__} (pid {os.getpid()})",
         )
-        executor = Executor(db, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts)
+        feed = ChangeFeed(db)
+        executor = Executor(
+            db, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts, feed=feed
+        )
         loops = [
             WorkerLoop(executor, invoker, wakeup, name=worker_name(i), capacity=settings.invokes_per_worker)
             for i in range(settings.workers)
         ]
         tasks = [asyncio.create_task(w.run()) for w in loops]
+        feed_stop = asyncio.Event()
+        feed_task = asyncio.create_task(feed.run(feed_stop))
         server: _Server | None = None
         if self.serve_http:
             tasks.append(asyncio.create_task(run_maintenance(db, self.stop)))
             tasks.append(asyncio.create_task(run_cron(db, self.stop)))
-            app = create_app(db, settings, on_ingest=wakeup.set)
+            app = create_app(db, settings, on_ingest=wakeup.set, feed=feed)
             config = uvicorn.Config(
                 app,
                 host=settings.host,
@@ -116,12 +122,15 @@ class Runtime:
         for w in loops:
             w.stop()
         if server is not None:
+            await app.state.broadcaster.close()
             server.should_exit = True
         timeout_s = settings.drain_timeout_ms / 1000
         abandoned = sum(await asyncio.gather(*(w.drain(timeout_s) for w in loops)))
         if abandoned:
             log.warning("%d run(s) abandoned to lease expiry", abandoned)
         await asyncio.wait(tasks, timeout=timeout_s + 1)
+        feed_stop.set()
+        await asyncio.wait([feed_task], timeout=2)
         await invoker.close()
         await wakeup.close()
         await db.close()

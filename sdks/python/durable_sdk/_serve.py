@@ -24,7 +24,7 @@ class _Call(NamedTuple):
 
 
 class _Endpoint:
-    """What the ASGI and WSGI apps share: everything but reading the request and running the handler."""
+    """What the ASGI, WSGI and framework apps share: all but reading the request and writing the answer."""
 
     def __init__(self, functions: Iterable[Function], signing_key: str) -> None:
         if not isinstance(signing_key, str) or not signing_key:
@@ -59,6 +59,20 @@ class _Endpoint:
         if function is None:
             return self.respond(404, {"error": f"unknown function {invoke['functionId']!r}"})
         return _Call(function, invoke)
+
+    async def answer_async(self, method: str, body: bytes, signature: str | None) -> Response:
+        """Route and run on an event loop: ``async def`` handlers on it, plain ones in a worker thread."""
+        routed = self.route(method, body, signature)
+        if not isinstance(routed, _Call):
+            return routed
+        if is_async(routed.function):
+            return self.respond(200, await execute_async(*routed))
+        return self.respond(200, await asyncio.to_thread(execute_sync, *routed))
+
+    def answer(self, method: str, body: bytes, signature: str | None) -> Response:
+        """Route and run in this thread (a WSGI worker): ``async def`` handlers in ``asyncio.run``."""
+        routed = self.route(method, body, signature)
+        return self.respond(200, execute_blocking(*routed)) if isinstance(routed, _Call) else routed
 
 
 def index(functions: Iterable[Function]) -> dict[str, Function]:
@@ -121,14 +135,9 @@ def serve(functions: Iterable[Function], signing_key: str) -> Callable[..., Awai
             size += len(chunks[-1])
             more = message.get("more_body", False)
         signature = dict(scope["headers"]).get(b"x-durable-signature")  # ASGI lower-cases header names
-        routed = endpoint.route(scope["method"], b"".join(chunks), signature and signature.decode("latin-1"))
-        if isinstance(routed, _Call):
-            if is_async(routed.function):
-                op = await execute_async(*routed)
-            else:
-                op = await asyncio.to_thread(execute_sync, *routed)
-            routed = endpoint.respond(200, op)
-        status, headers, body = routed
+        status, headers, body = await endpoint.answer_async(
+            scope["method"], b"".join(chunks), signature and signature.decode("latin-1")
+        )
         await send(
             {
                 "type": "http.response.start",
@@ -151,10 +160,9 @@ def serve_wsgi(functions: Iterable[Function], signing_key: str) -> Callable[...,
         except ValueError:
             length = 0
         body = environ["wsgi.input"].read(min(length, MAX_BODY + 1)) if length > 0 else b""
-        routed = endpoint.route(environ["REQUEST_METHOD"], body, environ.get("HTTP_X_DURABLE_SIGNATURE"))
-        if isinstance(routed, _Call):
-            routed = endpoint.respond(200, execute_blocking(*routed))
-        status, headers, payload = routed
+        status, headers, payload = endpoint.answer(
+            environ["REQUEST_METHOD"], body, environ.get("HTTP_X_DURABLE_SIGNATURE")
+        )
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [payload]
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from durable.api.auth import COOKIE, check_admin, session_value
 from durable.api.http import JSON, read_body
+from durable.api.stream import stream
 from durable.core.events import parse_events, parse_json
 from durable.engine import apps, runs
 from durable.engine.ingest import ingest
@@ -64,6 +65,17 @@ async def login(request: Request) -> Response:
     return response
 
 
+@public.get("/session", summary="Whether sign-in is required, and whether this request is signed in")
+async def session(request: Request) -> Response:
+    token = request.app.state.settings.admin_token
+    try:
+        check_admin(request, token)
+        signed_in = True
+    except Unauthorized:
+        signed_in = False
+    return JSON({"authRequired": token is not None, "signedIn": signed_in})
+
+
 @public.post("/logout", summary="Clear the session cookie")
 async def logout() -> Response:
     response = JSON({"ok": True})
@@ -85,6 +97,7 @@ async def create_app(request: Request) -> Response:
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r} (expected name and environment)")
     row = await apps.provision(request.app.state.db, payload.get("name"), payload.get("environment"))
+    request.app.state.feed.touch(row["id"], "apps")
     return JSON(
         {
             "id": row["id"],
@@ -142,6 +155,26 @@ async def fire_event(request: Request, app_id: str) -> Response:
     events, _ = parse_events(parse_json(await read_body(request)))
     ids = await ingest(request.app.state.db, app_id, events)
     request.app.state.on_ingest()
+    request.app.state.feed.touch(app_id, "events")
+    request.app.state.feed.touch(app_id, "runs")
+    return JSON({"ids": ids})
+
+
+@router.post(
+    "/apps/{app_id}/functions/{function_id}/run",
+    summary="Start one run of a function now (a cron function gets a $cron event)",
+    openapi_extra=_body_schema({"data": {"type": "object"}}, []),
+)
+async def run_function(request: Request, app_id: str, function_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    payload = await _json_object(request)
+    unknown = sorted(set(payload) - {"data"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} (expected data)")
+    ids = await apps.run_function(request.app.state.db, app_id, function_id, payload.get("data", {}))
+    request.app.state.on_ingest()
+    request.app.state.feed.touch(app_id, "events")
+    request.app.state.feed.touch(app_id, "runs")
     return JSON({"ids": ids})
 
 
@@ -168,6 +201,11 @@ async def list_runs(
     return JSON(page)
 
 
+@router.get("/stream", summary="Server-Sent Events: what changed (pushed from Postgres NOTIFY)")
+async def change_stream(request: Request) -> Response:
+    return await stream(request)
+
+
 @router.get("/runs/{run_id}", summary="One run with its steps in execution order")
 async def get_run(request: Request, run_id: str) -> Response:
     return JSON(await runs.get_run(request.app.state.db, run_id))
@@ -175,7 +213,9 @@ async def get_run(request: Request, run_id: str) -> Response:
 
 @router.post("/runs/{run_id}/cancel", summary="Cancel an active run")
 async def cancel_run(request: Request, run_id: str) -> Response:
-    return JSON(await runs.cancel(request.app.state.db, run_id))
+    view = await runs.cancel(request.app.state.db, run_id)
+    request.app.state.feed.touch(view["appId"], "runs", run_id)
+    return JSON(view)
 
 
 @router.post(
@@ -190,4 +230,6 @@ async def rerun_run(request: Request, run_id: str) -> Response:
         raise InvalidInput(f"unknown field {unknown[0]!r} (expected fromStep)")
     new_id = await runs.rerun(request.app.state.db, run_id, payload.get("fromStep"))
     request.app.state.on_ingest()
+    view = await runs.get_run(request.app.state.db, new_id)
+    request.app.state.feed.touch(view["appId"], "runs", new_id)
     return JSON({"runId": new_id})

@@ -16,14 +16,21 @@ from starlette.responses import PlainTextResponse, Response
 from durable import __version__
 from durable.api import admin, signed
 from durable.api.http import JSON, error_body
+from durable.api.stream import Broadcaster
 from durable.config import Settings
 from durable.engine.apps import AppCache
+from durable.engine.changes import ChangeFeed
 from durable.errors import ApiError
 from durable.metrics import render_metrics
 from durable.store.db import Database
 
 
-def create_app(db: Database, settings: Settings, on_ingest: Callable[[], None] | None = None) -> FastAPI:
+def create_app(
+    db: Database,
+    settings: Settings,
+    on_ingest: Callable[[], None] | None = None,
+    feed: ChangeFeed | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Durable",
         version=__version__,
@@ -35,6 +42,8 @@ def create_app(db: Database, settings: Settings, on_ingest: Callable[[], None] |
     app.state.settings = settings
     app.state.apps = AppCache(db)
     app.state.on_ingest = on_ingest or (lambda: None)
+    app.state.feed = feed or ChangeFeed(db)
+    app.state.broadcaster = Broadcaster(settings.dsn)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:

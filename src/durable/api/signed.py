@@ -97,12 +97,15 @@ async def _send(request: Request, app: App, payload: object) -> dict[str, Any]:
     ids = await ingest(request.app.state.db, app.id, events)
     EVENTS_INGESTED.inc(len(events))
     request.app.state.on_ingest()
+    request.app.state.feed.touch(app.id, "events")
+    request.app.state.feed.touch(app.id, "runs")
     return {"ids": ids}
 
 
 async def _sync(request: Request, app: App, payload: object) -> dict[str, Any]:
     sync_request = parse_sync(payload)
     count = await apps.sync(request.app.state.db, app.id, sync_request)
+    request.app.state.feed.touch(app.id, "functions")
     return {"ok": True, "functions": count}
 
 

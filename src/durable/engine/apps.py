@@ -10,8 +10,10 @@ from typing import Any
 from durable.core.cron import next_after, parse_cron
 from durable.core.ids import new_app_id, new_signing_key
 from durable.core.options import FunctionDef, SyncRequest
+from durable.engine.ingest import store_events
 from durable.errors import InvalidInput, NotFound
 from durable.store.db import Database
+from durable.types import EventIn
 
 ENVIRONMENTS = ("dev", "acc", "prod")
 
@@ -103,3 +105,26 @@ async def require_app(db: Database, app_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no app with id {app_id!r}")
     return dict(row)
+
+
+async def run_function(db: Database, app_id: str, function_id: str, data: object) -> list[str]:
+    """Start one run of a function now, from the dashboard: an event of its trigger's name (`$cron` for a
+    cron function) that starts that function only."""
+    if not isinstance(data, dict):
+        raise InvalidInput("data: must be a JSON object")
+    function = await db.fetchrow("function_get", app_id, function_id)
+    if function is None:
+        raise NotFound(f"no function {function_id!r} in app {app_id!r}")
+    now_ms = int(time.time() * 1000)
+    if function["trigger_cron"]:
+        name = "$cron"
+        data = {"cron": function["trigger_cron"], "scheduledAt": _iso(now_ms), "manual": True, **data}
+    else:
+        name = function["trigger_event"]
+    event: EventIn = {"id": None, "name": name, "data": data, "ts": now_ms}
+    async with db.transaction() as tx:
+        return await store_events(tx, app_id, [event], function_id=function_id)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from durable.core.backoff import backoff_ms
 from durable.core.match import matches
+from durable.engine.changes import ChangeFeed
 from durable.engine.group_commit import StepRow, StepWriter
 from durable.store.db import Database
 from durable.types import DoneOp, ErrorOp, Op, SleepOp, StepOp, WaitOp
@@ -82,8 +83,11 @@ def utcnow() -> datetime:
 class Executor:
     """The transactional rules for claimed runs."""
 
-    def __init__(self, db: Database, *, lease_ms: int, default_max_attempts: int) -> None:
+    def __init__(
+        self, db: Database, *, lease_ms: int, default_max_attempts: int, feed: ChangeFeed | None = None
+    ) -> None:
         self.db = db
+        self.feed = feed or ChangeFeed(None)
         self.lease_ms = lease_ms
         self.default_max_attempts = default_max_attempts
         self.steps = StepWriter(db)
@@ -98,6 +102,7 @@ class Executor:
             rows = await tx.fetch("jobs_claim", worker_id, limit, self.lease_ms, gates)
         claims = []
         for row in rows:
+            self.feed.touch(row["app_id"], "runs", row["run_id"])
             config = row["config"]
             retries = (config or {}).get("retries")
             claims.append(
@@ -129,6 +134,11 @@ class Executor:
     async def apply(self, claim: Claim, op: Op, timing: Timing) -> Outcome:
         """Store the app's answer to one invoke."""
         claim.rounds += 1
+        outcome = await self._apply(claim, op, timing)
+        self.feed.touch(claim.app_id, "runs", claim.run_id)  # after the commit: listeners refetch
+        return outcome
+
+    async def _apply(self, claim: Claim, op: Op, timing: Timing) -> Outcome:
         kind = op["op"]
         if kind == "step":
             return await self._step(claim, op, timing)  # type: ignore[arg-type]
@@ -139,13 +149,13 @@ class Executor:
         if kind == "done":
             return await self._done(claim, op)  # type: ignore[arg-type]
         error: ErrorOp = op  # type: ignore[assignment]
-        return await self.attempt_failed(
+        return await self._attempt_failed(
             claim, error["message"], timing, step_id=error["id"], retryable=error["retryable"]
         )
 
     async def _step(self, claim: Claim, op: StepOp, timing: Timing) -> Outcome:
         if op["id"] in claim.steps:
-            return await self.attempt_failed(
+            return await self._attempt_failed(
                 claim,
                 f"step {op['id']!r} is already completed in this run; a handler must reach its steps "
                 "in the same order on every replay",
@@ -242,6 +252,14 @@ class Executor:
         self, claim: Claim, message: str, timing: Timing, *, step_id: str | None, retryable: bool
     ) -> Outcome:
         """One attempt failed: retry after a backoff, or fail the run when out of attempts."""
+        try:
+            return await self._attempt_failed(claim, message, timing, step_id=step_id, retryable=retryable)
+        finally:
+            self.feed.touch(claim.app_id, "runs", claim.run_id)
+
+    async def _attempt_failed(
+        self, claim: Claim, message: str, timing: Timing, *, step_id: str | None, retryable: bool
+    ) -> Outcome:
         error = {"message": message, "attempt": claim.attempt}
         if retryable and claim.attempt < claim.max_attempts:
             row = await self.db.fetchrow(

@@ -7,8 +7,8 @@ FROM unnest($2::text[]) AS n ORDER BY n;
 
 -- name: event_store
 -- Store a list of events (all-or-nothing, in one transaction after event_lock_names), skipping ids
--- seen in the last 24 h. Returns each stored event with the functions it triggers (or function $6,
--- for a cron occurrence) and the waits it may resolve. event_lock_names ran in an earlier statement,
+-- seen in the last 24 h. Returns each stored event with the functions it triggers (or only function
+-- $6: a cron occurrence, or "run function" from the dashboard) and the waits it may resolve. event_lock_names ran in an earlier statement,
 -- so this statement's snapshot holds every wait committed before the lock. `@>` pre-filters waits (it
 -- treats arrays as sets); the exact subset match is checked in Python.
 WITH input AS (
@@ -30,7 +30,8 @@ WITH input AS (
 SELECT s.seq, s.id, s.name, s.data, s.ts,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config) ORDER BY f.id), '[]')
         FROM functions f
-        WHERE f.app_id = $1 AND (f.trigger_event = s.name OR f.id = $6)) AS functions,
+        WHERE f.app_id = $1 AND CASE WHEN $6::text IS NULL THEN f.trigger_event = s.name ELSE f.id = $6 END)
+       AS functions,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', w.run_id, 'match', w.match)), '[]')
         FROM waits w
         WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits
