@@ -85,3 +85,40 @@ async def test_signed_routes_never_need_the_admin_token(guarded: httpx.AsyncClie
         "/e", content=raw, headers={"x-durable-app": ws.id, "x-durable-signature": sign(raw, ws.signing_key)}
     )
     assert response.status_code == 200 and len(response.json()["ids"]) == 1
+
+
+async def test_session_says_whether_sign_in_is_needed(guarded: httpx.AsyncClient, engine: Engine) -> None:
+    assert (await guarded.get("/api/session")).json() == {"authRequired": True, "signedIn": False}
+    await guarded.post("/api/login", json={"token": "s3cret-token"})
+    assert (await guarded.get("/api/session")).json() == {"authRequired": True, "signedIn": True}
+    assert (await engine.api.get("/api/session")).json() == {"authRequired": False, "signedIn": True}
+
+
+async def test_stream_refuses_without_the_admin_token(guarded: httpx.AsyncClient) -> None:
+    guarded.cookies.clear()
+    assert (await guarded.get("/api/stream")).status_code == 401
+
+
+async def test_run_function_starts_only_that_function(engine: Engine) -> None:
+    ws = await engine.workspace()
+    await engine.sync(
+        ws,
+        "http://127.0.0.1:9/x",
+        [
+            {"id": "a", "trigger": {"event": "shared"}},
+            {"id": "b", "trigger": {"event": "shared"}},
+            {"id": "nightly", "trigger": {"cron": "0 3 * * *"}},
+        ],
+    )
+    response = await engine.api.post(f"/api/apps/{ws.id}/functions/a/run", json={"data": {"x": 1}})
+    assert response.status_code == 200
+    response = await engine.api.post(f"/api/apps/{ws.id}/functions/nightly/run", json={})
+    assert response.status_code == 200
+    runs = await engine.runs(ws)
+    assert sorted(r["functionId"] for r in runs) == ["a", "nightly"]
+    cron_run = await engine.run(next(r["id"] for r in runs if r["functionId"] == "nightly"))
+    assert cron_run["event"]["name"] == "$cron" and cron_run["event"]["data"]["cron"] == "0 3 * * *"
+    missing = await engine.api.post(f"/api/apps/{ws.id}/functions/ghost/run", json={})
+    assert missing.status_code == 404 and "ghost" in missing.json()["error"]
+    bad = await engine.api.post(f"/api/apps/{ws.id}/functions/a/run", json={"data": [1]})
+    assert bad.status_code == 400 and "data" in bad.json()["error"]

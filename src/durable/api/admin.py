@@ -11,7 +11,7 @@ from durable.api.auth import COOKIE, check_admin, session_value
 from durable.api.http import JSON, read_body
 from durable.api.stream import stream
 from durable.core.events import parse_events, parse_json
-from durable.engine import apps, runs
+from durable.engine import apps, metrics, runs
 from durable.engine.ingest import ingest
 from durable.errors import InvalidInput, Unauthorized
 
@@ -199,6 +199,12 @@ async def list_runs(
         limit=limit,
     )
     return JSON(page)
+
+
+@router.get("/apps/{app_id}/metrics", summary="Throughput, failures, durable vs app time, p95, backlog")
+async def app_metrics(request: Request, app_id: str, range: str = "1h") -> Response:  # noqa: A002
+    await apps.require_app(request.app.state.db, app_id)
+    return JSON(await metrics.series(request.app.state.db, app_id, range))
 
 
 @router.get("/stream", summary="Server-Sent Events: what changed (pushed from Postgres NOTIFY)")

@@ -1,29 +1,39 @@
-"""Periodic maintenance of `durable start`: prune the 24-hour event-id idempotency window.
+"""Periodic maintenance of `durable start`: the metrics rollup, and pruning old metrics and the 24-hour
+event-id idempotency window.
 
-Idempotent, so several engine processes may all run it; no leader is needed yet.
+Pruning is idempotent and the rollup takes a try-lock, so several engine processes may all run this;
+no leader is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 
+from durable.engine.metrics import rollup
 from durable.store.db import Database
 
 log = logging.getLogger("durable.scheduler")
 
+ROLLUP_EVERY_S = 10.0
 PRUNE_EVERY_S = 600.0
 
 
 async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
+    last_prune = 0.0
     while not stop.is_set():
         try:
-            await db.execute("event_ids_prune")
+            await rollup(db)
+            if time.monotonic() - last_prune > PRUNE_EVERY_S:
+                await db.execute("event_ids_prune")
+                await db.execute("metrics_prune")
+                last_prune = time.monotonic()
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("pruning event ids failed: %s", exc)
+            log.warning("maintenance failed: %s", exc)
         try:
-            await asyncio.wait_for(stop.wait(), PRUNE_EVERY_S)
+            await asyncio.wait_for(stop.wait(), ROLLUP_EVERY_S)
         except TimeoutError:
             pass

@@ -1,0 +1,65 @@
+-- name: metrics_try_lock
+-- One rollup at a time across engine processes; the others skip this round.
+SELECT pg_try_advisory_xact_lock(7408310013);
+
+-- name: metrics_cursor
+SELECT created_to, ended_to, now() - interval '2 seconds' AS upto FROM metrics_cursor WHERE id = 1 FOR UPDATE;
+
+-- name: metrics_created
+-- Runs created since the cursor, per function and minute. The 2 s lag lets transactions that began
+-- earlier commit first.
+SELECT app_id, function_id, date_trunc('minute', created_at) AS minute, count(*)::int AS n
+FROM runs WHERE created_at > $1 AND created_at <= $2
+GROUP BY 1, 2, 3;
+
+-- name: metrics_ended
+-- Runs ended since the cursor, with the durable and app time of their steps.
+SELECT r.app_id, r.function_id, date_trunc('minute', r.ended_at) AS minute, r.status,
+       (extract(epoch FROM r.ended_at - r.created_at) * 1000)::bigint AS duration_ms,
+       coalesce(s.queued_ms, 0)::bigint AS queued_ms, coalesce(s.app_ms, 0)::bigint AS app_ms
+FROM runs r
+LEFT JOIN LATERAL (SELECT sum(queued_ms) AS queued_ms, sum(app_ms) AS app_ms FROM steps WHERE run_id = r.id) s
+     ON true
+WHERE r.ended_at > $1 AND r.ended_at <= $2;
+
+-- name: metrics_add
+-- Add one rollup's counts to the per-minute rows (histograms added bucket by bucket).
+INSERT INTO metrics_minute AS m (app_id, function_id, minute, started, completed, failed, queued_ms, app_ms, histogram)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::int[], $7::bigint[],
+                     $8::bigint[], $9::text[]::jsonb[])
+ON CONFLICT (app_id, minute, function_id) DO UPDATE
+SET started = m.started + EXCLUDED.started, completed = m.completed + EXCLUDED.completed,
+    failed = m.failed + EXCLUDED.failed, queued_ms = m.queued_ms + EXCLUDED.queued_ms,
+    app_ms = m.app_ms + EXCLUDED.app_ms,
+    histogram = (SELECT coalesce(jsonb_agg(coalesce((m.histogram ->> i)::int, 0)
+                                           + coalesce((EXCLUDED.histogram ->> i)::int, 0) ORDER BY i), '[]')
+                 FROM generate_series(0, greatest(jsonb_array_length(m.histogram),
+                                                  jsonb_array_length(EXCLUDED.histogram)) - 1) AS i);
+
+-- name: metrics_sample_backlog
+INSERT INTO metrics_backlog AS b (app_id, minute, backlog)
+SELECT a.id, date_trunc('minute', now()),
+       (SELECT count(*) FROM jobs j WHERE j.app_id = a.id AND j.lease_token IS NULL AND j.available_at <= now())
+FROM apps a
+ON CONFLICT (app_id, minute) DO UPDATE SET backlog = greatest(b.backlog, EXCLUDED.backlog);
+
+-- name: metrics_advance
+UPDATE metrics_cursor SET created_to = $1, ended_to = $1 WHERE id = 1;
+
+-- name: metrics_series
+SELECT date_bin($3::interval, minute, timestamptz '2000-01-01') AS t,
+       sum(started)::bigint AS started, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed,
+       sum(queued_ms)::bigint AS queued_ms, sum(app_ms)::bigint AS app_ms
+FROM metrics_minute WHERE app_id = $1 AND minute >= $2
+GROUP BY 1 ORDER BY 1;
+
+-- name: metrics_backlog_series
+SELECT date_bin($3::interval, minute, timestamptz '2000-01-01') AS t, max(backlog) AS backlog
+FROM metrics_backlog WHERE app_id = $1 AND minute >= $2
+GROUP BY 1 ORDER BY 1;
+
+-- name: metrics_functions
+SELECT function_id, completed, failed, histogram FROM metrics_minute WHERE app_id = $1 AND minute >= $2;
+
+-- name: metrics_prune
+DELETE FROM metrics_minute WHERE minute < now() - interval '8 days';
