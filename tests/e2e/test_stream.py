@@ -7,9 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+import durable_sdk
 import httpx
 
-import durable_sdk
 from tests.e2e.procs import Proc, engine_env
 from tests.e2e.test_crash_recovery import _provision, _signed
 from tests.harness import AppServer
@@ -45,7 +45,9 @@ def test_runs_and_events_changes_are_pushed(dsn: str, tmp_path: Path) -> None:
         engine.wait_healthy()
         base = f"http://127.0.0.1:{engine.port}"
         app_id, key = _provision(base)
-        reader = threading.Thread(target=_collect, args=(f"{base}/api/stream", messages, stop, {}), daemon=True)
+        reader = threading.Thread(
+            target=_collect, args=(f"{base}/api/stream", messages, stop, {}), daemon=True
+        )
         reader.start()
         time.sleep(0.3)
         with AppServer([slowish], key) as app:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import durable_sdk
+
 from durable.engine.metrics import bucket_of, percentile_ms, rollup
 from tests.harness import AppServer, Engine
 
