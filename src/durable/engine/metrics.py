@@ -85,7 +85,7 @@ async def rollup(db: Database) -> int:
             )
         await tx.execute("metrics_sample_backlog")
         await tx.execute("metrics_advance", upto)
-        return len(ended) + sum(r["n"] for r in created)
+        return len(ended) + sum(int(r["n"]) for r in created)
 
 
 async def series(db: Database, app_id: str, range_name: str) -> dict[str, Any]:
