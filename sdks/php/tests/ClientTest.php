@@ -1,0 +1,161 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Durable\Tests;
+
+use Durable\Client;
+use Durable\DurableFunction;
+use Durable\Signature;
+use PHPUnit\Framework\TestCase;
+
+/** Client against a fake engine on `php -S` (tests/fixtures/fake_engine.php) that checks signatures. */
+final class ClientTest extends TestCase
+{
+    private const APP = 'app-123';
+
+    /** @var resource */
+    private static $server;
+    private static int $port;
+    private static string $log;
+
+    public static function setUpBeforeClass(): void
+    {
+        self::$log = (string) tempnam(sys_get_temp_dir(), 'fake-engine');
+        [self::$server, self::$port] = Server::start(__DIR__ . '/fixtures/fake_engine.php', [
+            'DURABLE_SIGNING_KEY' => Support::KEY, 'DURABLE_APP_ID' => self::APP, 'FAKE_ENGINE_LOG' => self::$log,
+        ]);
+    }
+
+    public static function tearDownAfterClass(): void
+    {
+        Server::stop(self::$server);
+        @unlink(self::$log);
+    }
+
+    protected function setUp(): void
+    {
+        file_put_contents(self::$log, '');
+    }
+
+    private function client(string $mode = '', string $key = Support::KEY, ?string $appUrl = 'http://localhost:4002/api/durable'): Client
+    {
+        $prefix = $mode === '' ? '' : "/mode/$mode";
+        return new Client('http://127.0.0.1:' . self::$port . "$prefix/", self::APP, $key, $appUrl);
+    }
+
+    /** @return list<array<string, mixed>> the requests the fake engine received */
+    private function requests(): array
+    {
+        $lines = array_filter(explode("\n", (string) file_get_contents(self::$log)));
+        return array_map(fn (string $line) => json_decode($line, true), array_values($lines));
+    }
+
+    public function testSyncPostsTheSignedFunctionSet(): void
+    {
+        $hello = new DurableFunction(id: 'hello', trigger: ['event' => 'demo.hello'], handler: fn () => null, concurrency: ['limit' => 2, 'key' => 'tenantId']);
+        $nightly = new DurableFunction(id: 'nightly', trigger: ['cron' => '0 3 * * *'], handler: fn () => null, throttle: ['limit' => 1, 'period' => '1h30m']);
+        $this->assertSame(['synced' => 2], $this->client()->sync([$hello, $nightly]));
+        [$request] = $this->requests();
+        $this->assertSame(['method' => 'POST', 'path' => '/fn/sync', 'app' => self::APP, 'contentType' => 'application/json'], array_diff_key($request, ['body' => 1]));
+        $this->assertSame(
+            '{"url":"http://localhost:4002/api/durable","functions":[{"id":"hello","trigger":{"event":"demo.hello"},"concurrency":{"limit":2,"key":"tenantId"}},'
+            . '{"id":"nightly","trigger":{"cron":"0 3 * * *"},"throttle":{"limit":1,"period":"1h30m"}}]}',
+            $request['body'],
+        );
+    }
+
+    public function testSyncOfNoFunctionsSendsAnEmptyList(): void
+    {
+        $this->client()->sync([]);
+        $this->assertSame('{"url":"http://localhost:4002/api/durable","functions":[]}', $this->requests()[0]['body']);
+    }
+
+    public function testSyncNeedsTheAppUrl(): void
+    {
+        $this->expectException(\InvalidArgumentException::class);
+        $this->client(appUrl: null)->sync([]);
+    }
+
+    public function testSendPostsOneEventWithDataAsAnObject(): void
+    {
+        $this->assertSame(['evt-0'], $this->client()->send('user.created', ['id' => 'u1', 'name' => 'Zoë', 'url' => 'a/b']));
+        $this->assertSame(['evt-0'], $this->client()->send('tick'));
+        $this->assertSame(['evt-0'], $this->client()->send('user.created', ['id' => 'u2'], 'my-id', 1767225600000));
+        $bodies = array_column($this->requests(), 'body');
+        $this->assertSame([
+            '{"name":"user.created","data":{"id":"u1","name":"Zoë","url":"a/b"}}',
+            '{"name":"tick","data":{}}',
+            '{"name":"user.created","data":{"id":"u2"},"id":"my-id","ts":1767225600000}',
+        ], $bodies);
+        $this->assertSame(['/e'], array_unique(array_column($this->requests(), 'path')));
+    }
+
+    public function testSendManyPostsAList(): void
+    {
+        $ids = $this->client()->sendMany([['name' => 'a'], ['name' => 'b', 'data' => ['n' => 1], 'id' => 'x']]);
+        $this->assertSame(['evt-0', 'evt-1'], $ids);
+        $this->assertSame('[{"name":"a","data":{}},{"name":"b","data":{"n":1},"id":"x"}]', $this->requests()[0]['body']);
+    }
+
+    public function testEventsAreCheckedBeforeSending(): void
+    {
+        foreach ([fn (Client $c) => $c->send(''), fn (Client $c) => $c->send('a', [1, 2]), fn (Client $c) => $c->sendMany([['data' => []]])] as $call) {
+            try {
+                $call($this->client());
+                $this->fail('an invalid event was sent');
+            } catch (\InvalidArgumentException) {
+            }
+        }
+        $this->assertSame([], $this->requests());
+    }
+
+    /** @return iterable<string, array{string, string, int}> */
+    public static function failures(): iterable
+    {
+        yield 'engine error' => ['error', "POST /e: 400 function 'x': throttle.period: invalid duration 'abc'", 400];
+        yield 'engine error object' => ['error-object', 'POST /e: 413 body too large', 413];
+        yield 'unsigned answer' => ['unsigned', 'POST /e: the answer has a missing x-durable-signature', 200];
+        yield 'wrongly signed answer' => ['badsig', 'POST /e: the answer has a wrong x-durable-signature', 200];
+        yield 'not JSON' => ['notjson', 'POST /e: the answer is not a JSON object: hello', 200];
+        yield 'no ids' => ['noids', 'POST /e: unexpected answer from the engine: {"nope":1}', 0];
+    }
+
+    /** @dataProvider failures */
+    public function testFailuresThrowRuntimeException(string $mode, string $message, int $code): void
+    {
+        try {
+            $this->client($mode)->send('demo.hello');
+        } catch (\RuntimeException $e) {
+            $this->assertSame($message, $e->getMessage());
+            $this->assertSame($code, $e->getCode());
+            return;
+        }
+        $this->fail('no exception');
+    }
+
+    public function testAWrongKeyIsRefusedByTheEngine(): void
+    {
+        $this->expectException(\RuntimeException::class);
+        $this->expectExceptionMessage('POST /e: 401 wrong x-durable-signature');
+        $this->client(key: 'wrong-key')->send('demo.hello');
+    }
+
+    public function testAnUnreachableEngine(): void
+    {
+        $probe = stream_socket_server('tcp://127.0.0.1:0');
+        $address = stream_socket_get_name($probe, false);
+        fclose($probe);
+        $client = new Client("http://$address", self::APP, Support::KEY, timeout: 2);
+        $this->expectException(\RuntimeException::class);
+        $this->expectExceptionMessageMatches('#^POST /e: cannot reach the engine at http://127\.0\.0\.1:\d+: #');
+        $client->send('demo.hello');
+    }
+
+    public function testTheFakeEngineChecksSignaturesForReal(): void
+    {
+        $body = '{"name":"x","data":{}}';
+        [$status] = Server::post('http://127.0.0.1:' . self::$port . '/e', $body, [Signature::HEADER => Signature::sign($body, 'other'), 'x-durable-app' => self::APP]);
+        $this->assertSame(401, $status);
+    }
+}
