@@ -1,0 +1,114 @@
+/** The management client: `sync` the function set and `send` events to the engine. */
+import { DurableError } from "./errors.js";
+import { index, repr, type DurableFunction } from "./function.js";
+import { sign, verify } from "./signing.js";
+
+/** Options of {@link DurableClient}. */
+export interface DurableClientOptions {
+  /** The engine's URL, e.g. `http://localhost:3030`. */
+  baseUrl: string;
+  /** The workspace's app id (from the dashboard or `POST /api/apps`). */
+  appId: string;
+  /** The workspace's signing key: signs every request and verifies every answer. */
+  signingKey: string;
+  /** Where the engine reaches the handler made by `serve`; `sync` needs it. */
+  appUrl?: string | undefined;
+  /** Per-request timeout in milliseconds (default 10000). */
+  timeoutMs?: number | undefined;
+}
+
+/** An event to send. `id` makes the send idempotent for 24 h; `ts` is epoch milliseconds. */
+export interface EventPayload<TData extends Record<string, unknown> = Record<string, unknown>> {
+  name: string;
+  data?: TData;
+  id?: string;
+  ts?: number;
+}
+
+/**
+ * Talks to the engine as one app, signing every request with `x-durable-app` + `x-durable-signature`.
+ * Every method rejects with a {@link DurableError} when the engine is unreachable, answers non-2xx
+ * (the message carries the engine's `error`), or answers without a valid signature.
+ */
+export class DurableClient {
+  readonly baseUrl: string;
+  readonly appId: string;
+  readonly appUrl: string | undefined;
+  readonly timeoutMs: number;
+  readonly #key: string;
+
+  constructor(options: DurableClientOptions) {
+    for (const field of ["baseUrl", "appId", "signingKey"] as const)
+      if (typeof options?.[field] !== "string" || !options[field])
+        throw new Error(`DurableClient: ${field} must be a non-empty string, got ${repr(options?.[field])}`);
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.appId = options.appId;
+    this.#key = options.signingKey;
+    this.appUrl = options.appUrl;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  /** Make `functions` the app's whole function set in the engine; resolves with the engine's answer. */
+  async sync(functions: Iterable<DurableFunction<any, any>>): Promise<unknown> {
+    if (!this.appUrl) throw new Error("DurableClient.sync needs appUrl: where the engine reaches your app");
+    const definitions = [...index(functions).values()].map((fn) => fn.definition);
+    return this.post("/fn/sync", { url: this.appUrl, functions: definitions });
+  }
+
+  /** Send one event, or a list all-or-nothing; resolves with their ids in order. */
+  async send(events: EventPayload | readonly EventPayload[]): Promise<string[]> {
+    const list = Array.isArray(events);
+    const wire = (list ? events : [events]).map((event: EventPayload) => {
+      if (typeof event?.name !== "string" || !event.name)
+        throw new Error(`event name must be a non-empty string, got ${repr(event?.name)}`);
+      const { name, data = {}, id, ts } = event;
+      return { name, data, ...(id === undefined ? {} : { id }), ...(ts === undefined ? {} : { ts }) };
+    });
+    const answer = await this.post("/e", list ? wire : wire[0]);
+    const ids = (answer as { ids?: unknown })?.ids;
+    if (!Array.isArray(ids)) throw new DurableError(`unexpected answer from the engine: ${repr(answer)}`);
+    return ids.map(String);
+  }
+
+  private async post(path: string, payload: unknown): Promise<unknown> {
+    const body = Buffer.from(JSON.stringify(payload));
+    let response: Response;
+    try {
+      response = await fetch(this.baseUrl + path, {
+        method: "POST",
+        body,
+        headers: {
+          "content-type": "application/json",
+          "x-durable-app": this.appId,
+          "x-durable-signature": sign(body, this.#key),
+          "user-agent": "durable-sdk-typescript",
+        },
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (error) {
+      const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
+      throw new DurableError(`POST ${path}: cannot reach the engine at ${this.baseUrl}: ${cause}`);
+    }
+    const answer = Buffer.from(await response.arrayBuffer());
+    if (!response.ok) throw new DurableError(`POST ${path}: ${response.status} ${errorMessage(answer)}`, response.status);
+    const signature = response.headers.get("x-durable-signature");
+    if (!verify(answer, this.#key, signature))
+      throw new DurableError(`POST ${path}: the answer has a ${signature ? "wrong" : "missing"} x-durable-signature`, response.status);
+    try {
+      return JSON.parse(answer.toString("utf8"));
+    } catch (error) {
+      throw new DurableError(`POST ${path}: the answer is not JSON (${(error as Error).message})`, response.status);
+    }
+  }
+}
+
+/** The engine's `{"error": ...}` message, or the start of the raw body. */
+function errorMessage(body: Buffer): string {
+  let error: unknown;
+  try {
+    error = JSON.parse(body.toString("utf8"))?.error;
+  } catch {}
+  if (typeof error === "object" && error !== null && "message" in error) error = error.message;
+  if (error === undefined || error === null || error === "") return body.toString("utf8").slice(0, 500);
+  return typeof error === "string" ? error : JSON.stringify(error);
+}

@@ -1,0 +1,23 @@
+/**
+ * `@durable/sdk`: define durable functions with {@link createFunction}, answer the engine with
+ * {@link serve}, register them and send events with {@link DurableClient}. No runtime dependencies.
+ * @packageDocumentation
+ */
+export { DurableClient, type DurableClientOptions, type EventPayload } from "./client.js";
+export { DurableError, NonRetryableError } from "./errors.js";
+export {
+  createFunction,
+  type Duration,
+  type DurableEvent,
+  type DurableFunction,
+  type FunctionOptions,
+  type Handler,
+  type HandlerContext,
+  type Trigger,
+} from "./function.js";
+export { serve, type DurableHandler, type NodeLikeRequest, type NodeLikeResponse, type ServeOptions } from "./serve.js";
+export { sign, verify } from "./signing.js";
+export type { Op, Step, WaitOptions } from "./step.js";
+
+/** The SDK's version. */
+export const version = "0.1.0";

@@ -1,0 +1,176 @@
+/**
+ * Every case of spec/conformance/cases.json and every vector of signature-vectors.json.
+ *
+ * The reference handlers follow spec/conformance/README.md; the Python and PHP SDKs implement the same
+ * handlers and run the same cases. Each case runs with synchronous and with async step functions, through
+ * the Fetch handler and through the Express-style (req, res) handler, with the SDK clock at `case.now`.
+ */
+import assert from "node:assert/strict";
+import { after, describe, mock, test } from "node:test";
+import { createFunction, NonRetryableError, serve, sign, verify, type Handler } from "@durable/sdk";
+import { expressCall, fetchCall, KEY, signed, spec, type Answer } from "./helpers.js";
+
+interface Case {
+  name: string;
+  handler: string;
+  invoke: { functionId: string; event: { name: string } };
+  now: number;
+  expect: Record<string, unknown>;
+  messageIsPrefix?: boolean;
+}
+const CASES = spec<Case[]>("cases.json");
+const VECTORS = spec<{ vectors: { key: string; body: string; signature: string }[] }>("signature-vectors.json").vectors;
+const NOT_JSON = 10n; // a BigInt: JSON.stringify throws on it
+
+/** A step function returning `value`, synchronously or after a turn of the event loop. */
+type Later = <T>(value: T) => () => T | Promise<T>;
+const now: Later = (value) => () => value;
+const later: Later = (value) => async () => {
+  await new Promise((resolve) => setImmediate(resolve));
+  return value;
+};
+const boom = (error: Error) => (): never => {
+  throw error;
+};
+
+function referenceHandlers(v: Later): Record<string, Handler> {
+  return {
+    three_steps: async ({ step }) => {
+      const a = await step.run("a", v(1));
+      const b = await step.run("b", v("two"));
+      const c = await step.run("c", v({ three: 3 }));
+      return { a, b, c };
+    },
+    sleep_then_done: async ({ step }) => {
+      await step.sleep("nap", "1h");
+      return "rested";
+    },
+    sleep_mixed: async ({ step }) => {
+      await step.sleep("long", "1w2d3h4m5s6ms");
+      await step.sleep("short", 1500);
+      return "awake";
+    },
+    wait_approval: async ({ event, step }) => {
+      const approval = await step.waitForEvent("approval", {
+        event: "approval.received",
+        match: { orderId: event.data.orderId },
+        timeout: "2d",
+      });
+      if (approval === null) return { approved: false };
+      return { approved: true, by: approval.data.by };
+    },
+    wait_any: async ({ step }) => ({ got: await step.waitForEvent("ping", { event: "ping.sent", timeout: 90_000 }) }),
+    loop_fetch: async ({ step }) => {
+      const results: number[] = [];
+      for (const i of [0, 1, 2]) results.push(await step.run("fetch", v(i)));
+      return results;
+    },
+    same_id_everywhere: async ({ step }) => {
+      const r = await step.run("x", v("r"));
+      await step.sleep("x", "1s");
+      const w = await step.waitForEvent("x", { event: "go", timeout: "1m" });
+      return { run: r, wait: w };
+    },
+    throws: async ({ step }) => {
+      await step.run("explode", boom(new Error("boom")));
+      return "unreachable";
+    },
+    throws_fatal: async ({ step }) => {
+      await step.run("explode", boom(new NonRetryableError("bad input")));
+      return "unreachable";
+    },
+    handler_throws: async ({ event, step }) => {
+      await step.run("before", v("ok"));
+      throw event.data.fatal ? new NonRetryableError(event.data.message) : new Error(event.data.message);
+    },
+    guarded_step: async ({ event, step }) => {
+      try {
+        return await step.run("guarded", event.data.fail ? boom(new Error("boom")) : v("ok"));
+      } catch {
+        return "swallowed";
+      }
+    },
+    non_serialisable: async ({ step }) => step.run("bad", v(NOT_JSON)),
+    non_serialisable_result: async () => NOT_JSON,
+    batch_sum: async ({ event, step }) => {
+      const items = event.data as { data: { n: number } }[];
+      const total = await step.run("sum", v(items.reduce((sum, item) => sum + item.data.n, 0)));
+      return { count: items.length, sum: total };
+    },
+    cron_echo: async ({ event }) => event.data.cron,
+  };
+}
+
+function check(answer: Answer, c: Case): void {
+  assert.equal(answer.status, 200, answer.body.toString());
+  assert.ok(verify(answer.body, KEY, answer.headers["x-durable-signature"]), "the answer is signed");
+  const op = answer.json();
+  const expect = { ...c.expect };
+  if (c.messageIsPrefix) {
+    assert.ok(op.message.startsWith(expect.message), op.message);
+    expect.message = op.message;
+  }
+  assert.deepStrictEqual(op, expect); // tells true from 1, and a present null from an absent key
+}
+
+test("the cases cover every op, and every reference handler has a case", () => {
+  assert.deepStrictEqual(new Set(CASES.map((c) => c.expect.op)), new Set(["step", "sleep", "wait", "done", "error"]));
+  assert.equal(new Set(CASES.map((c) => c.name)).size, CASES.length);
+  assert.deepStrictEqual(new Set(CASES.map((c) => c.handler)), new Set(Object.keys(referenceHandlers(now))));
+});
+
+for (const [style, v] of [["sync step functions", now], ["async step functions", later]] as const) {
+  for (const transport of ["fetch", "express"] as const) {
+    describe(`cases.json, ${style}, ${transport} handler`, () => {
+      const handlers = referenceHandlers(v);
+      for (const c of CASES) {
+        test(c.name, async () => {
+          const handler = handlers[c.handler];
+          assert.ok(handler, `no reference handler ${c.handler}`);
+          const fn = createFunction({ id: c.invoke.functionId, trigger: { event: c.invoke.event.name }, handler });
+          const endpoint = serve([fn], { signingKey: KEY });
+          const body = Buffer.from(JSON.stringify(c.invoke));
+          mock.timers.enable({ apis: ["Date"], now: c.now });
+          try {
+            const answer =
+              transport === "fetch"
+                ? await fetchCall(endpoint, body, signed(body))
+                : await expressCall(endpoint, { headers: signed(body), body });
+            check(answer, c);
+          } finally {
+            mock.timers.reset();
+          }
+        });
+      }
+    });
+  }
+}
+
+describe("signature-vectors.json", () => {
+  for (const [i, vector] of VECTORS.entries()) {
+    test(`vector ${i}: ${vector.key}`, async () => {
+      const body = Buffer.from(vector.body, "utf8");
+      assert.equal(sign(body, vector.key), vector.signature);
+      assert.equal(sign(vector.body, vector.key), vector.signature); // a string is signed as its UTF-8 bytes
+      assert.ok(verify(body, vector.key, vector.signature));
+      assert.ok(verify(body, vector.key, vector.signature.toUpperCase())); // hex case is not significant
+      assert.ok(!verify(Buffer.concat([body, Buffer.from(" ")]), vector.key, vector.signature));
+      assert.ok(!verify(body, vector.key + "x", vector.signature));
+      assert.ok(!verify(body, vector.key, vector.signature.slice(0, -1) + (vector.signature.endsWith("0") ? "1" : "0")));
+
+      // The served endpoint accepts exactly the vector's signature (the bodies are no invokes: 400).
+      const endpoint = serve([], { signingKey: vector.key });
+      const authentic = await fetchCall(endpoint, body, { "x-durable-signature": vector.signature });
+      assert.equal(authentic.status, 400);
+      for (const headers of [{}, { "x-durable-signature": [...vector.signature].reverse().join("") }] as Record<string, string>[]) {
+        for (const answer of [await fetchCall(endpoint, body, headers), await expressCall(endpoint, { headers, body })]) {
+          assert.equal(answer.status, 401);
+          assert.match(answer.json().error, /x-durable-signature/);
+          assert.ok(verify(answer.body, vector.key, answer.headers["x-durable-signature"]));
+        }
+      }
+    });
+  }
+});
+
+after(() => mock.timers.reset());

@@ -1,0 +1,141 @@
+/** Definition-time validation of every option; errors name the function and the field. Durations. */
+import assert from "node:assert/strict";
+import { mock, test } from "node:test";
+import { createFunction, serve, type Duration, type FunctionOptions } from "@durable/sdk";
+import { fetchCall, KEY, signed } from "./helpers.js";
+
+const handler = async () => null;
+const define = (options: Partial<FunctionOptions> & Record<string, unknown>) =>
+  createFunction({ id: "hello", trigger: { event: "demo.hello" }, handler, ...options } as FunctionOptions & { handler: typeof handler });
+
+/** The `until` of `step.sleep("nap", duration)` with the clock at 0: the duration in milliseconds. */
+async function sleepMs(duration: Duration): Promise<number> {
+  const fn = createFunction({ id: "s", trigger: { event: "t" }, handler: ({ step }) => step.sleep("nap", duration) });
+  const body = Buffer.from(JSON.stringify({ runId: "r", functionId: "s", attempt: 1, event: { id: "e", name: "t", data: {}, ts: 0 }, steps: {} }));
+  mock.timers.enable({ apis: ["Date"], now: 0 });
+  try {
+    const op = (await fetchCall(serve([fn], { signingKey: KEY }), body, signed(body))).json();
+    assert.equal(op.op, "sleep", JSON.stringify(op));
+    return Date.parse(op.until);
+  } finally {
+    mock.timers.reset();
+  }
+}
+
+for (const [value, ms] of [
+  ["500ms", 500],
+  ["90s", 90_000],
+  ["5m", 300_000],
+  ["12h", 43_200_000],
+  ["30d", 2_592_000_000],
+  ["1w", 604_800_000],
+  ["1h30m", 5_400_000],
+  ["1m30s250ms", 90_250],
+  [0, 0],
+  [1500, 1500],
+] as const) {
+  test(`duration ${JSON.stringify(value)} is ${ms} ms`, async () => {
+    assert.equal(await sleepMs(value), ms);
+    if (ms > 0) assert.deepStrictEqual(define({ throttle: { limit: 1, period: value } }).definition.throttle, { limit: 1, period: value });
+  });
+}
+
+for (const value of ["abc", "", "5", "m5", "1.5h", "5 m", "-1s", "1y", -1, 1.5, true, null, Number.NaN, Infinity]) {
+  test(`invalid duration ${String(value)}`, () => {
+    assert.throws(() => define({ throttle: { limit: 1, period: value as Duration } }), {
+      message: /^function 'hello': throttle\.period: invalid duration /,
+    });
+  });
+}
+
+test("the wire form keeps values as written, without the handler", () => {
+  const fn = define({
+    name: "Hello",
+    retries: 0,
+    concurrency: { limit: 2, key: "tenantId" },
+    priority: { key: "user.rank" },
+    throttle: { limit: 1, period: 90_000 },
+    rateLimit: { limit: 5, period: "1h30m", key: "user.id" },
+    debounce: { period: "5s", timeout: "1m" },
+    batch: { maxSize: 3, timeout: "2s" },
+  });
+  assert.equal(fn.id, "hello");
+  assert.equal(fn.handler, handler);
+  assert.deepStrictEqual(fn.definition, {
+    id: "hello",
+    trigger: { event: "demo.hello" },
+    name: "Hello",
+    retries: 0,
+    concurrency: { limit: 2, key: "tenantId" },
+    throttle: { limit: 1, period: 90_000 },
+    rateLimit: { limit: 5, period: "1h30m", key: "user.id" },
+    debounce: { period: "5s", timeout: "1m" },
+    batch: { maxSize: 3, timeout: "2s" },
+    priority: { key: "user.rank" },
+  });
+  assert.deepStrictEqual(define({ trigger: { cron: "0 3 * * *" }, priority: -5 }).definition, {
+    id: "hello",
+    trigger: { cron: "0 3 * * *" },
+    priority: -5,
+  });
+  assert.deepStrictEqual(define({ name: undefined, concurrency: { limit: 1, key: undefined } }).definition, {
+    id: "hello",
+    trigger: { event: "demo.hello" },
+    concurrency: { limit: 1 },
+  });
+  assert.ok(Object.isFrozen(fn) && Object.isFrozen(fn.definition));
+});
+
+for (const [options, message] of [
+  [{ trigger: { event: "" } }, "trigger.event: must be a non-empty string, got ''"],
+  [{ trigger: { cron: 5 } }, "trigger.cron: must be a non-empty string, got 5"],
+  [{ trigger: { event: "a", cron: "* * * * *" } }, "trigger: must be {event: name} or {cron: expr}"],
+  [{ trigger: { topic: "a" } }, "trigger: must be {event: name} or {cron: expr}"],
+  [{ trigger: "demo.hello" }, "trigger: must be {event: name} or {cron: expr}, got 'demo.hello'"],
+  [{ name: "" }, "name: must be a non-empty string"],
+  [{ retries: -1 }, "retries: must be an integer >= 0, got -1"],
+  [{ retries: true }, "retries: must be an integer >= 0, got true"],
+  [{ retries: 1.5 }, "retries: must be an integer >= 0, got 1.5"],
+  [{ concurrency: 2 }, "concurrency: must be an object, got 2"],
+  [{ concurrency: {} }, "concurrency.limit: is required"],
+  [{ concurrency: { limit: 0 } }, "concurrency.limit: must be an integer >= 1, got 0"],
+  [{ concurrency: { limit: 1, key: "a..b" } }, "concurrency.key: must be a dotted path into event.data, got 'a..b'"],
+  [{ concurrency: { limit: 1, scope: "fn" } }, "concurrency.scope: unknown option (expected limit, key)"],
+  [{ priority: 1.5 }, "priority: must be an integer, got 1.5"],
+  [{ priority: { key: "" } }, "priority.key: must be a dotted path"],
+  [{ throttle: { limit: 1, period: "abc" } }, "throttle.period: invalid duration 'abc'"],
+  [{ throttle: { limit: 1 } }, "throttle.period: is required"],
+  [{ throttle: { limit: 1, period: "0s" } }, "throttle.period: must be a positive duration, got '0s'"],
+  [{ rateLimit: { limit: "5", period: "1m" } }, "rateLimit.limit: must be an integer >= 1, got '5'"],
+  [{ rateLimit: { limit: 5, period: -1 } }, "rateLimit.period: invalid duration -1"],
+  [{ debounce: { period: "5s", timeout: "soon" } }, "debounce.timeout: invalid duration 'soon'"],
+  [{ debounce: { timeout: "5s" } }, "debounce.period: is required"],
+  [{ batch: { maxSize: 0, timeout: "1s" } }, "batch.maxSize: must be an integer >= 1, got 0"],
+  [{ batch: { maxSize: 2 } }, "batch.timeout: is required"],
+  [{ batch: { max_size: 2, timeout: "1s" } }, "batch.max_size: unknown option (expected maxSize, timeout, key)"],
+  [{ rate_limit: { limit: 1, period: "1s" } }, "rate_limit: unknown option (expected id, name, trigger, handler, retries, priority, concurrency, throttle, rateLimit, debounce, batch)"],
+] as const) {
+  test(`error names function and field: ${message}`, () => {
+    assert.throws(
+      () => define(options as Record<string, unknown>),
+      (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.ok(error.message.startsWith(`function 'hello': ${message}`), error.message);
+        return true;
+      },
+    );
+  });
+}
+
+test("the id and the handler are checked", () => {
+  assert.throws(() => createFunction({ id: "", trigger: { event: "a" }, handler }), { message: "function id must be a non-empty string, got ''" });
+  assert.throws(() => createFunction({ id: "hello", trigger: { event: "a" } } as never), { message: "function 'hello': the handler must be a function" });
+});
+
+test("durations are typed: numbers and unit strings compile, other strings do not", () => {
+  const ok: Duration[] = [500, "500ms", "90s", "5m", "12h", "30d", "1w", "1h30m", "1w2d3h4m5s6ms"];
+  // @ts-expect-error: a bare word is no duration
+  const bad: Duration = "soon";
+  assert.equal(ok.length, 9);
+  assert.equal(bad, "soon");
+});
