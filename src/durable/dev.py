@@ -49,27 +49,32 @@ def find_checkout() -> Path:
 
 
 def children(root: Path, settings: Settings) -> tuple[list[Child], list[str]]:
-    """The processes of the stack, and a note for each demo app that cannot start here."""
+    """The processes of the stack, and a note for each demo app that cannot start here.
+
+    The demo apps listen on DURABLE_DEV_APP_PORT (default 4000) and the next two ports.
+    """
     python = sys.executable
     base = {"DURABLE_URL": f"http://127.0.0.1:{settings.port}"}
+    first = int(os.environ.get("DURABLE_DEV_APP_PORT") or 4000)
     stack = [
         Child("engine", [python, "-m", "durable", "start"]),
         Child("worker", [python, "-m", "durable", "worker"]),
-        Child("python-app", [python, str(root / "examples/python/app.py")], {**base, "PORT": "4000"}),
+        Child("python-app", [python, str(root / "examples/python/app.py")], {**base, "PORT": str(first)}),
     ]
     notes = []
     ts_app = root / "examples/typescript/app.mjs"
     if shutil.which("node") and ts_app.exists() and (root / "sdks/typescript/dist/index.js").exists():
-        stack.append(Child("typescript-app", ["node", str(ts_app)], {**base, "PORT": "4001"}))
+        stack.append(Child("typescript-app", ["node", str(ts_app)], {**base, "PORT": str(first + 1)}))
     else:
         notes.append("typescript-app: needs node and a built SDK (make install-sdks)")
     php_app = root / "sdks/php/example/run.sh"
     if shutil.which("php") and php_app.exists():
-        stack.append(Child("php-app", ["sh", str(php_app)], {**base, "PORT": "4002"}))
+        stack.append(Child("php-app", ["sh", str(php_app)], {**base, "PORT": str(first + 2)}))
     else:
         notes.append("php-app: needs php-cli (make install-sdks)")
-    for i, child in enumerate(stack):
-        child.color = COLORS[i % len(COLORS)]
+    if sys.stdout.isatty():
+        for i, child in enumerate(stack):
+            child.color = COLORS[i % len(COLORS)]
     return stack, notes
 
 
@@ -84,7 +89,8 @@ class Supervisor:
     def say(self, child: Child | None, line: str) -> None:
         name = child.name if child else "dev"
         color = child.color if child else ""
-        sys.stdout.write(f"{color}{name:>{self.width}} |{RESET} {line}\n")
+        reset = RESET if color else ""
+        sys.stdout.write(f"{color}{name:>{self.width}} |{reset} {line}\n")
         sys.stdout.flush()
 
     async def start(self, child: Child) -> None:

@@ -34,4 +34,6 @@ def test_sdk_end_to_end(sdk: str, dsn: str, tmp_path: Path) -> None:
         result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     finally:
         engine.stop()
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n--- engine log ---\n{engine.log()[-3000:]}"
+    assert result.returncode == 0, (
+        f"{result.stdout}\n{result.stderr}\n--- engine log ---\n{engine.log()[-3000:]}"
+    )

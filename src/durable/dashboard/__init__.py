@@ -1,0 +1,1 @@
+"""The dashboard: a Preact SPA built from `dashboard/` into `static/`, served by `mount`."""
