@@ -18,6 +18,7 @@ from durable.api import admin, signed
 from durable.api.http import JSON, error_body
 from durable.api.stream import Broadcaster
 from durable.config import Settings
+from durable.dashboard.mount import mount as mount_dashboard
 from durable.engine.apps import AppCache
 from durable.engine.changes import ChangeFeed
 from durable.errors import ApiError
@@ -73,4 +74,5 @@ def create_app(
     app.include_router(signed.router)
     app.include_router(admin.public)
     app.include_router(admin.router)
+    mount_dashboard(app)  # last: its catch-all mount at / is tried after every API route
     return app
