@@ -24,7 +24,7 @@ $(DASH_STAMP): dashboard/package-lock.json
 	cd dashboard && $(NPM) ci
 	touch $(DASH_STAMP)
 
-$(DASH_BUILT): $(DASH_STAMP) $(shell find dashboard/src dashboard/index.html -type f 2>/dev/null)
+$(DASH_BUILT): $(DASH_STAMP) $(shell find dashboard/src dashboard/public dashboard/index.html dashboard/vite.config.ts dashboard/tsconfig.json dashboard/package.json -type f 2>/dev/null)
 	cd dashboard && $(NPM) run build
 
 .PHONY: install

@@ -120,14 +120,22 @@ async def test_trace_drawer_shows_steps_with_durable_and_app_segments(
         base = f"http://127.0.0.1:{engine.port}"
         app_id, key = provision(base, "shop")
         checkout = _traced_function(gate)
-        with AppServer([checkout], key) as app:
-            sync(base, app_id, key, app.url, [checkout])
-            send(base, app_id, key, "order.placed", {"orderId": "o-7"})
+
+        @durable_sdk.function(
+            id="notify", trigger={"event": "order.placed"}, rate_limit={"limit": 1, "period": "1h"}
+        )
+        def notify(event, step):  # type: ignore[no-untyped-def]
+            return step.run("email", lambda: {"sent": True})
+
+        with AppServer([checkout, notify], key) as app:
+            sync(base, app_id, key, app.url, [checkout, notify])
+            send(base, app_id, key, "order.placed", {"orderId": "o-6"})
+            send(base, app_id, key, "order.placed", {"orderId": "o-7"})  # notify: skipped by its rate limit
             deadline = time.monotonic() + 15
-            while not runs(base, app_id, status="completed"):
-                assert time.monotonic() < deadline, "the run did not complete"
+            while len(runs(base, app_id, status="completed")) < 3:
+                assert time.monotonic() < deadline, "the runs did not complete"
                 time.sleep(0.1)
-            run_id = runs(base, app_id)[0]["id"]
+            run_id = runs(base, app_id, functionId="checkout")[0]["id"]
 
             await _runs_page(page, base, app_id)
             await _row(page, run_id).click()
@@ -159,12 +167,14 @@ async def test_trace_drawer_shows_steps_with_durable_and_app_segments(
             await page.keyboard.press("Escape")
             await expect(drawer).to_have_count(0)
             await page.get_by_test_id("nav-events").click()
-            await expect(page.get_by_test_id("event-row")).to_have_count(1)
-            await expect(page.get_by_test_id("event-outcomes")).to_contain_text("checkout")
+            await expect(page.get_by_test_id("event-row")).to_have_count(2)
+            newest = page.get_by_test_id("event-row").first
+            await expect(newest.get_by_test_id("event-outcome")).to_have_text("notifyskipped: rateLimit")
+            await expect(page.get_by_test_id("event-row").nth(1)).to_contain_text("notify")
             await screenshot(page, "events")
             await page.get_by_test_id("nav-functions").click()
-            await expect(page.get_by_test_id("function-row")).to_have_count(1)
-            await expect(page.get_by_test_id("functions-table")).to_contain_text("order.placed")
+            await expect(page.get_by_test_id("function-row")).to_have_count(2)
+            await expect(page.get_by_test_id("functions-table")).to_contain_text("1 per 1h")
             await screenshot(page, "functions")
             await page.get_by_test_id("nav-metrics").click()
             await expect(page.get_by_test_id("chart-throughput")).to_be_visible()

@@ -1,0 +1,214 @@
+// The engine's read/admin API (see /openapi.json). The dashboard uses nothing else, plus /api/stream.
+
+export type Environment = "dev" | "acc" | "prod";
+export type RunStatus = "active" | "completed" | "failed" | "cancelled";
+export type RunActivity = "executing" | "queued" | "waiting" | "sleeping" | "scheduled";
+
+export const RUN_STATUSES: RunStatus[] = ["active", "completed", "failed", "cancelled"];
+export const RUN_ACTIVITIES: RunActivity[] = ["executing", "queued", "waiting", "sleeping", "scheduled"];
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface App {
+  id: string;
+  name: string;
+  environment: Environment;
+  url: string | null;
+  functionCount: number;
+  createdAt?: string | null;
+  syncedAt?: string | null;
+}
+
+export interface CreatedApp {
+  id: string;
+  name: string;
+  environment: Environment;
+  signingKey: string;
+}
+
+export interface DurableFunction {
+  id: string;
+  name: string;
+  trigger: { event?: string; cron?: string };
+  [option: string]: unknown;
+}
+
+export interface EventRun {
+  runId: string;
+  functionId: string;
+  status: RunStatus;
+}
+
+export interface EventOutcome {
+  functionId: string;
+  outcome: "skipped" | "debounced" | "batched" | string;
+  reason?: string;
+  runId?: string;
+}
+
+export interface DurableEvent {
+  id: string;
+  name: string;
+  data: unknown;
+  ts: number | null;
+  receivedAt: string | null;
+  runs: EventRun[] | null;
+  outcomes: EventOutcome[] | null;
+}
+
+export interface StepView {
+  id: string;
+  type: "run" | "sleep" | "wait" | string;
+  status: string;
+  attempts: number;
+  output: unknown;
+  error: { message: string } | null;
+  queuedMs: number;
+  appMs: number;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+
+export interface Run {
+  id: string;
+  appId: string;
+  functionId: string;
+  eventId: string;
+  status: RunStatus;
+  activity: RunActivity | null;
+  output: unknown;
+  error: { message: string } | null;
+  flow: Record<string, Record<string, unknown>> | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  event?: { id?: string; name?: string; data?: unknown; ts?: number } | null;
+  rerunOf?: string | null;
+  steps?: StepView[];
+}
+
+export type MetricsRange = "1h" | "24h" | "7d";
+
+export interface MetricsBucket {
+  t: string;
+  started: number;
+  completed: number;
+  failed: number;
+  queuedMs: number;
+  appMs: number;
+  backlog: number;
+}
+
+export interface FunctionMetrics {
+  functionId: string;
+  completed: number;
+  failed: number;
+  p95Ms: number | null;
+}
+
+export interface Metrics {
+  range: MetricsRange;
+  bucketSeconds: number;
+  buckets: MetricsBucket[];
+  functions: FunctionMetrics[];
+}
+
+export interface Session {
+  authRequired: boolean;
+  signedIn: boolean;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let unauthorized: (() => void) | null = null;
+
+/** Called when any request answers 401: the session ended (or the token changed). */
+export function onUnauthorized(handler: (() => void) | null): void {
+  unauthorized = handler;
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? { accept: "application/json" } : { "content-type": "application/json", accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "unreachable", "Can't reach the engine. Is it running?");
+  }
+  const text = await response.text();
+  let payload: unknown = null;
+  if (text) {
+    try {
+      payload = JSON.parse(text);
+    } catch {
+      payload = null;
+    }
+  }
+  if (!response.ok) {
+    const object = (payload ?? {}) as { error?: unknown; code?: unknown; detail?: unknown };
+    const message =
+      typeof object.error === "string"
+        ? object.error
+        : typeof object.detail === "string"
+          ? object.detail
+          : `${response.status} ${response.statusText || "error"}`;
+    if (response.status === 401 && path !== "/api/login") unauthorized?.();
+    throw new ApiError(response.status, typeof object.code === "string" ? object.code : "error", message);
+  }
+  return payload as T;
+}
+
+function query(params: Record<string, string | number | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  session: () => request<Session>("GET", "/api/session"),
+  login: (token: string) => request<{ ok: boolean }>("POST", "/api/login", { token }),
+  logout: () => request<{ ok: boolean }>("POST", "/api/logout"),
+
+  apps: () => request<Page<App>>("GET", "/api/apps"),
+  createApp: (name: string, environment: Environment) =>
+    request<CreatedApp>("POST", "/api/apps", { name, environment }),
+  functions: (appId: string) => request<Page<DurableFunction>>("GET", `/api/apps/${enc(appId)}/functions`),
+  runFunction: (appId: string, functionId: string, data: Record<string, unknown>) =>
+    request<{ ids: string[] }>("POST", `/api/apps/${enc(appId)}/functions/${enc(functionId)}/run`, { data }),
+  events: (appId: string, cursor: string | null, limit = 50) =>
+    request<Page<DurableEvent>>("GET", `/api/apps/${enc(appId)}/events${query({ limit, cursor })}`),
+  fireEvent: (appId: string, name: string, data: Record<string, unknown>) =>
+    request<{ ids: string[] }>("POST", `/api/apps/${enc(appId)}/events`, { name, data }),
+  runs: (
+    appId: string,
+    filters: { status?: string | null; activity?: string | null; functionId?: string | null },
+    cursor: string | null,
+    limit = 50,
+  ) => request<Page<Run>>("GET", `/api/apps/${enc(appId)}/runs${query({ ...filters, cursor, limit })}`),
+  run: (runId: string) => request<Run>("GET", `/api/runs/${enc(runId)}`),
+  cancel: (runId: string) => request<Run>("POST", `/api/runs/${enc(runId)}/cancel`),
+  rerun: (runId: string, fromStep?: string) =>
+    request<{ runId: string }>("POST", `/api/runs/${enc(runId)}/rerun`, fromStep ? { fromStep } : {}),
+  metrics: (appId: string, range: MetricsRange) =>
+    request<Metrics>("GET", `/api/apps/${enc(appId)}/metrics${query({ range })}`),
+};

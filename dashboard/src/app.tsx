@@ -1,0 +1,248 @@
+import type { ComponentChildren } from "preact";
+import { useCallback, useEffect, useState } from "preact/hooks";
+import { type Session, api, onUnauthorized } from "./api";
+import { Logo } from "./components/logo";
+import { EnvBadge, Link, Loading, Toasts, toast } from "./components/ui";
+import { useLiveRefresh, useLiveState, useResource } from "./hooks";
+import { live } from "./live";
+import { navigate, useLocation } from "./router";
+import { EventsPage } from "./pages/events";
+import { FunctionsPage } from "./pages/functions";
+import { MetricsPage } from "./pages/metrics";
+import { RunDrawer } from "./pages/run";
+import { RunsPage } from "./pages/runs";
+import { SignIn } from "./pages/signin";
+import { WorkspacesPage } from "./pages/workspaces";
+
+const SECTIONS = [
+  { key: "runs", label: "Runs", icon: "▶" },
+  { key: "events", label: "Events", icon: "⚡" },
+  { key: "functions", label: "Functions", icon: "ƒ" },
+  { key: "metrics", label: "Metrics", icon: "▦" },
+] as const;
+type Section = (typeof SECTIONS)[number]["key"];
+
+export function App() {
+  const [session, setSession] = useState<Session | null>(null);
+  const [sessionError, setSessionError] = useState<string | null>(null);
+
+  const checkSession = useCallback(async () => {
+    try {
+      const next = await api.session();
+      setSession(next);
+      setSessionError(null);
+    } catch (error) {
+      const e = error as { status?: number; message: string };
+      // An engine without /api/session is an open one.
+      if (e.status === 404) setSession({ authRequired: false, signedIn: true });
+      else setSessionError(e.message);
+    }
+  }, []);
+
+  useEffect(() => {
+    void checkSession();
+    onUnauthorized(() => setSession({ authRequired: true, signedIn: false }));
+    return () => onUnauthorized(null);
+  }, []);
+
+  const allowed = session !== null && (!session.authRequired || session.signedIn);
+
+  useEffect(() => {
+    if (!allowed) {
+      live.stop();
+      return;
+    }
+    live.onFailure = session?.authRequired ? () => void checkSession() : null;
+    live.start();
+  }, [allowed, session?.authRequired]);
+
+  if (session === null) {
+    return (
+      <div class="boot">
+        {sessionError ? (
+          <div class="boot-card">
+            <Logo />
+            <p>{sessionError}</p>
+            <button class="btn btn-primary btn-md" onClick={() => void checkSession()}>
+              Retry
+            </button>
+          </div>
+        ) : (
+          <div class="spinner spinner-lg" />
+        )}
+      </div>
+    );
+  }
+  if (!allowed) {
+    return (
+      <>
+        <SignIn onSignedIn={() => void checkSession()} />
+        <Toasts />
+      </>
+    );
+  }
+  const signOut = session.authRequired
+    ? async () => {
+        try {
+          await api.logout();
+        } catch {
+          /* the cookie is cleared either way on the next 401 */
+        }
+        live.stop();
+        setSession({ authRequired: true, signedIn: false });
+        toast("Signed out");
+      }
+    : null;
+  return <Shell signOut={signOut} />;
+}
+
+function Shell({ signOut }: { signOut: (() => Promise<void>) | null }) {
+  const { path, query } = useLocation();
+  const apps = useResource(() => api.apps(), []);
+  useLiveRefresh((c) => c.kinds.includes("apps") || c.kinds.includes("functions"), apps.reload, 300);
+
+  const match = /^\/w\/([^/]+)(?:\/([a-z]+))?\/?$/.exec(path);
+  const appId = match ? decodeURIComponent(match[1]) : null;
+  const section = (match?.[2] ?? null) as Section | null;
+  const workspace = appId ? apps.data?.items.find((a) => a.id === appId) : undefined;
+  const runId = query.get("run");
+
+  useEffect(() => {
+    if (appId && !section) navigate(`/w/${encodeURIComponent(appId)}/runs`, { replace: true });
+  }, [appId, section]);
+
+  useEffect(() => {
+    const name = workspace ? `${workspace.name} (${workspace.environment})` : null;
+    const part = section ? SECTIONS.find((s) => s.key === section)?.label : appId ? null : "Workspaces";
+    document.title = ["Durable", name, part].filter(Boolean).join(" · ");
+  }, [workspace?.id, section, appId]);
+
+  let page: ComponentChildren;
+  if (path === "/" || path === "") {
+    page = <WorkspacesPage apps={apps} />;
+  } else if (appId && !apps.data && !apps.error) {
+    page = <Loading />;
+  } else if (appId && !workspace) {
+    page = (
+      <div class="card pad">
+        <h2>No workspace {appId}</h2>
+        <p class="muted">
+          It may have been removed, or the link is wrong. <Link href="/">Back to workspaces</Link>
+        </p>
+      </div>
+    );
+  } else if (workspace && section) {
+    const props = { app: workspace };
+    page =
+      section === "runs" ? (
+        <RunsPage {...props} />
+      ) : section === "events" ? (
+        <EventsPage {...props} />
+      ) : section === "functions" ? (
+        <FunctionsPage {...props} />
+      ) : section === "metrics" ? (
+        <MetricsPage {...props} />
+      ) : (
+        <NotFound />
+      );
+  } else {
+    page = <NotFound />;
+  }
+
+  const prod = workspace?.environment === "prod";
+  return (
+    <div class={`shell ${prod ? "is-prod" : ""}`}>
+      <aside class="sidebar">
+        <Link href="/" class="brand">
+          <Logo />
+        </Link>
+        <nav class="nav">
+          <Link href="/" class={`nav-item ${path === "/" ? "is-active" : ""}`} testId="nav-workspaces">
+            <span class="nav-icon">⌂</span>Workspaces
+          </Link>
+          {workspace && (
+            <div class="nav-group">
+              <div class="nav-workspace" title={workspace.id}>
+                <span class="nav-workspace-name">{workspace.name}</span>
+                <EnvBadge env={workspace.environment} size="sm" />
+              </div>
+              {SECTIONS.map((s) => (
+                <Link
+                  key={s.key}
+                  href={`/w/${encodeURIComponent(workspace.id)}/${s.key}`}
+                  class={`nav-item ${section === s.key ? "is-active" : ""}`}
+                  testId={`nav-${s.key}`}
+                >
+                  <span class="nav-icon">{s.icon}</span>
+                  {s.label}
+                </Link>
+              ))}
+            </div>
+          )}
+        </nav>
+        <div class="sidebar-foot">
+          <LiveIndicator />
+          {signOut && (
+            <button type="button" class="btn btn-ghost btn-sm sign-out" onClick={() => void signOut()} data-testid="sign-out">
+              Sign out
+            </button>
+          )}
+        </div>
+      </aside>
+      <main class="main">
+        {prod && (
+          <div class="prod-banner" data-testid="prod-banner">
+            <strong>PRODUCTION</strong> — live data. Every action asks for a confirming second click.
+          </div>
+        )}
+        <div class="topbar">
+          <nav class="crumbs">
+            <Link href="/">Workspaces</Link>
+            {workspace && (
+              <>
+                <span class="crumb-sep">/</span>
+                <Link href={`/w/${encodeURIComponent(workspace.id)}/runs`}>{workspace.name}</Link>
+                <EnvBadge env={workspace.environment} />
+                {section && (
+                  <>
+                    <span class="crumb-sep">/</span>
+                    <span class="crumb-current">{SECTIONS.find((s) => s.key === section)?.label}</span>
+                  </>
+                )}
+              </>
+            )}
+          </nav>
+        </div>
+        <div class="content">{page}</div>
+      </main>
+      {workspace && runId && <RunDrawer runId={runId} app={workspace} />}
+      <Toasts />
+    </div>
+  );
+}
+
+function NotFound() {
+  return (
+    <div class="card pad">
+      <h2>Page not found</h2>
+      <p class="muted">
+        <Link href="/">Go to workspaces</Link>
+      </p>
+    </div>
+  );
+}
+
+function LiveIndicator() {
+  const state = useLiveState();
+  const label = state === "live" ? "Live" : state === "reconnecting" ? "Reconnecting…" : state === "connecting" ? "Connecting…" : "Offline";
+  const title =
+    state === "live"
+      ? "Connected: screens update as data changes"
+      : "Not connected to the engine's change stream; retrying. Screens refresh when it is back.";
+  return (
+    <div class={`live live-${state}`} title={title} data-testid="live-indicator" data-state={state}>
+      <span class="live-dot" />
+      {label}
+    </div>
+  );
+}

@@ -1,0 +1,436 @@
+import type { ComponentChildren } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { type App, type Run, type StepView, api } from "../api";
+import { JsonTree } from "../components/json";
+import { ActionButton, CopyButton, ErrorBox, Loading, StatusBadge, Time, toast } from "../components/ui";
+import { useLiveRefresh, useNow, useResource } from "../hooks";
+import { formatAbsolute, formatMs, parseTime } from "../format";
+import { setQuery } from "../router";
+import { FlowNote } from "./runs";
+
+export function RunDrawer({ runId, app }: { runId: string; app: App }) {
+  const run = useResource(() => api.run(runId), [runId]);
+  useLiveRefresh(
+    (c) => c.appId === app.id && c.kinds.includes("runs") && (!c.runIds || c.runIds.length === 0 || c.runIds.includes(runId)),
+    run.reload,
+  );
+  const close = () => setQuery({ run: null });
+  useEffect(() => {
+    const key = (e: KeyboardEvent) => {
+      if (e.key === "Escape" && !document.querySelector(".modal")) close();
+    };
+    window.addEventListener("keydown", key);
+    return () => window.removeEventListener("keydown", key);
+  }, []);
+
+  const data = run.data && run.data.id === runId ? run.data : undefined;
+  return (
+    <>
+      <div class="drawer-backdrop" onClick={close} />
+      <aside class="drawer" data-testid="run-drawer" data-run-id={runId} data-status={data?.status ?? ""}>
+        {data ? (
+          <RunDetail run={data} app={app} onClose={close} reload={run.reload} />
+        ) : (
+          <>
+            <div class="drawer-header">
+              <div>
+                <div class="drawer-kicker">Run</div>
+                <div class="mono small muted">{runId}</div>
+              </div>
+              <button type="button" class="icon-btn" aria-label="Close" onClick={close}>
+                ×
+              </button>
+            </div>
+            <div class="drawer-body">{run.error ? <ErrorBox error={(run.error as { status?: number }).status === 404 ? `No run ${runId}` : run.error} /> : <Loading rows={8} />}</div>
+          </>
+        )}
+      </aside>
+    </>
+  );
+}
+
+function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose: () => void; reload: () => void }) {
+  const active = run.status === "active";
+  const now = useNow(active ? 250 : 60_000);
+  const steps = run.steps ?? [];
+  const [selected, setSelected] = useState<string | null>(null);
+  const [fromStep, setFromStep] = useState<string>("");
+  const guarded = app.environment === "prod";
+  useEffect(() => {
+    setSelected(null);
+    setFromStep("");
+  }, [run.id]);
+  const rerunTarget = fromStep || steps[0]?.id || "";
+
+  const totalQueued = steps.reduce((sum, s) => sum + (s.queuedMs || 0), 0);
+  const totalApp = steps.reduce((sum, s) => sum + (s.appMs || 0), 0);
+  const duration = (parseTime(run.endedAt) ?? now) - (parseTime(run.createdAt) ?? now);
+
+  const rerun = async (step?: string) => {
+    const result = await api.rerun(run.id, step);
+    toast(step ? `Rerun from step ${step} started` : "Rerun started", "success");
+    setQuery({ run: result.runId });
+  };
+  const cancel = async () => {
+    await api.cancel(run.id);
+    toast("Run cancelled", "success");
+    reload();
+  };
+
+  return (
+    <>
+      <div class="drawer-header">
+        <div class="drawer-title">
+          <div class="drawer-kicker">Run · {app.name}</div>
+          <h2>
+            {run.functionId} <StatusBadge status={run.status} activity={run.activity} />
+          </h2>
+          <div class="id-line">
+            <code class="mono small" data-testid="drawer-run-id">
+              {run.id}
+            </code>
+            <CopyButton text={run.id} label="Copy ID" />
+          </div>
+        </div>
+        <button type="button" class="icon-btn" aria-label="Close" onClick={onClose} data-testid="drawer-close">
+          ×
+        </button>
+      </div>
+      <div class="drawer-actions" data-testid="run-actions">
+        <ActionButton guarded={guarded} onAction={() => rerun()} testId="rerun">
+          ↻ Rerun
+        </ActionButton>
+        {steps.length > 0 && (
+          <div class="inline-group">
+            <select class="select select-sm" value={rerunTarget} onChange={(e) => setFromStep((e.target as HTMLSelectElement).value)} data-testid="rerun-step-select" title="Steps before this one are reused; this step and the rest execute again">
+              {steps.map((s) => (
+                <option value={s.id} key={s.id}>
+                  {s.id}
+                </option>
+              ))}
+            </select>
+            <ActionButton guarded={guarded} onAction={() => rerun(rerunTarget)} testId="rerun-from-step">
+              Rerun from step
+            </ActionButton>
+          </div>
+        )}
+        <div class="spacer" />
+        {active && (
+          <ActionButton guarded={guarded} variant="danger" onAction={cancel} testId="cancel-run">
+            ■ Cancel run
+          </ActionButton>
+        )}
+      </div>
+      <div class="drawer-body">
+        <div class="stats">
+          <Stat label="Created" value={<Time iso={run.createdAt} now={now} />} sub={formatAbsolute(run.createdAt)} />
+          <Stat label={active ? "Running for" : "Duration"} value={formatMs(duration)} sub={run.endedAt ? `ended ${formatAbsolute(run.endedAt)}` : run.activity ?? ""} />
+          <Stat label="Durable time" value={formatMs(totalQueued)} sub="queue · sleep · wait" tone="queued" />
+          <Stat label="App time" value={formatMs(totalApp)} sub={`${steps.length} step${steps.length === 1 ? "" : "s"}`} tone="app" />
+        </div>
+        {run.rerunOf && (
+          <div class="notice">
+            Rerun of{" "}
+            <button type="button" class="linkish mono" onClick={() => setQuery({ run: run.rerunOf! })}>
+              {run.rerunOf}
+            </button>
+          </div>
+        )}
+        {run.flow && (
+          <div class="notice">
+            Held by flow control: <FlowNote flow={run.flow} now={now} />
+          </div>
+        )}
+        {run.error && (
+          <ErrorBox>
+            <strong>Run failed:</strong> <span data-testid="run-error">{run.error.message}</span>
+          </ErrorBox>
+        )}
+
+        <section class="section">
+          <div class="section-head">
+            <h3>Trace</h3>
+            <div class="legend">
+              <span class="legend-item">
+                <span class="swatch swatch-queued" />
+                Durable: queue, sleep, wait
+              </span>
+              <span class="legend-item">
+                <span class="swatch swatch-app" />
+                Your app
+              </span>
+            </div>
+          </div>
+          <Waterfall run={run} now={now} selected={selected} onSelect={(id) => setSelected(selected === id ? null : id)} guarded={guarded} onRerunFrom={rerun} />
+        </section>
+
+        <section class="section">
+          <div class="section-head">
+            <h3>Input</h3>
+            {run.event?.name && <code class="pill mono">{run.event.name}</code>}
+            {run.eventId && <span class="mono small muted">{run.eventId}</span>}
+          </div>
+          <div class="code-card" data-testid="run-input">
+            <JsonTree value={run.event?.data ?? run.event ?? null} openDepth={3} />
+          </div>
+        </section>
+
+        {run.status === "completed" && (
+          <section class="section">
+            <div class="section-head">
+              <h3>Output</h3>
+            </div>
+            <div class="code-card" data-testid="run-output">
+              <JsonTree value={run.output} openDepth={3} />
+            </div>
+          </section>
+        )}
+      </div>
+    </>
+  );
+}
+
+function Stat({ label, value, sub, tone }: { label: string; value: ComponentChildren; sub?: string; tone?: "queued" | "app" }) {
+  return (
+    <div class={`stat ${tone ? `stat-${tone}` : ""}`}>
+      <div class="stat-label">{label}</div>
+      <div class="stat-value">{value}</div>
+      {sub && <div class="stat-sub">{sub}</div>}
+    </div>
+  );
+}
+
+interface Segment {
+  start: number;
+  end: number;
+}
+
+interface StepGeometry {
+  step: StepView;
+  queued: Segment | null;
+  app: Segment | null;
+  reused: boolean;
+  live: boolean;
+}
+
+/** Where a step's two segments lie in time. A `run` step waits in the queue, then the app executes it;
+ * a sleep or wait is answered by the app (app time), then parks (durable time). */
+export function stepGeometry(step: StepView, runCreated: number, now: number, runActive: boolean): StepGeometry {
+  const started = parseTime(step.startedAt);
+  const ended = parseTime(step.endedAt);
+  const reused = ended !== null && ended < runCreated;
+  if (started === null || reused) return { step, queued: null, app: null, reused, live: false };
+  if (step.type === "sleep" || step.type === "wait") {
+    const parked = !ended && runActive && (step.status === "sleeping" || step.status === "waiting");
+    const queuedEnd = ended ?? (parked ? now : started + (step.queuedMs || 0));
+    return {
+      step,
+      app: step.appMs > 0 ? { start: started - step.appMs, end: started } : null,
+      queued: queuedEnd > started ? { start: started, end: queuedEnd } : null,
+      reused,
+      live: parked,
+    };
+  }
+  const appEnd = ended ?? started + (step.appMs || 0);
+  return {
+    step,
+    queued: step.queuedMs > 0 ? { start: started - step.queuedMs, end: started } : null,
+    app: { start: started, end: Math.max(appEnd, started) },
+    reused,
+    live: false,
+  };
+}
+
+function niceStep(span: number): number {
+  const target = span / 5;
+  const base = 10 ** Math.floor(Math.log10(Math.max(target, 1)));
+  for (const m of [1, 2, 5, 10]) if (base * m >= target) return base * m;
+  return base * 10;
+}
+
+function Waterfall({
+  run,
+  now,
+  selected,
+  onSelect,
+  guarded,
+  onRerunFrom,
+}: {
+  run: Run;
+  now: number;
+  selected: string | null;
+  onSelect: (id: string) => void;
+  guarded: boolean;
+  onRerunFrom: (step: string) => Promise<void>;
+}) {
+  const created = parseTime(run.createdAt) ?? now;
+  const active = run.status === "active";
+  const steps = run.steps ?? [];
+  const rows = steps.map((s) => stepGeometry(s, created, now, active));
+  const lastEnd = rows.reduce((m, r) => Math.max(m, r.app?.end ?? 0, r.queued?.end ?? 0), parseTime(run.startedAt) ?? created);
+  // The round in flight: the app is executing the next step (not stored until it answers), or the run waits its turn.
+  const pending: { kind: "app" | "queued"; segment: Segment; label: string } | null =
+    active && (run.activity === "executing" || run.activity === "queued" || run.activity === "scheduled")
+      ? {
+          kind: run.activity === "executing" ? "app" : "queued",
+          segment: { start: lastEnd, end: Math.max(now, lastEnd) },
+          label: run.activity === "executing" ? "executing next step…" : run.activity === "scheduled" ? "scheduled…" : "queued…",
+        }
+      : null;
+  const ends = [parseTime(run.endedAt) ?? (active ? now : created), pending?.segment.end ?? 0, ...rows.flatMap((r) => [r.app?.end ?? 0, r.queued?.end ?? 0])];
+  const starts = rows.flatMap((r) => [r.app?.start ?? created, r.queued?.start ?? created]);
+  const t0 = Math.min(created, ...starts);
+  const t1 = Math.max(...ends, t0 + 1);
+  const span = t1 - t0;
+  const tick = niceStep(span);
+  const ticks: number[] = [];
+  for (let t = 0; t <= span + 0.5; t += tick) ticks.push(t);
+  const pct = (t: number) => `${(((t - t0) / span) * 100).toFixed(3)}%`;
+  const width = (s: Segment) => `max(${(((s.end - s.start) / span) * 100).toFixed(3)}%, 2px)`;
+
+  if (rows.length === 0 && !pending) {
+    return (
+      <div class="waterfall-empty muted" data-testid="waterfall">
+        {active ? "No step has run yet." : "This run stored no steps."}
+      </div>
+    );
+  }
+
+  return (
+    <div class="waterfall" data-testid="waterfall">
+      <div class="wf-row wf-axis-row">
+        <div class="wf-label" />
+        <div class="wf-track wf-axis">
+          {ticks.map((t) => (
+            <span class="wf-tick" style={{ left: `${((t / span) * 100).toFixed(3)}%` }} key={t}>
+              {t === 0 ? "0" : formatMs(t)}
+            </span>
+          ))}
+        </div>
+        <div class="wf-dur" />
+      </div>
+      <div class="wf-row wf-run-row">
+        <div class="wf-label">
+          <span class="wf-icon">▶</span>
+          <span class="wf-name">run</span>
+        </div>
+        <div class="wf-track">
+          <Grid ticks={ticks} span={span} />
+          <div class={`wf-runbar status-${run.status}`} style={{ left: pct(created), width: width({ start: created, end: parseTime(run.endedAt) ?? t1 }) }} />
+        </div>
+        <div class="wf-dur">{formatMs((parseTime(run.endedAt) ?? now) - created)}</div>
+      </div>
+      {rows.map((row) => {
+        const s = row.step;
+        const isOpen = selected === s.id;
+        return (
+          <div class={`wf-step ${isOpen ? "is-open" : ""}`} key={s.id}>
+            <div class={`wf-row clickable step-${s.status}`} onClick={() => onSelect(s.id)} data-testid="step-row" data-step-id={s.id} data-step-status={s.status}>
+              <div class="wf-label" title={s.id}>
+                <span class="wf-icon">{s.type === "sleep" ? "☾" : s.type === "wait" ? "◌" : "◆"}</span>
+                <span class="wf-name">{s.id}</span>
+                {s.status !== "completed" && <span class={`mini-status mini-${s.status}`}>{s.status}</span>}
+                {s.attempts > 1 && <span class="mini-status">×{s.attempts}</span>}
+              </div>
+              <div class="wf-track">
+                <Grid ticks={ticks} span={span} />
+                {row.reused ? (
+                  <span class="wf-reused">reused from the original run</span>
+                ) : (
+                  <>
+                    {row.queued && (
+                      <div
+                        class={`seg seg-queued ${row.live ? "is-live" : ""}`}
+                        data-testid="seg-queued"
+                        style={{ left: pct(row.queued.start), width: width(row.queued) }}
+                        title={`Durable (${s.type === "run" ? "queue" : s.type}): ${formatMs(row.queued.end - row.queued.start)}`}
+                      />
+                    )}
+                    {row.app && (
+                      <div
+                        class={`seg seg-app ${s.status === "failed" || s.status === "retrying" ? "is-failed" : ""}`}
+                        data-testid="seg-app"
+                        style={{ left: pct(row.app.start), width: width(row.app) }}
+                        title={`Your app: ${formatMs(row.app.end - row.app.start)}`}
+                      />
+                    )}
+                  </>
+                )}
+              </div>
+              <div class="wf-dur">
+                <span class="dur-queued" title="durable time">
+                  {formatMs(row.queued ? row.queued.end - row.queued.start : s.queuedMs)}
+                </span>
+                <span class="dur-app" title="app time">
+                  {formatMs(s.appMs)}
+                </span>
+              </div>
+            </div>
+            {isOpen && <StepDetail step={s} guarded={guarded} onRerunFrom={onRerunFrom} />}
+          </div>
+        );
+      })}
+      {pending && (
+        <div class="wf-row wf-pending" data-testid="step-pending">
+          <div class="wf-label">
+            <span class="wf-icon">…</span>
+            <span class="wf-name muted">{pending.label}</span>
+          </div>
+          <div class="wf-track">
+            <Grid ticks={ticks} span={span} />
+            <div class={`seg seg-${pending.kind} is-live`} style={{ left: pct(pending.segment.start), width: width(pending.segment) }} />
+          </div>
+          <div class="wf-dur muted">{formatMs(pending.segment.end - pending.segment.start)}</div>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function Grid({ ticks, span }: { ticks: number[]; span: number }) {
+  return (
+    <>
+      {ticks.map((t) => (
+        <span class="wf-grid" style={{ left: `${((t / span) * 100).toFixed(3)}%` }} key={t} />
+      ))}
+    </>
+  );
+}
+
+function StepDetail({ step, guarded, onRerunFrom }: { step: StepView; guarded: boolean; onRerunFrom: (step: string) => Promise<void> }) {
+  return (
+    <div class="step-detail" data-testid="step-detail">
+      <div class="step-detail-head">
+        <dl class="meta meta-inline">
+          <dt>Type</dt>
+          <dd>{step.type}</dd>
+          <dt>Status</dt>
+          <dd>{step.status}</dd>
+          <dt>Attempts</dt>
+          <dd data-testid="step-attempts">{step.attempts}</dd>
+          <dt>Durable</dt>
+          <dd class="dur-queued">{formatMs(step.queuedMs)}</dd>
+          <dt>App</dt>
+          <dd class="dur-app">{formatMs(step.appMs)}</dd>
+          <dt>Time</dt>
+          <dd title={`${step.startedAt ?? ""} → ${step.endedAt ?? ""}`}>
+            {formatAbsolute(step.startedAt)}
+            {step.endedAt && step.endedAt !== step.startedAt ? ` → ${formatAbsolute(step.endedAt)}` : ""}
+          </dd>
+        </dl>
+        <ActionButton guarded={guarded} size="sm" onAction={() => onRerunFrom(step.id)} testId="rerun-from-this-step" title="Rerun: the steps before this one are reused, this one and the rest execute again">
+          ↻ Rerun from here
+        </ActionButton>
+      </div>
+      {step.error && (
+        <ErrorBox>
+          <span data-testid="step-error">{step.error.message}</span>
+        </ErrorBox>
+      )}
+      <div class="section-label">{step.type === "wait" ? "Event received" : step.type === "sleep" ? "Result" : "Output"}</div>
+      <div class="code-card">
+        {step.output === undefined || (step.output === null && step.type === "sleep") ? <span class="muted small">none</span> : <JsonTree value={step.output} openDepth={2} />}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,141 @@
+import { type App, RUN_ACTIVITIES, RUN_STATUSES, type Run, api } from "../api";
+import { Pager, usePager } from "../components/pager";
+import { Empty, ErrorBox, Loading, PageHeader, Segmented, StatusBadge, Time } from "../components/ui";
+import { changeTouches, useLiveRefresh, useNow, useResource } from "../hooks";
+import { durationBetween, formatMs, parseTime } from "../format";
+import { setQuery, useLocation } from "../router";
+
+export function RunsPage({ app }: { app: App }) {
+  const { query } = useLocation();
+  const status = query.get("status");
+  const activity = query.get("activity");
+  const functionId = query.get("fn");
+  const selected = query.get("run");
+  const filterKey = `${app.id}|${status}|${activity}|${functionId}`;
+  const pager = usePager(filterKey);
+  const runs = useResource(() => api.runs(app.id, { status, activity, functionId }, pager.cursor, 50), [filterKey, pager.cursor]);
+  const functions = useResource(() => api.functions(app.id), [app.id]);
+  useLiveRefresh((c) => changeTouches(c, app.id, ["runs"]), runs.reload);
+  const now = useNow(1000);
+  const items = runs.data?.items ?? [];
+  const filtered = !!(status || activity || functionId);
+
+  return (
+    <>
+      <PageHeader title="Runs" subtitle="Every execution of a function, newest first. Click a run for its trace." />
+      <div class="filters" data-testid="run-filters">
+        <Segmented
+          value={status ?? ""}
+          testId="filter-status"
+          options={[{ value: "", label: "All" }, ...RUN_STATUSES.map((s) => ({ value: s, label: s[0].toUpperCase() + s.slice(1) }))]}
+          onChange={(value) => setQuery({ status: value || null, activity: value && value !== "active" ? null : activity })}
+        />
+        <label class="select-wrap">
+          <span class="select-label">Activity</span>
+          <select
+            class="select"
+            value={activity ?? ""}
+            data-testid="filter-activity"
+            onChange={(e) => {
+              const value = (e.target as HTMLSelectElement).value;
+              setQuery({ activity: value || null, status: value ? "active" : status });
+            }}
+          >
+            <option value="">Any</option>
+            {RUN_ACTIVITIES.map((a) => (
+              <option value={a} key={a}>
+                {a}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label class="select-wrap">
+          <span class="select-label">Function</span>
+          <select class="select" value={functionId ?? ""} data-testid="filter-function" onChange={(e) => setQuery({ fn: (e.target as HTMLSelectElement).value || null })}>
+            <option value="">All functions</option>
+            {(functions.data?.items ?? []).map((f) => (
+              <option value={f.id} key={f.id}>
+                {f.name}
+              </option>
+            ))}
+            {functionId && !(functions.data?.items ?? []).some((f) => f.id === functionId) && <option value={functionId}>{functionId}</option>}
+          </select>
+        </label>
+        {filtered && (
+          <button type="button" class="btn btn-ghost btn-sm" onClick={() => setQuery({ status: null, activity: null, fn: null })}>
+            Clear filters
+          </button>
+        )}
+      </div>
+      {runs.error && <ErrorBox error={runs.error} />}
+      {!runs.data && !runs.error && <Loading rows={6} />}
+      {runs.data && items.length === 0 && (
+        <div class="card">
+          <Empty title={filtered ? "No runs match these filters" : pager.page > 0 ? "No more runs" : "No runs yet"} icon="▶">
+            {filtered ? "Try another status, activity or function." : "Runs appear here the moment an event starts a function."}
+          </Empty>
+        </div>
+      )}
+      {items.length > 0 && (
+        <div class="card">
+          <table class="table" data-testid="runs-table">
+            <thead>
+              <tr>
+                <th style={{ width: "15%" }}>Status</th>
+                <th>Function</th>
+                <th>Run</th>
+                <th style={{ width: "12%" }}>Created</th>
+                <th class="num" style={{ width: "11%" }}>
+                  Duration
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((run) => (
+                <RunRow run={run} now={now} selected={run.id === selected} key={run.id} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <Pager pager={pager} nextCursor={runs.data?.nextCursor ?? null} count={items.length} noun="run" />
+    </>
+  );
+}
+
+function RunRow({ run, now, selected }: { run: Run; now: number; selected: boolean }) {
+  const duration = durationBetween(run.createdAt, run.endedAt, now);
+  return (
+    <tr
+      class={`clickable ${selected ? "is-selected" : ""}`}
+      onClick={() => setQuery({ run: run.id })}
+      data-testid="run-row"
+      data-run-id={run.id}
+      data-status={run.status}
+    >
+      <td>
+        <StatusBadge status={run.status} activity={run.activity} />
+      </td>
+      <td>
+        <span class="strong">{run.functionId}</span>
+        {run.flow && <FlowNote flow={run.flow} now={now} />}
+      </td>
+      <td class="mono small muted">{run.id}</td>
+      <td class="muted">
+        <Time iso={run.createdAt} now={now} />
+      </td>
+      <td class={`num ${run.endedAt ? "" : "muted"}`}>{formatMs(duration)}</td>
+    </tr>
+  );
+}
+
+export function FlowNote({ flow, now }: { flow: Record<string, Record<string, unknown>>; now: number }) {
+  const parts = Object.entries(flow).map(([option, info]) => {
+    const until = typeof info.until === "string" ? parseTime(info.until) : null;
+    const when = until !== null ? (until > now ? ` · starts in ${formatMs(until - now)}` : " · due") : "";
+    if (option === "concurrency") return `concurrency full (${info.running}/${info.limit})`;
+    const size = typeof info.size === "number" ? ` · ${info.size} events` : "";
+    return `${option}${size}${when}`;
+  });
+  return <div class="flow-note small">{parts.join(" · ")}</div>;
+}

@@ -1,0 +1,212 @@
+import { useState } from "preact/hooks";
+import { type App, type CreatedApp, type Environment, type Page, api } from "../api";
+import { Button, CopyButton, Empty, EnvBadge, ErrorBox, Field, Link, Loading, Modal, PageHeader, Time } from "../components/ui";
+import type { Resource } from "../hooks";
+import { useNow } from "../hooks";
+import { navigate } from "../router";
+
+export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
+  const [creating, setCreating] = useState(false);
+  const now = useNow(5000);
+  const items = apps.data?.items ?? [];
+  const order: Record<string, number> = { prod: 0, acc: 1, dev: 2 };
+  const sorted = [...items].sort((a, b) => a.name.localeCompare(b.name) || (order[a.environment] ?? 3) - (order[b.environment] ?? 3));
+
+  return (
+    <>
+      <PageHeader
+        title="Workspaces"
+        subtitle="Each workspace is an app × environment: its own functions, events, runs and signing key."
+        actions={
+          <Button variant="primary" onClick={() => setCreating(true)} testId="new-workspace">
+            + New workspace
+          </Button>
+        }
+      />
+      {apps.error && !apps.data && <ErrorBox error={apps.error} />}
+      {!apps.data && !apps.error && <Loading />}
+      {apps.data && items.length === 0 && (
+        <div class="card">
+          <Empty title="No workspaces yet" icon="⌂">
+            Create one with <strong>New workspace</strong>, or let your app provision it with <code>POST /api/apps</code>{" "}
+            (the SDK examples do this on their first start).
+          </Empty>
+        </div>
+      )}
+      {items.length > 0 && (
+        <div class="card">
+          <table class="table" data-testid="workspaces-table">
+            <thead>
+              <tr>
+                <th>Workspace</th>
+                <th>Environment</th>
+                <th>ID</th>
+                <th class="num">Functions</th>
+                <th>App URL</th>
+                <th>Last sync</th>
+              </tr>
+            </thead>
+            <tbody>
+              {sorted.map((app) => {
+                const href = `/w/${encodeURIComponent(app.id)}/runs`;
+                return (
+                  <tr key={app.id} class="clickable" onClick={(e) => !(e.target as HTMLElement).closest("a,button") && navigate(href)} data-testid="workspace-row" data-app-id={app.id}>
+                    <td>
+                      <Link href={href} class="strong">
+                        {app.name}
+                      </Link>
+                    </td>
+                    <td>
+                      <EnvBadge env={app.environment} />
+                    </td>
+                    <td class="mono small muted">{app.id}</td>
+                    <td class="num">{app.functionCount}</td>
+                    <td class="mono small truncate" title={app.url ?? ""}>
+                      {app.url ?? <span class="muted">not synced yet</span>}
+                    </td>
+                    <td class="muted">{app.syncedAt ? <Time iso={app.syncedAt} now={now} /> : "never"}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {creating && (
+        <NewWorkspace
+          onClose={() => setCreating(false)}
+          onCreated={() => apps.reload()}
+        />
+      )}
+    </>
+  );
+}
+
+const ENVIRONMENTS: { value: Environment; label: string; hint: string }[] = [
+  { value: "dev", label: "dev", hint: "Local development" },
+  { value: "acc", label: "acc", hint: "Acceptance / staging" },
+  { value: "prod", label: "prod", hint: "Production: actions need two clicks" },
+];
+
+function NewWorkspace({ onClose, onCreated }: { onClose: () => void; onCreated: () => void }) {
+  const [name, setName] = useState("");
+  const [environment, setEnvironment] = useState<Environment>("dev");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [created, setCreated] = useState<CreatedApp | null>(null);
+
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    if (!name.trim()) {
+      setError("Give the workspace a name, like billing or shop-api.");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const result = await api.createApp(name.trim(), environment);
+      setCreated(result);
+      onCreated();
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (created) {
+    const env = `DURABLE_APP_ID=${created.id}\nDURABLE_SIGNING_KEY=${created.signingKey}`;
+    return (
+      <Modal
+        title="Workspace created"
+        onClose={onClose}
+        testId="workspace-created"
+        footer={
+          <>
+            <Button onClick={() => navigate(`/w/${encodeURIComponent(created.id)}/runs`)}>Open workspace</Button>
+            <Button variant="primary" onClick={onClose} testId="created-done">
+              Done
+            </Button>
+          </>
+        }
+      >
+        <div class="created-head">
+          <strong>{created.name}</strong> <EnvBadge env={created.environment} />
+        </div>
+        <div class="notice notice-warn">
+          Copy the signing key now: this is the only time the dashboard shows it. Your app signs every call with it.
+        </div>
+        <div class="secret-row">
+          <div class="secret-label">App ID</div>
+          <code class="secret-value" data-testid="created-id">
+            {created.id}
+          </code>
+          <CopyButton text={created.id} testId="copy-id" />
+        </div>
+        <div class="secret-row">
+          <div class="secret-label">Signing key</div>
+          <code class="secret-value" data-testid="created-key">
+            {created.signingKey}
+          </code>
+          <CopyButton text={created.signingKey} testId="copy-key" />
+        </div>
+        <div class="secret-row">
+          <div class="secret-label">Environment</div>
+          <pre class="secret-value code-block">{env}</pre>
+          <CopyButton text={env} label="Copy both" />
+        </div>
+      </Modal>
+    );
+  }
+
+  return (
+    <Modal
+      title="New workspace"
+      onClose={onClose}
+      testId="new-workspace-modal"
+      footer={
+        <>
+          <Button variant="ghost" onClick={onClose}>
+            Cancel
+          </Button>
+          <Button variant="primary" busy={busy} onClick={submit} testId="create-workspace">
+            Create workspace
+          </Button>
+        </>
+      }
+    >
+      <form onSubmit={submit} class="form">
+        <Field label="Name" hint="Your app's name. The same name in another environment is another workspace.">
+          <input
+            class="input"
+            value={name}
+            autofocus
+            placeholder="billing"
+            data-testid="workspace-name"
+            onInput={(e) => setName((e.target as HTMLInputElement).value)}
+          />
+        </Field>
+        <div class="field">
+          <span class="field-label">Environment</span>
+          <div class="env-choice" role="radiogroup">
+            {ENVIRONMENTS.map((option) => (
+              <button
+                type="button"
+                key={option.value}
+                role="radio"
+                aria-checked={environment === option.value}
+                class={`env-option env-option-${option.value} ${environment === option.value ? "is-active" : ""}`}
+                onClick={() => setEnvironment(option.value)}
+                data-testid={`env-${option.value}`}
+              >
+                <EnvBadge env={option.value} size="sm" />
+                <span class="env-option-hint">{option.hint}</span>
+              </button>
+            ))}
+          </div>
+        </div>
+        <ErrorBox error={error ?? undefined} />
+      </form>
+    </Modal>
+  );
+}
