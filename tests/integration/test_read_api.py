@@ -122,3 +122,12 @@ async def test_run_function_starts_only_that_function(engine: Engine) -> None:
     assert missing.status_code == 404 and "ghost" in missing.json()["error"]
     bad = await engine.api.post(f"/api/apps/{ws.id}/functions/a/run", json={"data": [1]})
     assert bad.status_code == 400 and "data" in bad.json()["error"]
+
+
+async def test_a_self_provisioning_app_gets_the_durable_env_environment(db: Database, dsn: str) -> None:
+    app = create_app(db, make_settings(dsn, env="acc"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine") as client:
+        body = (await client.post("/api/apps", json={"name": "billing"})).json()
+        assert body["environment"] == "acc"
+        explicit = (await client.post("/api/apps", json={"name": "billing", "environment": "prod"})).json()
+        assert explicit["environment"] == "prod" and explicit["id"] != body["id"]

@@ -85,10 +85,10 @@ async def logout() -> Response:
 
 @router.post(
     "/apps",
-    summary="Create a workspace (idempotent per name × environment)",
+    summary="Create a workspace (idempotent per name × environment; environment defaults to DURABLE_ENV)",
     openapi_extra=_body_schema(
         {"name": {"type": "string"}, "environment": {"type": "string", "enum": ["dev", "acc", "prod"]}},
-        ["name", "environment"],
+        ["name"],
     ),
 )
 async def create_app(request: Request) -> Response:
@@ -96,7 +96,9 @@ async def create_app(request: Request) -> Response:
     unknown = sorted(set(payload) - {"name", "environment"})
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r} (expected name and environment)")
-    row = await apps.provision(request.app.state.db, payload.get("name"), payload.get("environment"))
+    # An app provisioning itself may leave the environment out: DURABLE_ENV decides (default dev).
+    environment = payload.get("environment", request.app.state.settings.env)
+    row = await apps.provision(request.app.state.db, payload.get("name"), environment)
     request.app.state.feed.touch(row["id"], "apps")
     return JSON(
         {
