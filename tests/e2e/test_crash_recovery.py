@@ -114,7 +114,9 @@ def test_two_worker_processes_never_drive_one_run_at_once(dsn: str, tmp_path: Pa
         return rid
 
     api = Proc("start", engine_env(dsn, DURABLE_WORKERS=0), tmp_path, "api")
-    workers = [Proc("worker", engine_env(dsn), tmp_path, f"worker{i}") for i in range(2)]
+    # Ten runs in flight per process at most, so that 200 runs need both processes.
+    small = {"DURABLE_WORKERS": 1, "DURABLE_INVOKES_PER_WORKER": 10}
+    workers = [Proc("worker", engine_env(dsn, **small), tmp_path, f"worker{i}") for i in range(2)]
     try:
         api.wait_healthy()
         for w in workers:
