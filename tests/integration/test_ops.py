@@ -211,3 +211,13 @@ async def test_repeated_step_ids_are_suffixed(engine: Engine) -> None:
     run = await engine.run(summary["id"])
     assert [s["id"] for s in run["steps"]] == ["fetch", "fetch:1", "fetch:2"]
     assert run["output"] == 30
+
+
+async def test_a_run_of_a_function_removed_by_sync_fails_with_a_clear_error(engine: Engine) -> None:
+    ws = await engine.workspace()
+    await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "gone", "trigger": {"event": "e"}}])
+    await engine.send(ws, "e")
+    await engine.sync(ws, "http://127.0.0.1:9/x", [])
+    await engine.start_workers()
+    [run] = await engine.wait_runs(ws, 1, status="failed")
+    assert "'gone' is no longer registered" in run["error"]["message"]

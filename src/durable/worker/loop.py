@@ -103,6 +103,16 @@ class WorkerLoop:
 
     async def drive(self, claim: Claim) -> None:
         """Invoke the app round after round while the run keeps going; stop when it parks or ends."""
+        if not claim.function_exists:
+            message = (
+                f"function {claim.function_id!r} is no longer registered (the app's last sync removed it)"
+            )
+            now = utcnow()
+            await self.executor.attempt_failed(
+                claim, message, Timing(now, now), step_id=None, retryable=False
+            )
+            RUNS_ENDED.labels("failed").inc()
+            return
         while True:
             started = utcnow()
             try:
