@@ -25,7 +25,7 @@ from durable.core.signing import sign
 from durable.engine.execution import Executor
 from durable.store.db import Database
 from durable.worker.invoke import Invoker
-from durable.worker.loop import Wakeup, WorkerLoop
+from durable.worker.loop import LocalDispatch, Wakeup, WorkerLoop
 
 
 def free_port() -> int:
@@ -124,6 +124,7 @@ class Engine:
     settings: Settings
     api: httpx.AsyncClient
     wakeup: Wakeup
+    app: Any = None  # the ASGI app, so workers can take runs straight from its ingests
     loops: list[WorkerLoop] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -137,8 +138,14 @@ class Engine:
             self.loops.append(loop)
             self.tasks.append(asyncio.create_task(loop.run()))
         self._invoker = invoker
+        if self.app is not None:
+            self.app.state.dispatcher = LocalDispatch(
+                self.loops, lease_ms=self.settings.lease_ms, default_max_attempts=self.settings.max_attempts
+            )
 
     async def stop_workers(self) -> None:
+        if self.app is not None:
+            self.app.state.dispatcher = None
         for loop in self.loops:
             loop.stop()
         for loop in self.loops:

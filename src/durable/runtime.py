@@ -28,7 +28,7 @@ from durable.store import embedded
 from durable.store.db import Database
 from durable.store.migrate import migrate
 from durable.worker.invoke import Invoker
-from durable.worker.loop import Wakeup, WorkerLoop, worker_name
+from durable.worker.loop import LocalDispatch, Wakeup, WorkerLoop, worker_name
 
 log = logging.getLogger("durable")
 
@@ -101,7 +101,10 @@ class Runtime:
         if self.serve_http:
             tasks.append(asyncio.create_task(run_maintenance(db, self.stop)))
             tasks.append(asyncio.create_task(run_cron(db, self.stop)))
-            app = create_app(db, settings, on_ingest=wakeup.set, feed=feed)
+            dispatch = LocalDispatch(
+                loops, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts
+            )
+            app = create_app(db, settings, on_ingest=wakeup.set, feed=feed, dispatcher=dispatch)
             config = uvicorn.Config(
                 app,
                 host=settings.host,

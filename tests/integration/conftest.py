@@ -18,7 +18,7 @@ async def engine(db: Database, dsn: str) -> AsyncIterator[Engine]:
     await wakeup.start(dsn)
     app = create_app(db, settings, on_ingest=wakeup.set)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine") as api:
-        eng = Engine(db=db, dsn=dsn, settings=settings, api=api, wakeup=wakeup)
+        eng = Engine(db=db, dsn=dsn, settings=settings, api=api, wakeup=wakeup, app=app)
         yield eng
         await eng.stop_workers()
     await wakeup.close()

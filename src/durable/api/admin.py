@@ -8,11 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from durable.api.auth import COOKIE, check_admin, session_value
-from durable.api.http import JSON, read_body
+from durable.api.http import JSON, ingest_and_hand_off, read_body
 from durable.api.stream import stream
 from durable.core.events import parse_events, parse_json
 from durable.engine import apps, metrics, runs
-from durable.engine.ingest import ingest
 from durable.errors import InvalidInput, Unauthorized
 
 
@@ -155,7 +154,7 @@ async def list_events(
 async def fire_event(request: Request, app_id: str) -> Response:
     await apps.require_app(request.app.state.db, app_id)
     events, _ = parse_events(parse_json(await read_body(request)))
-    ids = await ingest(request.app.state.db, app_id, events)
+    ids = await ingest_and_hand_off(request, app_id, events)
     request.app.state.on_ingest()
     request.app.state.feed.touch(app_id, "events")
     request.app.state.feed.touch(app_id, "runs")

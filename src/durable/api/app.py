@@ -21,6 +21,7 @@ from durable.config import Settings
 from durable.dashboard.mount import mount as mount_dashboard
 from durable.engine.apps import AppCache
 from durable.engine.changes import ChangeFeed
+from durable.engine.flow import Dispatcher
 from durable.errors import ApiError
 from durable.metrics import render_metrics
 from durable.store.db import Database
@@ -31,6 +32,7 @@ def create_app(
     settings: Settings,
     on_ingest: Callable[[], None] | None = None,
     feed: ChangeFeed | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Durable",
@@ -44,6 +46,7 @@ def create_app(
     app.state.apps = AppCache(db)
     app.state.on_ingest = on_ingest or (lambda: None)
     app.state.feed = feed or ChangeFeed(db)
+    app.state.dispatcher = dispatcher
     app.state.broadcaster = Broadcaster(settings.dsn)
 
     @app.exception_handler(ApiError)

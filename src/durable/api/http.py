@@ -8,7 +8,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from durable.engine.ingest import ingest
 from durable.errors import ApiError, PayloadTooLarge
+from durable.types import EventIn
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -37,3 +39,13 @@ async def read_body(request: Request) -> bytes:
             raise PayloadTooLarge("the body exceeds 4 MiB (4194304 bytes)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def ingest_and_hand_off(request: Request, app_id: str, events: list[EventIn]) -> list[str]:
+    """Ingest events; runs this process's workers can start at once are handed to them directly."""
+    dispatcher = request.app.state.dispatcher
+    handoff = dispatcher.offer() if dispatcher is not None else None
+    ids, claims = await ingest(request.app.state.db, app_id, events, handoff)
+    if claims and handoff is not None:
+        dispatcher.adopt(handoff, claims)
+    return ids

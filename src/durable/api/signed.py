@@ -13,13 +13,12 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from durable.api.http import error_body, read_body
+from durable.api.http import error_body, ingest_and_hand_off, read_body
 from durable.core.events import parse_events, parse_json
 from durable.core.options import parse_sync
 from durable.core.signing import sign, verify
 from durable.engine import apps
 from durable.engine.apps import App
-from durable.engine.ingest import ingest
 from durable.errors import ApiError, NotFound, Unauthorized
 from durable.metrics import EVENTS_INGESTED
 
@@ -94,7 +93,7 @@ async def _handle(request: Request, action: Any) -> Response:
 
 async def _send(request: Request, app: App, payload: object) -> dict[str, Any]:
     events, _ = parse_events(payload)
-    ids = await ingest(request.app.state.db, app.id, events)
+    ids = await ingest_and_hand_off(request, app.id, events)
     EVENTS_INGESTED.inc(len(events))
     request.app.state.on_ingest()
     request.app.state.feed.touch(app.id, "events")

@@ -93,13 +93,22 @@ class Executor:
         self.steps = StepWriter(db)
 
     async def claim(self, worker_id: str, limit: int) -> list[Claim]:
-        """Claim up to `limit` due runs. Jobs in concurrency gates are claimed under each gate's
-        advisory lock, so a gate's running count is exact however many processes claim at once."""
+        """Claim up to `limit` due runs outside concurrency gates: one statement, no transaction."""
+        rows = await self.db.fetch("jobs_claim", worker_id, limit, self.lease_ms, [])
+        return self._claims(rows)
+
+    async def claim_gated(self, worker_id: str, limit: int) -> list[Claim]:
+        """Claim up to `limit` due runs in concurrency gates, under each gate's advisory lock, so a
+        gate's running count is exact however many processes claim at once."""
+        gates = await self.db.fetchval("jobs_due_gates", limit)
+        if not gates:
+            return []
         async with self.db.transaction() as tx:
-            gates = await tx.fetchval("jobs_due_gates", limit)
-            if gates:
-                await tx.execute("gates_lock", gates)
+            await tx.execute("gates_lock", gates)
             rows = await tx.fetch("jobs_claim", worker_id, limit, self.lease_ms, gates)
+        return self._claims(rows)
+
+    def _claims(self, rows: list[Any]) -> list[Claim]:
         claims = []
         for row in rows:
             self.feed.touch(row["app_id"], "runs", row["run_id"])

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID, uuid4
 
 import orjson
 
 from durable.core import flow
 from durable.core.ids import new_id
 from durable.core.options import priority_of
+from durable.engine.execution import Claim
 from durable.store.db import Conn
 
 KINDS = ("rateLimit", "throttle", "debounce", "batch")
@@ -66,16 +68,38 @@ class _Merge:
     flow: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Handoff:
+    """Up to `capacity` new runs due now and outside any concurrency gate are claimed for `worker`
+    inside the ingest transaction and returned as claims, to be driven at once by that process."""
+
+    worker: str
+    capacity: int
+    lease_ms: int
+    default_max_attempts: int
+
+
+class Dispatcher(Protocol):
+    """The local workers, as the API sees them: offer capacity for a hand-off, then take the claims."""
+
+    def offer(self) -> Handoff | None: ...
+
+    def adopt(self, handoff: Handoff, claims: list[Claim]) -> None: ...
+
+
 @dataclass
 class Planner:
     tx: Conn
     app_id: str
     now_ms: int
+    handoff: Handoff | None = None
+    claims: list[Claim] = field(default_factory=list)
     new_runs: dict[str, _NewRun] = field(default_factory=dict)
     merges: dict[str, _Merge] = field(default_factory=dict)
     outcomes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     _state: dict[tuple[str, str, str], _State] = field(default_factory=dict)
     _open: dict[str, dict[str, Any]] = field(default_factory=dict)  # open run id -> its flow info
+    _configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # function id -> its options
 
     async def plan(self, events: list[dict[str, Any]]) -> None:
         """Decide for every (event, function) pair; then write runs, merges, state and outcomes."""
@@ -203,6 +227,7 @@ class Planner:
             if slot > self.now_ms:
                 info = {**(info or {}), "throttle": {"until": slot}}
         gate, gate_limit = flow.gate(function_id, config, data)
+        self._configs[function_id] = config
         run = _NewRun(
             new_id(),
             function_id,
@@ -237,6 +262,37 @@ class Planner:
         events = [*(merge.event if merge else []), event]
         self.merges[run_id] = _Merge("batch", events, due, {**opened, "batch": {"size": size, "until": due}})
 
+    def _hand_off(self, runs: list[_NewRun]) -> dict[str, UUID]:
+        """Lease tokens for the new runs this process will drive at once: due now, no gate."""
+        if self.handoff is None:
+            return {}
+        eligible = [r for r in runs if r.due_ms is None and r.gate is None][: self.handoff.capacity]
+        return {r.run_id: uuid4() for r in eligible}
+
+    def _make_claims(self, runs: list[_NewRun], handed: dict[str, UUID], created: Any) -> None:
+        assert self.handoff is not None or not handed
+        for run in runs:
+            token = handed.get(run.run_id)
+            if token is None or self.handoff is None:
+                continue
+            retries = self._configs[run.function_id].get("retries")
+            self.claims.append(
+                Claim(
+                    run_id=run.run_id,
+                    token=token,
+                    attempt=1,
+                    app_id=self.app_id,
+                    function_id=run.function_id,
+                    event=run.event,
+                    url=created["url"],
+                    signing_key=created["signing_key"],
+                    max_attempts=retries + 1 if retries is not None else self.handoff.default_max_attempts,
+                    steps={},
+                    ready_at=created["ready_at"],
+                    db_now=created["db_now"],
+                )
+            )
+
     async def _write(self) -> None:
         tx = self.tx
         if self._state:
@@ -255,7 +311,8 @@ class Planner:
             )
         if self.new_runs:
             runs = list(self.new_runs.values())
-            await tx.execute(
+            handed = self._hand_off(runs)
+            created = await tx.fetchrow(
                 "runs_create",
                 self.app_id,
                 [r.run_id for r in runs],
@@ -268,7 +325,12 @@ class Planner:
                 [r.gate_limit for r in runs],
                 [r.flow for r in runs],
                 [r.rerun_of for r in runs],
+                [handed.get(r.run_id) for r in runs],
+                self.handoff.worker if self.handoff else None,
+                self.handoff.lease_ms if self.handoff else 0,
             )
+            assert created is not None
+            self._make_claims(runs, handed, created)
         if self.merges:
             ids = list(self.merges)
             merges = [self.merges[i] for i in ids]

@@ -12,19 +12,31 @@ from typing import Any
 
 from durable.core.ids import new_id
 from durable.core.match import matches
-from durable.engine.flow import Planner
+from durable.engine.execution import Claim
+from durable.engine.flow import Handoff, Planner
 from durable.store.db import Conn, Database
 from durable.types import EventIn
 
 
-async def ingest(db: Database, app_id: str, events: list[EventIn]) -> list[str]:
-    """Store `events` for the app (all or nothing); return their ids in order."""
+async def ingest(
+    db: Database, app_id: str, events: list[EventIn], handoff: Handoff | None = None
+) -> tuple[list[str], list[Claim]]:
+    """Store `events` for the app (all or nothing); return their ids in order, and the runs claimed for
+    this process's workers when `handoff` offered them capacity (drive them at once)."""
+    claims: list[Claim] = []
     async with db.transaction() as tx:
-        return await store_events(tx, app_id, events)
+        ids = await store_events(tx, app_id, events, handoff=handoff, claims=claims)
+    return ids, claims
 
 
 async def store_events(
-    tx: Conn, app_id: str, events: list[EventIn], *, function_id: str | None = None
+    tx: Conn,
+    app_id: str,
+    events: list[EventIn],
+    *,
+    function_id: str | None = None,
+    handoff: Handoff | None = None,
+    claims: list[Claim] | None = None,
 ) -> list[str]:
     """Store events in `tx` and act on them; with `function_id`, they start that function (cron)."""
     now_ms = int(time.time() * 1000)
@@ -44,7 +56,10 @@ async def store_events(
         )
     ]
     if any(row["functions"] for row in stored):
-        await Planner(tx, app_id, now_ms).plan(stored)
+        planner = Planner(tx, app_id, now_ms, handoff)
+        await planner.plan(stored)
+        if claims is not None:
+            claims.extend(planner.claims)
     if any(row["waits"] for row in stored):
         await resume_waits(tx, stored)
     return ids

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from durable.engine.execution import Claim, Executor, Outcome, Timing, utcnow
+from durable.engine.flow import Handoff
 from durable.errors import InvokeError
 from durable.metrics import INVOKE_SECONDS, INVOKES, RUNS_ENDED
 from durable.worker.invoke import Invoker
@@ -65,19 +66,27 @@ class WorkerLoop:
                 await self._slot_freed.wait()
                 continue
             self.wakeup.event.clear()
+            wanted = min(free, 64)
             try:
-                claims = await self.executor.claim(self.name, min(free, 64))
+                # Runs outside concurrency gates first, in one statement: they start at once; then
+                # gated runs, whose claim locks the gates.
+                claims = self._spawn(await self.executor.claim(self.name, wanted))
+                if len(claims) < wanted:
+                    claims += self._spawn(await self.executor.claim_gated(self.name, wanted - len(claims)))
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("%s: claim failed (%s); retrying in 1s", self.name, exc)
                 await asyncio.sleep(1)
                 continue
-            for claim in claims:
-                task = asyncio.create_task(self.drive(claim))
-                self.inflight.add(task)
-                task.add_done_callback(self._done)
-            if len(claims) == min(free, 64):
+            if len(claims) == wanted:
                 continue  # more may be due right now
             await self._sleep_until_due()
+
+    def _spawn(self, claims: list[Claim]) -> list[Claim]:
+        for claim in claims:
+            task = asyncio.create_task(self.drive(claim))
+            self.inflight.add(task)
+            task.add_done_callback(self._done)
+        return claims
 
     async def _sleep_until_due(self) -> None:
         delay = IDLE_RECHECK_S
@@ -158,3 +167,27 @@ class WorkerLoop:
 
 def worker_name(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+class LocalDispatch:
+    """Hands runs created by this process's API straight to one of its worker loops (engine.flow.Dispatcher)."""
+
+    MAX_PER_INGEST = 16  # leave most of the capacity to batched claims, which keep the queue fair
+
+    def __init__(self, loops: list[WorkerLoop], *, lease_ms: int, default_max_attempts: int) -> None:
+        self.loops = {loop.name: loop for loop in loops}
+        self.lease_ms = lease_ms
+        self.default_max_attempts = default_max_attempts
+
+    def offer(self) -> Handoff | None:
+        open_loops = [loop for loop in self.loops.values() if not loop.stopping]
+        if not open_loops:
+            return None
+        loop = max(open_loops, key=lambda w: w.capacity - len(w.inflight))
+        free = min(loop.capacity - len(loop.inflight), self.MAX_PER_INGEST)
+        if free <= 0:
+            return None
+        return Handoff(loop.name, free, self.lease_ms, self.default_max_attempts)
+
+    def adopt(self, handoff: Handoff, claims: list[Claim]) -> None:
+        self.loops[handoff.worker]._spawn(claims)
