@@ -11,6 +11,7 @@ from durable.api.auth import COOKIE, check_admin, session_value
 from durable.api.http import JSON, ingest_and_hand_off, read_body
 from durable.api.stream import stream
 from durable.core.events import parse_events, parse_json
+from durable.core.times import iso
 from durable.engine import apps, metrics, runs
 from durable.errors import InvalidInput, Unauthorized
 
@@ -119,8 +120,8 @@ async def list_apps(request: Request) -> Response:
             "environment": r["environment"],
             "url": r["url"],
             "functionCount": r["function_count"],
-            "createdAt": runs._iso(r["created_at"]),
-            "syncedAt": runs._iso(r["synced_at"]),
+            "createdAt": iso(r["created_at"]),
+            "syncedAt": iso(r["synced_at"]),
         }
         for r in rows
     ]

@@ -10,6 +10,7 @@ from typing import Any
 from durable.core.cron import next_after, parse_cron
 from durable.core.ids import new_app_id, new_signing_key
 from durable.core.options import FunctionDef, SyncRequest
+from durable.core.times import iso_ms
 from durable.engine.ingest import store_events
 from durable.errors import InvalidInput, NotFound
 from durable.store.db import Database
@@ -118,13 +119,9 @@ async def run_function(db: Database, app_id: str, function_id: str, data: object
     now_ms = int(time.time() * 1000)
     if function["trigger_cron"]:
         name = "$cron"
-        data = {"cron": function["trigger_cron"], "scheduledAt": _iso(now_ms), "manual": True, **data}
+        data = {"cron": function["trigger_cron"], "scheduledAt": iso_ms(now_ms), "manual": True, **data}
     else:
         name = function["trigger_event"]
     event: EventIn = {"id": None, "name": name, "data": data, "ts": now_ms}
     async with db.transaction() as tx:
         return await store_events(tx, app_id, [event], function_id=function_id)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

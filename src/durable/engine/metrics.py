@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from durable.core.times import iso
 from durable.errors import InvalidInput
 from durable.store.db import Database
 
@@ -108,7 +109,7 @@ async def series(db: Database, app_id: str, range_name: str) -> dict[str, Any]:
         row = counts.get(t)
         buckets.append(
             {
-                "t": t.isoformat().replace("+00:00", "Z"),
+                "t": iso(t),
                 "started": row["started"] if row else 0,
                 "completed": row["completed"] if row else 0,
                 "failed": row["failed"] if row else 0,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from durable.core.times import iso, iso_ms
 from durable.engine.flow import Planner
 from durable.errors import Conflict, InvalidInput, NotFound
 from durable.store.db import Database
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 async def cancel(db: Database, run_id: str) -> dict[str, Any]:
@@ -59,9 +55,9 @@ def run_view(row: asyncpg.Record) -> dict[str, Any]:
         "output": row["output"] if "output" in row.keys() else None,
         "error": _error_view(row["error"]),
         "flow": flow_view(row),
-        "createdAt": _iso(row["created_at"]),
-        "startedAt": _iso(row["started_at"]),
-        "endedAt": _iso(row["ended_at"]),
+        "createdAt": iso(row["created_at"]),
+        "startedAt": iso(row["started_at"]),
+        "endedAt": iso(row["ended_at"]),
     }
 
 
@@ -72,15 +68,11 @@ def flow_view(row: asyncpg.Record) -> dict[str, Any] | None:
         return None
     view: dict[str, Any] = {}
     for option, info in (row["flow"] or {}).items():
-        view[option] = {k: _iso_ms(v) if k == "until" else v for k, v in info.items()}
+        view[option] = {k: iso_ms(v) if k == "until" else v for k, v in info.items()}
     keys = row.keys()
     if "gate_limit" in keys and row["gate_limit"] is not None and row["activity"] == "queued":
         view["concurrency"] = {"limit": row["gate_limit"], "running": row["gate_running"]}
     return view or None
-
-
-def _iso_ms(ms: int) -> str:
-    return _iso(datetime.fromtimestamp(ms / 1000, UTC)) or ""
 
 
 def _error_view(error: Any) -> dict[str, Any] | None:
@@ -99,8 +91,8 @@ def step_view(row: asyncpg.Record) -> dict[str, Any]:
         "error": _error_view(row["error"]),
         "queuedMs": row["queued_ms"],
         "appMs": row["app_ms"],
-        "startedAt": _iso(row["started_at"]),
-        "endedAt": _iso(row["ended_at"]),
+        "startedAt": iso(row["started_at"]),
+        "endedAt": iso(row["ended_at"]),
     }
 
 
@@ -154,7 +146,7 @@ async def list_events(db: Database, app_id: str, *, cursor: str | None, limit: i
             "name": r["name"],
             "data": r["data"],
             "ts": r["ts"],
-            "receivedAt": _iso(r["received_at"]),
+            "receivedAt": iso(r["received_at"]),
             "runs": r["runs"],
             "outcomes": r["outcomes"],
         }

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from durable.core.cron import next_after, parse_cron
+from durable.core.times import iso_ms
 from durable.engine.ingest import store_events
 from durable.store.db import Database
 from durable.types import EventIn
@@ -33,10 +34,6 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 async def tick(db: Database) -> int:
     """Fire every due occurrence; return how many runs were started."""
     fired = 0
@@ -49,7 +46,7 @@ async def tick(db: Database) -> int:
                 event: EventIn = {
                     "id": f"cron:{row['function_id']}:{scheduled_ms}",
                     "name": "$cron",
-                    "data": {"cron": row["expr"], "scheduledAt": _iso(scheduled_ms)},
+                    "data": {"cron": row["expr"], "scheduledAt": iso_ms(scheduled_ms)},
                     "ts": scheduled_ms,
                 }
                 await store_events(tx, row["app_id"], [event], function_id=row["function_id"])
@@ -59,7 +56,7 @@ async def tick(db: Database) -> int:
                     "cron %s/%s: skipped the missed occurrence %s",
                     row["app_id"],
                     row["function_id"],
-                    _iso(scheduled_ms),
+                    iso_ms(scheduled_ms),
                 )
             following = next_after(cron, max(now_ms, scheduled_ms))
             await tx.execute(
