@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from durable.api import schemas
 from durable.api.auth import COOKIE, check_admin, session_value
 from durable.api.http import JSON, ingest_and_hand_off, read_body
 from durable.api.stream import stream
@@ -47,6 +48,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 @public.post(
     "/login",
+    responses=schemas.answers(schemas.Ok),
     summary="Exchange the admin token for an httpOnly session cookie",
     openapi_extra=_body_schema({"token": {"type": "string"}}, ["token"]),
 )
@@ -65,7 +67,11 @@ async def login(request: Request) -> Response:
     return response
 
 
-@public.get("/session", summary="Whether sign-in is required, and whether this request is signed in")
+@public.get(
+    "/session",
+    responses=schemas.answers(schemas.Session),
+    summary="Whether sign-in is required, and whether this request is signed in",
+)
 async def session(request: Request) -> Response:
     token = request.app.state.settings.admin_token
     try:
@@ -76,7 +82,7 @@ async def session(request: Request) -> Response:
     return JSON({"authRequired": token is not None, "signedIn": signed_in})
 
 
-@public.post("/logout", summary="Clear the session cookie")
+@public.post("/logout", responses=schemas.answers(schemas.Ok), summary="Clear the session cookie")
 async def logout() -> Response:
     response = JSON({"ok": True})
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
@@ -85,6 +91,7 @@ async def logout() -> Response:
 
 @router.post(
     "/apps",
+    responses=schemas.answers(schemas.CreatedWorkspace),
     summary="Create a workspace (idempotent per name × environment; environment defaults to DURABLE_ENV)",
     openapi_extra=_body_schema(
         {"name": {"type": "string"}, "environment": {"type": "string", "enum": ["dev", "acc", "prod"]}},
@@ -110,7 +117,7 @@ async def create_app(request: Request) -> Response:
     )
 
 
-@router.get("/apps", summary="List workspaces")
+@router.get("/apps", responses=schemas.answers(schemas.WorkspaceList), summary="List workspaces")
 async def list_apps(request: Request) -> Response:
     rows = await request.app.state.db.fetch("app_list")
     items = [
@@ -128,7 +135,11 @@ async def list_apps(request: Request) -> Response:
     return JSON({"items": items, "nextCursor": None})
 
 
-@router.get("/apps/{app_id}/functions", summary="List a workspace's functions")
+@router.get(
+    "/apps/{app_id}/functions",
+    responses=schemas.answers(schemas.FunctionList),
+    summary="List a workspace's functions",
+)
 async def list_functions(request: Request, app_id: str) -> Response:
     await apps.require_app(request.app.state.db, app_id)
     rows = await request.app.state.db.fetch("function_list", app_id)
@@ -139,7 +150,11 @@ async def list_functions(request: Request, app_id: str) -> Response:
     return JSON({"items": items, "nextCursor": None})
 
 
-@router.get("/apps/{app_id}/events", summary="List a workspace's events, newest first, with their runs")
+@router.get(
+    "/apps/{app_id}/events",
+    responses=schemas.answers(schemas.EventList),
+    summary="List a workspace's events, newest first, with their runs",
+)
 async def list_events(
     request: Request, app_id: str, limit: int = Query(50, ge=1, le=500), cursor: str | None = None
 ) -> Response:
@@ -149,6 +164,7 @@ async def list_events(
 
 @router.post(
     "/apps/{app_id}/events",
+    responses=schemas.answers(schemas.Ids),
     summary="Fire an event into a workspace (from the dashboard)",
     openapi_extra=_body_schema({"name": {"type": "string"}, "data": {"type": "object"}}, ["name"]),
 )
@@ -164,6 +180,7 @@ async def fire_event(request: Request, app_id: str) -> Response:
 
 @router.post(
     "/apps/{app_id}/functions/{function_id}/run",
+    responses=schemas.answers(schemas.Ids),
     summary="Start one run of a function now (a cron function gets a $cron event)",
     openapi_extra=_body_schema({"data": {"type": "object"}}, []),
 )
@@ -180,7 +197,11 @@ async def run_function(request: Request, app_id: str, function_id: str) -> Respo
     return JSON({"ids": ids})
 
 
-@router.get("/apps/{app_id}/runs", summary="List a workspace's runs, newest first")
+@router.get(
+    "/apps/{app_id}/runs",
+    responses=schemas.answers(schemas.RunList),
+    summary="List a workspace's runs, newest first",
+)
 async def list_runs(
     request: Request,
     app_id: str,
@@ -203,7 +224,11 @@ async def list_runs(
     return JSON(page)
 
 
-@router.get("/apps/{app_id}/metrics", summary="Throughput, failures, durable vs app time, p95, backlog")
+@router.get(
+    "/apps/{app_id}/metrics",
+    responses=schemas.answers(schemas.Metrics),
+    summary="Throughput, failures, durable vs app time, p95, backlog",
+)
 async def app_metrics(request: Request, app_id: str, range: str = "1h") -> Response:  # noqa: A002
     await apps.require_app(request.app.state.db, app_id)
     return JSON(await metrics.series(request.app.state.db, app_id, range))
@@ -214,12 +239,16 @@ async def change_stream(request: Request) -> Response:
     return await stream(request)
 
 
-@router.get("/runs/{run_id}", summary="One run with its steps in execution order")
+@router.get(
+    "/runs/{run_id}",
+    responses=schemas.answers(schemas.Run),
+    summary="One run with its steps in execution order",
+)
 async def get_run(request: Request, run_id: str) -> Response:
     return JSON(await runs.get_run(request.app.state.db, run_id))
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel an active run")
+@router.post("/runs/{run_id}/cancel", responses=schemas.answers(schemas.Run), summary="Cancel an active run")
 async def cancel_run(request: Request, run_id: str) -> Response:
     view = await runs.cancel(request.app.state.db, run_id)
     request.app.state.feed.touch(view["appId"], "runs", run_id)
@@ -228,6 +257,7 @@ async def cancel_run(request: Request, run_id: str) -> Response:
 
 @router.post(
     "/runs/{run_id}/rerun",
+    responses=schemas.answers(schemas.RerunAnswer),
     summary="Start a new run of the same function and event, optionally from a step",
     openapi_extra=_body_schema({"fromStep": {"type": "string"}}, []),
 )

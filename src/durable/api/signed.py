@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from durable.api import schemas
 from durable.api.http import error_body, ingest_and_hand_off, read_body
 from durable.core.events import parse_events, parse_json
 from durable.core.options import parse_sync
@@ -110,6 +111,7 @@ async def _sync(request: Request, app: App, payload: object) -> dict[str, Any]:
 
 @router.post(
     "/e",
+    responses=schemas.answers(schemas.Ids, 413),
     tags=["sdk"],
     summary="Send one event or a list of events",
     openapi_extra={
@@ -122,7 +124,6 @@ async def _sync(request: Request, app: App, payload: object) -> dict[str, Any]:
                 }
             },
         },
-        "responses": {"200": {"description": 'The events\' ids, in order: `{"ids": [...]}`'}},
     },
 )
 async def send_events(request: Request) -> Response:
@@ -131,6 +132,7 @@ async def send_events(request: Request) -> Response:
 
 @router.post(
     "/fn/sync",
+    responses=schemas.answers(schemas.SyncAnswer, 413),
     tags=["sdk"],
     summary="Make the app's function set exactly this list",
     openapi_extra={

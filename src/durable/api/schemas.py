@@ -1,0 +1,171 @@
+"""Response shapes for the OpenAPI document. Routes answer with orjson directly (no validation on the
+way out); these models only describe what they send, for `/openapi.json` and its readers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What was wrong, naming the field")
+    code: str = Field(description="bad_request | unauthorized | not_found | conflict | payload_too_large")
+
+
+class Ids(BaseModel):
+    ids: list[str]
+
+
+class Workspace(BaseModel):
+    id: str
+    name: str
+    environment: Literal["dev", "acc", "prod"]
+    url: str | None = None
+    functionCount: int = 0
+    createdAt: str | None = None
+    syncedAt: str | None = None
+
+
+class CreatedWorkspace(BaseModel):
+    id: str
+    name: str
+    environment: Literal["dev", "acc", "prod"]
+    signingKey: str = Field(description="Shown here only: sign every SDK request with it")
+
+
+class WorkspaceList(BaseModel):
+    items: list[Workspace]
+    nextCursor: str | None
+
+
+class Function(BaseModel, extra="allow"):
+    id: str
+    name: str
+    trigger: dict[str, str] = Field(description='{"event": name} or {"cron": expression}')
+
+
+class FunctionList(BaseModel):
+    items: list[Function]
+    nextCursor: str | None
+
+
+class RunError(BaseModel):
+    message: str
+
+
+class Step(BaseModel):
+    id: str
+    type: Literal["run", "sleep", "wait"]
+    status: Literal["completed", "failed", "retrying", "sleeping", "waiting"]
+    attempts: int
+    output: Any = None
+    error: RunError | None
+    queuedMs: int = Field(description="durable time: queue, backoff, sleep or wait")
+    appMs: int = Field(description="time inside the app's answer")
+    startedAt: str | None
+    endedAt: str | None
+
+
+class RunSummary(BaseModel):
+    id: str
+    appId: str
+    functionId: str
+    eventId: str
+    status: Literal["active", "completed", "failed", "cancelled"]
+    activity: Literal["executing", "queued", "waiting", "sleeping", "scheduled"] | None
+    error: RunError | None
+    flow: dict[str, Any] | None = Field(description="why an active run is scheduled or queued")
+    createdAt: str | None
+    startedAt: str | None
+    endedAt: str | None
+
+
+class Run(RunSummary):
+    output: Any = None
+    event: dict[str, Any]
+    rerunOf: str | None
+    steps: list[Step] = Field(description="in execution order")
+
+
+class RunList(BaseModel):
+    items: list[RunSummary]
+    nextCursor: str | None
+
+
+class RerunAnswer(BaseModel):
+    runId: str
+
+
+class Event(BaseModel):
+    id: str
+    name: str
+    data: dict[str, Any]
+    ts: int
+    receivedAt: str | None
+    runs: list[dict[str, Any]] = Field(description="[{runId, functionId, status}] started by this event")
+    outcomes: list[dict[str, Any]] = Field(
+        description="[{functionId, outcome: skipped|debounced|batched, reason?, runId?}]"
+    )
+
+
+class EventList(BaseModel):
+    items: list[Event]
+    nextCursor: str | None
+
+
+class MetricsBucket(BaseModel):
+    t: str
+    started: int
+    completed: int
+    failed: int
+    queuedMs: int
+    appMs: int
+    backlog: int
+
+
+class FunctionMetrics(BaseModel):
+    functionId: str
+    completed: int
+    failed: int
+    p95Ms: int | None
+
+
+class Metrics(BaseModel):
+    range: Literal["1h", "24h", "7d"]
+    bucketSeconds: int
+    buckets: list[MetricsBucket]
+    functions: list[FunctionMetrics]
+
+
+class Session(BaseModel):
+    authRequired: bool
+    signedIn: bool
+
+
+class Ok(BaseModel):
+    ok: bool
+
+
+class SyncAnswer(BaseModel):
+    ok: bool
+    functions: int
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Bad input: the message names the field"),
+        (401, "Missing or wrong credentials"),
+        (404, "Not found"),
+        (413, "Body over 4 MiB"),
+    )
+}
+
+
+def answers(model: type[BaseModel], *extra: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: its 200 body and the error bodies it can send."""
+    answer: dict[int | str, dict[str, Any]] = {200: {"model": model}}
+    for code in (400, 401, 404, *extra):
+        answer[code] = ERRORS[code]
+    return answer
