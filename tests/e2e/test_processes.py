@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -120,10 +123,12 @@ def _slow_function(seconds: float, started: threading.Event):  # type: ignore[no
     return slow
 
 
-def test_sigterm_drains_in_flight_work_and_exits_0(dsn: str, tmp_path: Path) -> None:
+@contextmanager
+def _engine_mid_invoke(dsn: str, tmp_path: Path, seconds: float) -> Iterator[tuple[Proc, AppServer]]:
+    """An engine process whose only run is inside a step that takes `seconds` at the app."""
     started = threading.Event()
-    slow = _slow_function(1.5, started)
-    engine = Proc("start", engine_env(dsn, DURABLE_LEASE_MS=30000), tmp_path, "engine")
+    slow = _slow_function(seconds, started)
+    engine = Proc("start", engine_env(dsn, DURABLE_LEASE_MS=int(seconds * 3000) + 30000), tmp_path, "engine")
     try:
         engine.wait_healthy()
         base = f"http://127.0.0.1:{engine.port}"
@@ -132,10 +137,15 @@ def test_sigterm_drains_in_flight_work_and_exits_0(dsn: str, tmp_path: Path) -> 
             _signed(base, app_id, key, "/fn/sync", {"url": app.url, "functions": [slow.wire]})
             _signed(base, app_id, key, "/e", {"name": "slow"})
             assert started.wait(20)
-            engine.term()
-            assert engine.wait(20) == 0
+            yield engine, app
     finally:
         engine.stop()
+
+
+def test_sigterm_drains_in_flight_work_and_exits_0(dsn: str, tmp_path: Path) -> None:
+    with _engine_mid_invoke(dsn, tmp_path, 1.5) as (engine, _):
+        engine.term()
+        assert engine.wait(20) == 0
     assert "draining" in engine.log()
 
     async def stored() -> list[tuple[str, str]]:
@@ -148,34 +158,20 @@ def test_sigterm_drains_in_flight_work_and_exits_0(dsn: str, tmp_path: Path) -> 
         assert job is not None and job["lease_token"] is None and job["due"]  # handed back, due now
         return [(r["id"], r["activity"]) for r in rows]
 
-    import asyncio
-
     # The in-flight step finished and was stored; the run went back to the queue instead of going on.
     assert asyncio.run(stored()) == [("work", "executing")]
 
 
 def test_a_second_signal_exits_at_once(dsn: str, tmp_path: Path) -> None:
-    started = threading.Event()
-    slow = _slow_function(20, started)
-    engine = Proc("start", engine_env(dsn, DURABLE_LEASE_MS=60000), tmp_path, "engine")
-    try:
-        engine.wait_healthy()
-        base = f"http://127.0.0.1:{engine.port}"
-        app_id, key = _provision(base)
-        with AppServer([slow], key) as app:
-            _signed(base, app_id, key, "/fn/sync", {"url": app.url, "functions": [slow.wire]})
-            _signed(base, app_id, key, "/e", {"name": "slow"})
-            assert started.wait(20)
-            engine.term()
-            time.sleep(0.5)
-            assert engine.popen.poll() is None  # still draining the 20 s invoke
-            t0 = time.monotonic()
-            engine.term()
-            code = engine.wait(5)
-            assert time.monotonic() - t0 < 2 and code != 0
-            app.server.should_exit = True
-    finally:
-        engine.stop()
+    with _engine_mid_invoke(dsn, tmp_path, 20) as (engine, app):
+        engine.term()
+        time.sleep(0.5)
+        assert engine.popen.poll() is None  # still draining the 20 s invoke
+        t0 = time.monotonic()
+        engine.term()
+        code = engine.wait(5)
+        assert time.monotonic() - t0 < 2 and code != 0
+        app.server.should_exit = True
 
 
 def test_an_acknowledged_event_survives_a_kill_right_after(dsn: str, tmp_path: Path) -> None:
@@ -207,7 +203,6 @@ def test_an_acknowledged_event_survives_a_kill_right_after(dsn: str, tmp_path: P
 
 
 def test_migrate_applies_and_exits(pg_server: str, tmp_path: Path) -> None:
-    import asyncio
     import uuid
 
     from tests.conftest import with_database
