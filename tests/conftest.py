@@ -8,7 +8,6 @@ Migrations run once into a template database; each test gets its own `CREATE DAT
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,9 +37,9 @@ _DATABASE_URL = _scrub_environment()
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from tests.harness import free_port as distinct_free_port
+
+    return distinct_free_port()
 
 
 def with_database(dsn: str, name: str) -> str:

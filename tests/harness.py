@@ -27,11 +27,19 @@ from durable.store.db import Database
 from durable.worker.invoke import Invoker
 from durable.worker.loop import LocalDispatch, Wakeup, WorkerLoop
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port, never the same one twice in a test session (the kernel may hand out a port it
+    just gave us again, before the first process bound it)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Recorder:
