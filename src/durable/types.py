@@ -8,6 +8,9 @@ from typing import Any, Literal, TypedDict
 JSON = Any
 """Any value that round-trips through JSON."""
 
+MAX_BODY = 4 * 1024 * 1024
+"""Requests, answers and step outputs over 4 MiB are refused (DESIGN.md §3)."""
+
 
 class RunStatus(StrEnum):
     ACTIVE = "active"

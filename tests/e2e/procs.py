@@ -23,8 +23,7 @@ class Proc:
     def __init__(self, command: str, env: dict[str, str], log_dir: Path, name: str) -> None:
         self.log_path = log_dir / f"{name}.log"
         self.port = int(env.get("PORT", "0"))
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-        full_env.update(env)
+        full_env = child_env(**env)
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "durable", command],
@@ -79,6 +78,12 @@ class Proc:
             self.popen.kill()
             self.popen.wait(10)
         self._log.close()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: this one's (tests/conftest.py scrubbed every DURABLE_*
+    variable and DATABASE_URL at start-up) plus `extra`."""
+    return {**os.environ, **extra}
 
 
 def engine_env(dsn: str, **extra: Any) -> dict[str, str]:

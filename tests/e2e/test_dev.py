@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import durable_sdk
 import httpx
 import psutil
 
-from tests.e2e.procs import ROOT
+from tests.e2e.procs import ROOT, child_env
 from tests.harness import free_port
 
 DEMOS = ("demo-python", "demo-typescript", "demo-php")
@@ -31,7 +30,7 @@ def _wait(predicate, what: str, timeout: float, log: Path):  # type: ignore[no-u
 
 def test_dev_runs_the_stack_restarts_a_crashed_app_and_stops_on_ctrl_c(dsn: str, tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env = child_env()
     env.update({"DATABASE_URL": dsn, "PORT": str(port), "DURABLE_DEV_APP_PORT": str(free_port())})
     log = tmp_path / "dev.log"
     with open(log, "wb") as out:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import durable_sdk
 import httpx
 
-from tests.e2e.procs import ROOT, Proc, engine_env
+from tests.e2e.procs import ROOT, Proc, child_env, engine_env
 from tests.e2e.test_crash_recovery import _provision, _wait_completed
 from tests.harness import free_port
 
@@ -25,7 +24,7 @@ def test_example_app_onboarding_and_approval(dsn: str, tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{engine.port}"
         app_id, key = _provision(base, "demo")
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+        env = child_env()
         env.update(
             {
                 "DURABLE_URL": base,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import durable_sdk
 import httpx
 import pytest
 
-from tests.e2e.procs import ROOT, Proc, engine_env
+from tests.e2e.procs import ROOT, Proc, child_env, engine_env
 from tests.e2e.test_crash_recovery import _provision, _signed, _wait_completed
 from tests.harness import AppServer, free_port
 
@@ -38,7 +37,7 @@ from tests.harness import AppServer, free_port
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line(name: str, value: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_") and k != "DATABASE_URL"}
+    env = child_env()
     env[name] = value
     result = subprocess.run(
         [sys.executable, "-m", "durable", "start"],
@@ -96,7 +95,7 @@ def test_start_runs_the_embedded_postgres_and_a_worker_attaches(tmp_path: Path) 
 
 
 def test_worker_without_a_database_says_what_to_do(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_") and k != "DATABASE_URL"}
+    env = child_env()
     env["DURABLE_PG_PORT"] = str(free_port())
     result = subprocess.run(
         [sys.executable, "-m", "durable", "worker"],
@@ -218,7 +217,7 @@ def test_migrate_applies_and_exits(pg_server: str, tmp_path: Path) -> None:
 
     asyncio.run(admin(f"CREATE DATABASE {name}"))
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+        env = child_env()
         env["DATABASE_URL"] = with_database(pg_server, name)
         for _ in range(2):  # idempotent
             result = subprocess.run(

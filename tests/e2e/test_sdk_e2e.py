@@ -4,14 +4,13 @@ engine and the workspace, and fails if the program does."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import ROOT, Proc, engine_env
+from tests.e2e.procs import ROOT, Proc, child_env, engine_env
 from tests.e2e.test_crash_recovery import _provision
 
 PROGRAMS = {
@@ -29,7 +28,7 @@ def test_sdk_end_to_end(sdk: str, dsn: str, tmp_path: Path) -> None:
         engine.wait_healthy()
         base = f"http://127.0.0.1:{engine.port}"
         app_id, key = _provision(base, f"e2e-{sdk}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+        env = child_env()
         env.update({"DURABLE_URL": base, "DURABLE_APP_ID": app_id, "DURABLE_SIGNING_KEY": key})
         result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     finally:

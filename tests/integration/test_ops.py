@@ -150,7 +150,6 @@ async def test_retryable_error_retries_the_step_with_backoff(engine: Engine) -> 
 
 
 async def test_out_of_attempts_fails_the_run_naming_the_error(engine: Engine) -> None:
-    seen_attempts: list[int] = []
 
     @durable_sdk.function(id="doomed", trigger={"event": "doom"}, retries=1)
     async def doomed(event, step):  # type: ignore[no-untyped-def]
@@ -169,7 +168,6 @@ async def test_out_of_attempts_fails_the_run_naming_the_error(engine: Engine) ->
     assert "boom" in run["error"]["message"] and "2 attempts" in run["error"]["message"]
     [step] = run["steps"]
     assert step["status"] == "failed" and step["attempts"] == 2 and "boom" in step["error"]["message"]
-    del seen_attempts
 
 
 async def test_non_retryable_error_fails_at_once(engine: Engine) -> None:

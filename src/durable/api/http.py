@@ -10,9 +10,7 @@ from starlette.responses import Response
 
 from durable.engine.ingest import ingest
 from durable.errors import ApiError, PayloadTooLarge
-from durable.types import EventIn
-
-MAX_BODY = 4 * 1024 * 1024
+from durable.types import MAX_BODY, EventIn
 
 
 class JSON(Response):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from durable.config import ENVIRONMENTS
 from durable.core.cron import next_after, parse_cron
 from durable.core.ids import new_app_id, new_signing_key
 from durable.core.options import FunctionDef, SyncRequest
@@ -15,8 +16,6 @@ from durable.engine.ingest import store_events
 from durable.errors import InvalidInput, NotFound
 from durable.store.db import Database
 from durable.types import EventIn
-
-ENVIRONMENTS = ("dev", "acc", "prod")
 
 
 @dataclass(frozen=True)
@@ -124,4 +123,5 @@ async def run_function(db: Database, app_id: str, function_id: str, data: object
         name = function["trigger_event"]
     event: EventIn = {"id": None, "name": name, "data": data, "ts": now_ms}
     async with db.transaction() as tx:
-        return await store_events(tx, app_id, [event], function_id=function_id)
+        ids, _ = await store_events(tx, app_id, [event], function_id=function_id)
+        return ids

@@ -22,8 +22,6 @@ from durable.engine.group_commit import StepRow, StepWriter
 from durable.store.db import Database
 from durable.types import DoneOp, ErrorOp, Op, SleepOp, StepOp, WaitOp
 
-MAX_BODY = 4 * 1024 * 1024
-
 
 class Outcome(enum.Enum):
     CONTINUE = "continue"  # the lease is still ours: invoke the next round now
@@ -49,7 +47,6 @@ class Claim:
     ready_at: datetime  # when the run last became due: the start of the next step's queued time
     db_now: datetime  # the database's clock when the claim (or the last commit) happened
     function_exists: bool = True
-    rounds: int = field(default=0)
     renewed: float = field(default_factory=time.monotonic)  # when the lease was last taken or renewed
 
     def invoke_body(self) -> dict[str, Any]:
@@ -142,7 +139,6 @@ class Executor:
 
     async def apply(self, claim: Claim, op: Op, timing: Timing) -> Outcome:
         """Store the app's answer to one invoke."""
-        claim.rounds += 1
         outcome = await self._apply(claim, op, timing)
         self.feed.touch(claim.app_id, "runs", claim.run_id)  # after the commit: listeners refetch
         return outcome

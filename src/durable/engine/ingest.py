@@ -23,10 +23,8 @@ async def ingest(
 ) -> tuple[list[str], list[Claim]]:
     """Store `events` for the app (all or nothing); return their ids in order, and the runs claimed for
     this process's workers when `handoff` offered them capacity (drive them at once)."""
-    claims: list[Claim] = []
     async with db.transaction() as tx:
-        ids = await store_events(tx, app_id, events, handoff=handoff, claims=claims)
-    return ids, claims
+        return await store_events(tx, app_id, events, handoff=handoff)
 
 
 async def store_events(
@@ -36,11 +34,12 @@ async def store_events(
     *,
     function_id: str | None = None,
     handoff: Handoff | None = None,
-    claims: list[Claim] | None = None,
-) -> list[str]:
-    """Store events in `tx` and act on them; with `function_id`, they start that function (cron)."""
+) -> tuple[list[str], list[Claim]]:
+    """Store events in `tx` and act on them; with `function_id`, they start that function (cron).
+    Returns the events' ids and the runs handed off to `handoff`'s worker."""
     now_ms = int(time.time() * 1000)
     ids = [e["id"] or new_id() for e in events]
+    claims: list[Claim] = []
     names = [e["name"] for e in events]
     await tx.execute("event_lock_names", app_id, sorted(set(names)))
     stored = [
@@ -58,11 +57,10 @@ async def store_events(
     if any(row["functions"] for row in stored):
         planner = Planner(tx, app_id, now_ms, handoff)
         await planner.plan(stored)
-        if claims is not None:
-            claims.extend(planner.claims)
+        claims = planner.claims
     if any(row["waits"] for row in stored):
         await resume_waits(tx, stored)
-    return ids
+    return ids, claims
 
 
 async def resume_waits(tx: Conn, events: list[dict[str, Any]]) -> int:

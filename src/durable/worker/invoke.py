@@ -12,9 +12,7 @@ import orjson
 from durable.core.ops import parse_op
 from durable.core.signing import sign, verify
 from durable.errors import InvalidInput, InvokeError
-from durable.types import Op
-
-MAX_ANSWER = 4 * 1024 * 1024
+from durable.types import MAX_BODY, Op
 
 
 class Invoker:
@@ -66,13 +64,13 @@ class Invoker:
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
     length = response.content_length
-    if length is not None and length > MAX_ANSWER:
+    if length is not None and length > MAX_BODY:
         raise InvokeError(f"the app's answer is {length} bytes; the limit is 4 MiB")
     chunks = []
     size = 0
     async for chunk in response.content.iter_any():
         size += len(chunk)
-        if size > MAX_ANSWER:
+        if size > MAX_BODY:
             raise InvokeError("the app's answer exceeds 4 MiB")
         chunks.append(chunk)
     return b"".join(chunks)

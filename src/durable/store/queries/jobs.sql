@@ -104,6 +104,3 @@ WHERE run_id = $1 AND lease_token = $2;
 -- name: jobs_lock
 -- Lock a run's job row: the run's mutex. Every transaction that changes a run takes it first.
 SELECT run_id, lease_token FROM jobs WHERE run_id = $1 FOR UPDATE;
-
--- name: jobs_notify
-SELECT pg_notify('durable_jobs', $1);
