@@ -21,7 +21,10 @@ from durable.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TEMPLATE = "durable_test_template"
+pytest_plugins = ["tests.pgcluster"]  # the `pg_cluster` fixture: a private, restartable Postgres
+
+# One template per pytest process, so several sessions can share one server.
+TEMPLATE = f"durable_test_template_{os.getpid()}"
 
 
 def _scrub_environment() -> str | None:
@@ -65,7 +68,7 @@ def pg_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def template_dsn(pg_server: str) -> str:
+async def template_dsn(pg_server: str) -> AsyncIterator[str]:
     conn = await asyncpg.connect(pg_server)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
@@ -74,7 +77,12 @@ async def template_dsn(pg_server: str) -> str:
         await conn.close()
     dsn = with_database(pg_server, TEMPLATE)
     await migrate(dsn)
-    return dsn
+    yield dsn
+    conn = await asyncpg.connect(pg_server)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
