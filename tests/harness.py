@@ -22,7 +22,7 @@ import uvicorn
 
 from durable.config import Settings
 from durable.core.signing import sign
-from durable.engine.execution import Executor
+from durable.engine.execution import Executor, invoke_timeout
 from durable.store.db import Database
 from durable.worker.invoke import Invoker
 from durable.worker.loop import LocalDispatch, Wakeup, WorkerLoop
@@ -135,17 +135,21 @@ class Engine:
     app: Any = None  # the ASGI app, so workers can take runs straight from its ingests
     loops: list[WorkerLoop] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    invokers: list[Invoker] = field(default_factory=list)
 
     async def start_workers(self, count: int = 1, capacity: int = 32) -> None:
-        invoker = Invoker(timeout_ms=self.settings.lease_ms - 200)
+        invoker = Invoker(timeout_ms=invoke_timeout(self.settings.lease_ms))
         executor = Executor(
-            self.db, lease_ms=self.settings.lease_ms, default_max_attempts=self.settings.max_attempts
+            self.db,
+            lease_ms=self.settings.lease_ms,
+            default_max_attempts=self.settings.max_attempts,
+            unreachable_ms=self.settings.unreachable_ms,
         )
         for i in range(count):
             loop = WorkerLoop(executor, invoker, self.wakeup, name=f"test:{i}", capacity=capacity)
             self.loops.append(loop)
             self.tasks.append(asyncio.create_task(loop.run()))
-        self._invoker = invoker
+        self.invokers.append(invoker)
         if self.app is not None:
             self.app.state.dispatcher = LocalDispatch(
                 self.loops, lease_ms=self.settings.lease_ms, default_max_attempts=self.settings.max_attempts
@@ -163,8 +167,15 @@ class Engine:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.loops.clear()
         self.tasks.clear()
-        if hasattr(self, "_invoker"):
-            await self._invoker.close()
+        for invoker in self.invokers:
+            await invoker.close()
+        self.invokers.clear()
+
+    async def advance_clock(self, ms: int) -> None:
+        """Move the database clock `ms` ahead (durable_now(), migration 0007) and wake the worker
+        loops, which otherwise sleep until the due time they computed before the jump."""
+        await self.db.set_clock_offset(self.db.clock_offset_ms + ms)
+        self.wakeup.set()
 
     async def workspace(self, name: str = "shop", environment: str = "dev") -> Workspace:
         response = await self.api.post("/api/apps", json={"name": name, "environment": environment})

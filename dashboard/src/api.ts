@@ -59,6 +59,23 @@ export interface DurableEvent {
   outcomes: EventOutcome[] | null;
 }
 
+/** One failed attempt: of a step, or of the run when its step is unknown (the app answered nothing). */
+export interface AttemptError {
+  attempt: number;
+  message: string;
+  at: string;
+}
+
+/** The retry a scheduled run waits out. An unreachable app uses up no attempt. */
+export interface RetryView {
+  reason: string;
+  attempt: number;
+  maxAttempts: number;
+  unreachable: boolean;
+  since: string;
+  nextAt: string;
+}
+
 export interface StepView {
   id: string;
   type: "run" | "sleep" | "wait" | string;
@@ -66,6 +83,7 @@ export interface StepView {
   attempts: number;
   output: unknown;
   error: { message: string } | null;
+  errors?: AttemptError[];
   queuedMs: number;
   appMs: number;
   startedAt: string | null;
@@ -87,6 +105,8 @@ export interface Run {
   endedAt: string | null;
   event?: { id?: string; name?: string; data?: unknown; ts?: number } | null;
   rerunOf?: string | null;
+  retry?: RetryView | null;
+  errors?: AttemptError[];
   steps?: StepView[];
 }
 

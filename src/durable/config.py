@@ -32,6 +32,9 @@ class Settings:
     """DURABLE_LEASE_MS: job lease and app-call timeout. Defaults to 30000."""
     max_attempts: int = 3
     """DURABLE_MAX_ATTEMPTS: attempts of a step before the run fails. Defaults to 3."""
+    unreachable_ms: int = 900_000
+    """DURABLE_UNREACHABLE_MS: how long the app may be unreachable (refused, DNS, connect timeout,
+    502/503/504) without a break before a run trying to call it fails. Defaults to 900000 (15 min)."""
     drain_timeout_ms: int = 15_000
     """DURABLE_DRAIN_TIMEOUT_MS: graceful-drain bound. Defaults to 15000."""
     admin_token: str | None = None
@@ -92,6 +95,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         workers=_int(env, "DURABLE_WORKERS", 2, 0, 64),
         lease_ms=_int(env, "DURABLE_LEASE_MS", 30_000, 1000, 3_600_000),
         max_attempts=_int(env, "DURABLE_MAX_ATTEMPTS", 3, 1, 100),
+        unreachable_ms=_int(env, "DURABLE_UNREACHABLE_MS", 900_000, 0, 604_800_000),
         drain_timeout_ms=_int(env, "DURABLE_DRAIN_TIMEOUT_MS", 15_000, 0, 3_600_000),
         admin_token=admin_token,
         env=environment,

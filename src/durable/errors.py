@@ -7,8 +7,10 @@
     │   ├── Unauthorized       401  unauthorized       missing or wrong signature / admin token
     │   ├── NotFound           404  not_found
     │   ├── Conflict           409  conflict
-    │   └── PayloadTooLarge    413  payload_too_large
-    └── InvokeError            one failed attempt to call the app (retryable by the worker)
+    │   ├── PayloadTooLarge    413  payload_too_large
+    │   └── Unavailable        503  unavailable        Postgres is unreachable (restart, failover); Retry-After
+    └── InvokeError            one failed attempt to call the app (retryable by the worker); `unreachable`
+                               when the app ran nothing (refused, DNS, connect timeout, 502/503/504)
 
 Each class's docstring is its default message.
 """
@@ -73,5 +75,20 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class Unavailable(ApiError):
+    """The database is unavailable; retry shortly."""
+
+    status = 503
+    code = "unavailable"
+    retry_after_s = 2  # a Postgres restart takes seconds; clients should not hammer it meanwhile
+
+
 class InvokeError(DurableError):
     """Calling the app failed."""
+
+    def __init__(self, message: str | None = None, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        # True when the app answered nothing and (but for a reset) ran nothing: refused or reset before
+        # any answer, DNS, connect timeout, 502/503/504. Such a failure uses up none of the step's
+        # attempts; the run waits up to DURABLE_UNREACHABLE_MS (docs/decisions.md, "Attempts").
+        self.unreachable = unreachable

@@ -21,7 +21,7 @@ from durable import __version__
 from durable.api.app import create_app
 from durable.config import Settings
 from durable.engine.changes import ChangeFeed
-from durable.engine.execution import Executor
+from durable.engine.execution import Executor, invoke_timeout
 from durable.scheduler.cron import run_cron
 from durable.scheduler.maintenance import run_maintenance
 from durable.store import embedded
@@ -83,12 +83,16 @@ class Runtime:
         wakeup = Wakeup()
         await wakeup.start(settings.dsn)
         invoker = Invoker(
-            timeout_ms=settings.lease_ms - min(1000, settings.lease_ms // 10),
+            timeout_ms=invoke_timeout(settings.lease_ms),
             user_agent=f"durable/{__version__} (pid {os.getpid()})",
         )
         feed = ChangeFeed(db)
         executor = Executor(
-            db, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts, feed=feed
+            db,
+            lease_ms=settings.lease_ms,
+            default_max_attempts=settings.max_attempts,
+            feed=feed,
+            unreachable_ms=settings.unreachable_ms,
         )
         loops = [
             WorkerLoop(executor, invoker, wakeup, name=worker_name(i), capacity=settings.invokes_per_worker)

@@ -31,6 +31,8 @@ from tests.harness import AppServer, free_port
         ("DURABLE_LEASE_MS", "fast"),
         ("DURABLE_MAX_ATTEMPTS", "0"),
         ("DURABLE_DRAIN_TIMEOUT_MS", "1.5"),
+        ("DURABLE_UNREACHABLE_MS", "15m"),
+        ("DURABLE_UNREACHABLE_MS", "-1"),
         ("DURABLE_PG_PORT", "x"),
         ("DATABASE_URL", "mysql://nope"),
         ("DURABLE_ENV", "staging"),

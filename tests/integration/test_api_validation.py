@@ -25,44 +25,48 @@ GOOD_FUNCTION = {"id": "fn", "trigger": {"event": "e"}}
 @pytest.mark.parametrize(
     ("path", "raw", "needle"),
     [
-        ("/e", b"{not json", "malformed JSON"),
-        ("/e", b'{"name": ""}', "name"),
-        ("/e", b'{"name": 5}', "name"),
-        ("/e", b'{"name": "x", "data": [1]}', "data"),
-        ("/e", b'{"name": "x", "ts": "yesterday"}', "ts"),
-        ("/e", b'{"name": "x", "id": 7}', "id"),
-        ("/e", b'{"name": "x", "colour": "red"}', "colour"),
-        ("/e", b'[{"name": "ok"}, {"name": ""}]', "events[1].name"),
-        ("/e", b"[]", ""),
-        ("/e", b'"just a string"', ""),
+        ("/e", b"{not json", "malformed JSON: "),
+        ("/e", b'{"name": ""}', "name: must be a non-empty string, got ''"),
+        ("/e", b'{"name": 5}', "name: must be a non-empty string, got 5"),
+        ("/e", b'{"name": "x", "data": [1]}', "data: must be a JSON object, got an array"),
+        ("/e", b'{"name": "x", "ts": "yesterday"}', "ts: must be integer epoch milliseconds"),
+        ("/e", b'{"name": "x", "id": 7}', "id: must be a non-empty string, got 7"),
+        ("/e", b'{"name": "x", "colour": "red"}', "unknown field 'colour'"),
+        ("/e", b'[{"name": "ok"}, {"name": ""}]', "events[1].name: must be a non-empty string"),
+        ("/e", b"[]", "events: the list must not be empty"),
+        ("/e", b'"just a string"', "body must be an event object or a non-empty list of events"),
         (
             "/fn/sync",
             b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, '
             b'"throttle": {"limit": 1, "period": "soon"}}]}',
-            "throttle.period",
+            "function 'f': throttle.period: invalid duration 'soon'",
         ),
         (
             "/fn/sync",
             b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"cron": "61 * * * *"}}]}',
-            "cron",
+            "function 'f': trigger.cron: invalid cron expression '61 * * * *'",
         ),
-        ("/fn/sync", b'{"url": "http://x", "functions": [{"id": "f", "trigger": {}}]}', "trigger"),
+        (
+            "/fn/sync",
+            b'{"url": "http://x", "functions": [{"id": "f", "trigger": {}}]}',
+            "trigger: needs exactly one of event or cron",
+        ),
         (
             "/fn/sync",
             b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, "retries": -1}]}',
-            "retries",
+            "function 'f': retries: must be an integer 0..20, got -1",
         ),
         (
             "/fn/sync",
             b'{"url": "http://x", "functions": [{"id": "f", "trigger": {"event": "e"}, "color": 1}]}',
-            "color",
+            "function 'f': unknown field 'color'",
         ),
-        ("/fn/sync", b'{"url": "not a url", "functions": []}', "url"),
+        ("/fn/sync", b'{"url": "not a url", "functions": []}', "url: must be the app's http(s) URL"),
         (
             "/fn/sync",
             b'{"url": "http://x", "functions": [{"id": "a", "trigger": {"event": "e"}}, '
             b'{"id": "a", "trigger": {"event": "e"}}]}',
-            "a",
+            "function 'a': id: duplicate (also functions[0])",
         ),
     ],
 )
@@ -134,9 +138,9 @@ async def test_oversized_bodies_get_413(engine: Engine) -> None:
 @pytest.mark.parametrize(
     ("payload", "needle"),
     [
-        ({"name": "", "environment": "dev"}, "name"),
-        ({"name": "x", "environment": "staging"}, "environment"),
-        ({"name": "x", "environment": "dev", "extra": 1}, "extra"),
+        ({"name": "", "environment": "dev"}, "name: must be a non-empty string"),
+        ({"name": "x", "environment": "staging"}, "environment: must be one of dev, acc, prod"),
+        ({"name": "x", "environment": "dev", "extra": 1}, "unknown field 'extra'"),
     ],
 )
 async def test_provisioning_validates(engine: Engine, payload: dict[str, object], needle: str) -> None:

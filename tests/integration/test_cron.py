@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import durable_sdk
 
@@ -18,12 +18,15 @@ async def _schedule(db: Database) -> list[tuple[str, str, datetime]]:
     return [(r["function_id"], r["expr"], r["next_at"]) for r in rows]
 
 
-async def _make_due(db: Database, seconds_ago: float) -> None:
-    async with db.connection() as conn:
-        await conn.raw.execute(
-            "UPDATE cron_schedules SET next_at = date_trunc('second', now()) - make_interval(secs => $1)",
-            seconds_ago,
-        )
+async def _db_now(db: Database) -> datetime:
+    return datetime.fromtimestamp(await db.fetchval("clock_now_ms") / 1000, UTC)
+
+
+async def _jump_past_next(db: Database, seconds_late: float) -> None:
+    """Move the database clock to `seconds_late` after the earliest scheduled occurrence."""
+    next_at = min(n for _, _, n in await _schedule(db))
+    ahead = next_at - await _db_now(db) + timedelta(seconds=seconds_late)
+    await db.set_clock_offset(db.clock_offset_ms + int(ahead.total_seconds() * 1000))
 
 
 async def test_a_due_occurrence_fires_once_with_the_cron_event(engine: Engine) -> None:
@@ -37,7 +40,8 @@ async def test_a_due_occurrence_fires_once_with_the_cron_event(engine: Engine) -
         [(fid, expr, next_at)] = await _schedule(engine.db)
         assert fid == "nightly" and next_at > datetime.now(UTC)
         assert next_at.astimezone(UTC).hour in (1, 2)  # 03:00 in Amsterdam
-        await _make_due(engine.db, 5)
+        assert await tick(engine.db) == 0  # not due yet
+        await _jump_past_next(engine.db, 5)
         # Three schedulers at once (as in three engine processes): one fire.
         fired = await asyncio.gather(tick(engine.db), tick(engine.db), tick(engine.db))
         assert sum(fired) == 1
@@ -48,17 +52,20 @@ async def test_a_due_occurrence_fires_once_with_the_cron_event(engine: Engine) -
     event = view["output"]
     assert event["name"] == "$cron" and event["data"]["cron"] == "TZ=Europe/Amsterdam 0 3 * * *"
     assert event["data"]["scheduledAt"].endswith(".000Z")
+    assert datetime.fromisoformat(event["data"]["scheduledAt"]) == next_at
     [(_, _, following)] = await _schedule(engine.db)
-    assert following > datetime.now(UTC)
+    # The next night (23-25 h on a DST change), counted from the moved clock.
+    assert timedelta(hours=23) <= following - next_at <= timedelta(hours=25)
 
 
 async def test_after_downtime_the_next_occurrence_is_in_the_future(engine: Engine) -> None:
     ws = await engine.workspace()
     await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "often", "trigger": {"cron": "*/2 * * * * *"}}])
-    await _make_due(engine.db, 3600)  # an hour of missed occurrences
+    await _jump_past_next(engine.db, 3600)  # an hour of missed occurrences
     assert await tick(engine.db) == 0  # no catch-up storm
     [(_, _, next_at)] = await _schedule(engine.db)
-    assert next_at > datetime.now(UTC)
+    now = await _db_now(engine.db)
+    assert now < next_at <= now + timedelta(seconds=3)
     assert await engine.runs(ws) == []
 
 

@@ -48,15 +48,18 @@ async def test_concurrency_limits_executing_runs_per_key(engine: Engine) -> None
         step.run("one", lambda: tracker.work(tenant, event["data"]["n"], 0.05))
         return step.run("two", lambda: tracker.work(tenant, event["data"]["n"], 0.05))
 
+    # The control: the same work with no limit. Its peak shows the app and workers can overlap more
+    # than 2 steps of one key, so a peak of exactly 2 below is the gate's doing, not the harness's.
+    @durable_sdk.function(id="free", trigger={"event": "free"})
+    def free(event, step):  # type: ignore[no-untyped-def]
+        return step.run("one", lambda: tracker.work("free", event["data"]["n"], 0.2))
+
     ws = await engine.workspace()
-    with AppServer([limited], ws.signing_key) as app:
-        await engine.sync(ws, app.url, [limited])
+    with AppServer([limited, free], ws.signing_key) as app:
+        await engine.sync(ws, app.url, [limited, free])
         await engine.start_workers(count=2)
         events = [{"name": "job", "data": {"tenant": t, "n": i}} for i in range(12) for t in ("a", "b")]
-        events += [
-            {"name": "job", "data": {"n": 99}},
-            {"name": "job", "data": {"n": 98}},
-        ]  # no tenant: fallback key
+        events += [{"name": "job", "data": {"n": 90 + i}} for i in range(8)]  # no tenant: fallback key
         assert (await engine.signed(ws, "/e", events)).status_code == 200
 
         async def queued_for_a_slot() -> dict[str, Any] | None:
@@ -68,9 +71,15 @@ async def test_concurrency_limits_executing_runs_per_key(engine: Engine) -> None
 
         view = await engine.wait_for(queued_for_a_slot, what="a run queued behind its concurrency gate")
         assert view["flow"]["concurrency"]["limit"] == 2
-        await engine.wait_runs(ws, 26, timeout=30)
-    assert tracker.max["a"] == 2 and tracker.max["b"] == 2  # reached, never exceeded
-    assert tracker.max["?"] <= 2
+        await engine.wait_runs(ws, 32, timeout=30)
+        assert (
+            await engine.signed(ws, "/e", [{"name": "free", "data": {"n": i}} for i in range(4)])
+        ).status_code == 200
+        await engine.wait_runs(ws, 36, timeout=30)
+    # 12 runs per tenant and 8 without one, each step 50 ms, all sent at once to 2 loops of 32 slots:
+    # without the gate each key would peak above 2 (as the ungated control does); with it, exactly 2.
+    assert tracker.max["free"] > 2
+    assert (tracker.max["a"], tracker.max["b"], tracker.max["?"]) == (2, 2, 2)  # reached, never exceeded
 
 
 async def test_a_sleeping_or_waiting_run_holds_no_slot(engine: Engine) -> None:
@@ -143,7 +152,7 @@ async def test_priority_orders_the_queue_and_keeps_fifo_within_a_level(engine: E
 
 
 async def test_throttle_spreads_starts_fifo_and_drops_nothing(engine: Engine) -> None:
-    @durable_sdk.function(id="paced", trigger={"event": "tick"}, throttle={"limit": 2, "period": "1s"})
+    @durable_sdk.function(id="paced", trigger={"event": "tick"}, throttle={"limit": 2, "period": "1h"})
     async def paced(event, step):  # type: ignore[no-untyped-def]
         return await step.run("work", lambda: event["data"]["n"])
 
@@ -156,7 +165,12 @@ async def test_throttle_spreads_starts_fifo_and_drops_nothing(engine: Engine) ->
         assert len(scheduled) == 4
         view = await engine.run(scheduled[0]["id"])
         assert view["activity"] == "scheduled" and "until" in view["flow"]["throttle"]
-        runs = await engine.wait_runs(ws, 6, timeout=20)
+        for done in (2, 4, 6):  # an hour of the moved clock per pair of starts
+            await engine.wait_runs(ws, done)
+            await asyncio.sleep(0.1)
+            assert len(await engine.runs(ws, status="completed")) == done  # the next slot is not yet
+            await engine.advance_clock(3_600_000)
+        runs = await engine.wait_runs(ws, 6)
     views = [await engine.run(r["id"]) for r in runs]
     starts = sorted((datetime.fromisoformat(v["startedAt"]), v["output"]) for v in views)
     assert [n for _, n in starts][:2] == sorted(n for _, n in starts[:2]) and [n for _, n in starts][2:4] == [
@@ -164,9 +178,9 @@ async def test_throttle_spreads_starts_fifo_and_drops_nothing(engine: Engine) ->
         3,
     ]
     for at, _ in starts:
-        in_window = [s for s, _ in starts if 0 <= (s - at).total_seconds() < 0.95]
+        in_window = [s for s, _ in starts if 0 <= (s - at).total_seconds() < 0.95 * 3600]
         assert len(in_window) <= 2
-    assert (starts[-1][0] - starts[0][0]).total_seconds() >= 1.9  # 6 starts at 2 per second
+    assert (starts[-1][0] - starts[0][0]).total_seconds() >= 2 * 3600  # 6 starts at 2 per hour
 
 
 async def test_rate_limit_skips_excess_events_and_says_why(engine: Engine) -> None:
@@ -196,7 +210,7 @@ async def test_rate_limit_skips_excess_events_and_says_why(engine: Engine) -> No
 
 
 async def test_debounce_runs_once_per_burst_with_the_last_event(engine: Engine) -> None:
-    @durable_sdk.function(id="settle", trigger={"event": "edit"}, debounce={"period": "400ms", "key": "doc"})
+    @durable_sdk.function(id="settle", trigger={"event": "edit"}, debounce={"period": "1h", "key": "doc"})
     async def settle(event, step):  # type: ignore[no-untyped-def]
         return await step.run("save", lambda: event["data"])
 
@@ -204,13 +218,17 @@ async def test_debounce_runs_once_per_burst_with_the_last_event(engine: Engine) 
     with AppServer([settle], ws.signing_key) as app:
         await engine.sync(ws, app.url, [settle])
         await engine.start_workers()
-        for i in range(4):
+        for i in range(4):  # 10 minutes apart: each edit postpones the run, none lets it start
             await engine.send(ws, "edit", {"doc": "a", "rev": i})
-            await asyncio.sleep(0.1)
+            await engine.advance_clock(600_000)
         await engine.send(ws, "edit", {"doc": "b", "rev": 0})
         pending = await engine.runs(ws, activity="scheduled")
         assert len(pending) == 2 and "debounce" in (await engine.run(pending[0]["id"]))["flow"]
-        runs = await engine.wait_runs(ws, 2, timeout=10)
+        await engine.advance_clock(2_400_000)  # 50 min after a's last edit, 40 after b's: settling
+        await asyncio.sleep(0.1)
+        assert len(await engine.runs(ws, activity="scheduled")) == 2
+        await engine.advance_clock(1_200_000)  # an hour after b's edit
+        runs = await engine.wait_runs(ws, 2)
     views = [await engine.run(r["id"]) for r in runs]
     outputs = sorted([v["output"] for v in views], key=lambda d: d["doc"])
     assert outputs == [{"doc": "a", "rev": 3}, {"doc": "b", "rev": 0}]
@@ -222,9 +240,7 @@ async def test_debounce_runs_once_per_burst_with_the_last_event(engine: Engine) 
 
 
 async def test_debounce_timeout_caps_the_postponement(engine: Engine) -> None:
-    @durable_sdk.function(
-        id="capped", trigger={"event": "ping"}, debounce={"period": "500ms", "timeout": "1s"}
-    )
+    @durable_sdk.function(id="capped", trigger={"event": "ping"}, debounce={"period": "10m", "timeout": "1h"})
     async def capped(event, step):  # type: ignore[no-untyped-def]
         return await step.run("save", lambda: event["data"]["i"])
 
@@ -232,18 +248,25 @@ async def test_debounce_timeout_caps_the_postponement(engine: Engine) -> None:
     with AppServer([capped], ws.signing_key) as app:
         await engine.sync(ws, app.url, [capped])
         await engine.start_workers()
-        started = time.monotonic()
-        for i in range(12):  # a steady stream, every 200 ms, for 2.4 s
+        first_ms = await engine.db.fetchval("clock_now_ms")
+        for i in range(12):  # a steady stream, every 5 min, each postponing the run by 10 min
             await engine.send(ws, "ping", {"i": i})
-            await asyncio.sleep(0.2)
-        runs = await engine.wait_runs(ws, 2, timeout=10)
-        elapsed = time.monotonic() - started
-    assert len(runs) >= 2 and elapsed < 4  # the stream did not postpone the first run past its timeout
+            await engine.advance_clock(300_000)
+        # The clock is now 1 h after the first ping: without the cap the run would wait 5 more minutes.
+        [first] = await engine.wait_runs(ws, 1)
+        await engine.send(ws, "ping", {"i": 12})  # after the capped run started: a new run
+        await engine.advance_clock(600_000)
+        runs = await engine.wait_runs(ws, 2)
+    view = await engine.run(first["id"])
+    assert view["output"] == 11
+    started_ms = datetime.fromisoformat(view["startedAt"]).timestamp() * 1000
+    assert 3_600_000 <= started_ms - first_ms < 3_900_000  # the timeout capped the postponement
+    assert sorted([(await engine.run(r["id"]))["output"] for r in runs]) == [11, 12]
 
 
 async def test_batch_groups_events_by_size_or_timeout(engine: Engine) -> None:
     @durable_sdk.function(
-        id="bulk", trigger={"event": "item"}, batch={"max_size": 3, "timeout": "500ms", "key": "list"}
+        id="bulk", trigger={"event": "item"}, batch={"max_size": 3, "timeout": "1h", "key": "list"}
     )
     async def bulk(event, step):  # type: ignore[no-untyped-def]
         return await step.run("sum", lambda: [e["data"]["n"] for e in event["data"]])
@@ -256,7 +279,10 @@ async def test_batch_groups_events_by_size_or_timeout(engine: Engine) -> None:
         for i in range(4, 7):
             await engine.send(ws, "item", {"list": "x", "n": i})
         await engine.send(ws, "item", {"list": "y", "n": 100})
-        runs = await engine.wait_runs(ws, 4, timeout=10)
+        await engine.wait_runs(ws, 2)  # the full batches start at once
+        assert len(await engine.runs(ws, activity="scheduled")) == 2  # the others wait for the timeout
+        await engine.advance_clock(3_600_000)
+        runs = await engine.wait_runs(ws, 4)
     views = [await engine.run(r["id"]) for r in runs]
     assert sorted(v["output"] for v in views) == [[0, 1, 2], [3, 4, 5], [6], [100]]
     view = next(v for v in views if v["output"] == [0, 1, 2])

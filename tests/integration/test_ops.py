@@ -7,14 +7,18 @@ import threading
 
 import durable_sdk
 
-from tests.harness import AppServer, Engine
+from tests.harness import AppServer, Engine, Workspace
+
+
+async def _activity(engine: Engine, ws: Workspace, activity: str) -> bool:
+    return bool(await engine.runs(ws, status="active", activity=activity))
 
 
 async def test_sleep_parks_the_run_then_resumes(engine: Engine) -> None:
     @durable_sdk.function(id="napper", trigger={"event": "nap"})
     async def napper(event, step):  # type: ignore[no-untyped-def]
         await step.run("before", lambda: 1)
-        await step.sleep("nap", "1s")
+        await step.sleep("nap", "1h")
         return await step.run("after", lambda: 2)
 
     ws = await engine.workspace()
@@ -28,6 +32,9 @@ async def test_sleep_parks_the_run_then_resumes(engine: Engine) -> None:
             return runs and runs[0]["activity"] == "sleeping"
 
         await engine.wait_for(sleeping, what="the run to sleep")
+        await asyncio.sleep(0.2)
+        assert await sleeping()  # parked: nothing drives it before its end
+        await engine.advance_clock(3_600_000)
         [summary] = await engine.wait_runs(ws, 1)
     run = await engine.run(summary["id"])
     assert [(s["id"], s["type"], s["status"]) for s in run["steps"]] == [
@@ -35,7 +42,7 @@ async def test_sleep_parks_the_run_then_resumes(engine: Engine) -> None:
         ("nap", "sleep", "completed"),
         ("after", "run", "completed"),
     ]
-    assert run["steps"][1]["queuedMs"] >= 900  # the durable time of the sleep
+    assert 3_600_000 <= run["steps"][1]["queuedMs"] < 3_660_000  # the durable time of the sleep
     assert run["output"] == 2
 
 
@@ -84,12 +91,19 @@ async def test_wait_resumes_with_the_matching_event_only(engine: Engine) -> None
 
 
 async def test_wait_times_out_with_null(engine: Engine) -> None:
-    approval = _approval_function(timeout="1s")
+    approval = _approval_function(timeout="1h")
     ws = await engine.workspace()
     with AppServer([approval], ws.signing_key) as app:
         await engine.sync(ws, app.url, [approval])
         await engine.start_workers()
         await engine.send(ws, "order.placed", {"orderId": "o1"})
+
+        async def waiting():  # type: ignore[no-untyped-def]
+            runs = await engine.runs(ws, status="active")
+            return runs and runs[0]["activity"] == "waiting"
+
+        await engine.wait_for(waiting, what="the run to wait")
+        await engine.advance_clock(3_600_000)
         [summary] = await engine.wait_runs(ws, 1)
     run = await engine.run(summary["id"])
     assert run["output"] == {"approved": False, "by": None}
@@ -141,6 +155,9 @@ async def test_retryable_error_retries_the_step_with_backoff(engine: Engine) -> 
         await engine.sync(ws, app.url, [flaky])
         await engine.start_workers()
         await engine.send(ws, "flaky")
+        await engine.wait_for(lambda: _activity(engine, ws, "scheduled"), what="the retry's backoff")
+        assert len(attempts) == 1  # the retry waits for its backoff
+        await engine.advance_clock(1_000)  # the first backoff is under 1 s
         [summary] = await engine.wait_runs(ws, 1)
     run = await engine.run(summary["id"])
     assert run["output"] == "fine" and run["error"] is None
@@ -163,6 +180,8 @@ async def test_out_of_attempts_fails_the_run_naming_the_error(engine: Engine) ->
         await engine.sync(ws, app.url, [doomed])
         await engine.start_workers()
         await engine.send(ws, "doom")
+        await engine.wait_for(lambda: _activity(engine, ws, "scheduled"), what="the retry's backoff")
+        await engine.advance_clock(1_000)
         [summary] = await engine.wait_runs(ws, 1, status="failed")
     run = await engine.run(summary["id"])
     assert "boom" in run["error"]["message"] and "2 attempts" in run["error"]["message"]

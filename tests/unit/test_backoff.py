@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable.core.backoff import CAP_MS, backoff_ms
+from durable.core.backoff import CAP_MS, backoff_ms, unreachable_backoff_ms
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,21 @@ def test_never_exceeds_cap_and_never_shrinks(attempt: int, r: float) -> None:
     delay = backoff_ms(attempt, rand=lambda: r)
     assert 500 <= delay < CAP_MS
     assert backoff_ms(attempt + 1, rand=lambda: 0.0) >= backoff_ms(attempt, rand=lambda: 0.0)
+
+
+@pytest.mark.parametrize(
+    ("tries", "low", "high"),
+    [
+        (1, 1000, 1999),
+        (2, 2000, 3999),
+        (3, 4000, 7999),
+        (4, 8000, 15_999),
+        (5, 15_000, 29_999),
+        (60, 15_000, 29_999),
+    ],
+)
+def test_unreachable_backoff_starts_near_1s_and_is_capped_at_30s(tries: int, low: int, high: int) -> None:
+    assert unreachable_backoff_ms(tries, rand=lambda: 0.0) == low
+    assert unreachable_backoff_ms(tries, rand=lambda: 0.999_999_99) == high
+    with pytest.raises(ValueError):
+        unreachable_backoff_ms(0)

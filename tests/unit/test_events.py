@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from durable.core.events import MAX_EVENTS_PER_REQUEST, parse_event, parse_events, parse_json
+from durable.core.events import MAX_EVENTS_PER_REQUEST, parse_event, parse_events
+from durable.core.jsonvalue import parse_json
 from durable.errors import InvalidInput
 
 
@@ -100,3 +101,17 @@ def test_parse_json() -> None:
 def test_parse_json_refuses_malformed(raw: bytes) -> None:
     with pytest.raises(InvalidInput, match=r"^malformed JSON: \S"):
         parse_json(raw)
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"name": "a\u0000"}, r"^event.name: contains a NUL character"),
+        ({"name": "a", "id": "\u0000"}, r"^event.id: contains a NUL character"),
+        ({"name": "a", "data": {"x": ["ok", "\u0000"]}}, r"^event.data.x\[1\]: contains a NUL character"),
+        ({"name": "a", "data": {"\u0000": 1}}, r"^event.data: a key contains a NUL character"),
+    ],
+)
+def test_nul_characters_are_refused_by_field(event: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_event(event)

@@ -225,3 +225,35 @@ def test_sql_checker_catches(source: str) -> None:
 )
 def test_sql_checker_allows(source: str) -> None:
     assert sql_literals(source) == []
+
+
+# A jsonb[] parameter cannot carry JSON arrays: asyncpg reads a Python list inside the list as another
+# array dimension, so `[1, 2, 3]` was stored as `1`. JSON in array parameters travels as text[] and is
+# cast per element in SQL; a Python value passed where text is expected then fails loudly.
+_JSONB_ARRAY_PARAM = re.compile(r"\$\d+\s*::\s*jsonb\s*\[\]", re.IGNORECASE)
+
+
+def jsonb_array_params(sql: str) -> list[str]:
+    return _JSONB_ARRAY_PARAM.findall(sql)
+
+
+def test_no_jsonb_array_parameters() -> None:
+    offenders = [
+        f"{path.name}: {found}"
+        for path in sorted((PACKAGE / "store" / "queries").glob("*.sql"))
+        for found in jsonb_array_params(path.read_text())
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        ("unnest($5::jsonb[])", True),
+        ("unnest($12 :: JSONB[])", True),
+        ("unnest($5::text[]) AS i (v), i.v::jsonb", False),
+        ("$9::text[]::jsonb[]", False),  # a cast of text on the server side is fine
+    ],
+)
+def test_jsonb_array_checker(sql: str, found: bool) -> None:
+    assert bool(jsonb_array_params(sql)) is found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -188,3 +189,39 @@ def test_timestamp_round_trips_javascript_iso_strings(ms: int) -> None:
     moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
     assert parse_timestamp(text, "f") == ms
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"op": "step", "id": "a\u0000b", "data": 1}, r"^step.id: contains a NUL character"),
+        ({"op": "sleep", "id": "\u0000", "until": "2026-07-05T09:00:00Z"}, r"^sleep.id: contains a NUL"),
+        (
+            {"op": "wait", "id": "w", "event": "e\u0000", "match": None, "until": "2026-07-05T09:00:00Z"},
+            r"^wait.event: contains a NUL",
+        ),
+        (
+            {
+                "op": "wait",
+                "id": "w",
+                "event": "e",
+                "match": {"k": "v\u0000"},
+                "until": "2026-07-05T09:00:00Z",
+            },
+            r"^wait.match.k: contains a NUL",
+        ),
+    ],
+)
+def test_nul_characters_in_ids_and_names_are_refused(answer: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_op(orjson.dumps(answer))
+
+
+def test_an_error_message_with_a_nul_is_kept_with_the_nul_escaped() -> None:
+    op = parse_op(orjson.dumps({"op": "error", "id": None, "message": "bad\u0000byte"}))
+    assert op["message"] == "bad\\u0000byte"  # type: ignore[typeddict-item]
+
+
+def test_a_huge_integer_in_an_answer_is_refused_not_rounded() -> None:
+    with pytest.raises(InvalidInput, match="outside the range Durable stores exactly"):
+        parse_op(b'{"op": "step", "id": "a", "data": [1180591620717411303424]}')

@@ -1,6 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { type App, type Run, type StepView, api } from "../api";
+import { type App, type AttemptError, type Run, type RetryView, type StepView, api } from "../api";
 import { JsonTree } from "../components/json";
 import { ActionButton, CopyButton, ErrorBox, Loading, StatusBadge, Time, toast } from "../components/ui";
 import { useLiveRefresh, useNow, useResource } from "../hooks";
@@ -141,10 +141,19 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
             Held by flow control: <FlowNote flow={run.flow} now={now} />
           </div>
         )}
+        {run.retry && active && <RetryNotice retry={run.retry} now={now} />}
         {run.error && (
           <ErrorBox>
             <strong>Run failed:</strong> <span data-testid="run-error">{run.error.message}</span>
           </ErrorBox>
+        )}
+        {(run.errors?.length ?? 0) > 0 && (
+          <details class="attempt-history" data-testid="run-attempt-history">
+            <summary>
+              {run.errors!.length} failed {run.errors!.length === 1 ? "try" : "tries"} not tied to a step (the app answered nothing, or failed outside a step)
+            </summary>
+            <AttemptList errors={run.errors!} />
+          </details>
         )}
 
         <section class="section">
@@ -187,6 +196,36 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
         )}
       </div>
     </>
+  );
+}
+
+/** Why a run waits: "Waiting: app unreachable: connection refused · next try at 12:00:03". */
+function RetryNotice({ retry, now }: { retry: RetryView; now: number }) {
+  const next = parseTime(retry.nextAt);
+  const since = parseTime(retry.since);
+  return (
+    <div class="notice notice-warn" data-testid="run-retry" data-unreachable={String(retry.unreachable)}>
+      <strong>Waiting:</strong> <span data-testid="run-retry-reason">{retry.reason}</span> · next try at{" "}
+      <span data-testid="run-retry-next">{formatAbsolute(retry.nextAt)}</span>
+      {next !== null && next > now ? ` (in ${formatMs(next - now)})` : ""}
+      <div class="small">
+        {retry.unreachable
+          ? `The app has been unreachable for ${formatMs(Math.max(0, now - (since ?? now)))}; this uses up no attempt (attempt ${retry.attempt} of ${retry.maxAttempts} comes next).`
+          : `Attempt ${retry.attempt} of ${retry.maxAttempts} comes next.`}
+      </div>
+    </div>
+  );
+}
+
+function AttemptList({ errors }: { errors: AttemptError[] }) {
+  return (
+    <ol class="attempt-list" data-testid="attempt-list">
+      {errors.map((e, i) => (
+        <li key={i} data-testid="attempt-error">
+          <span class="mono small muted">{formatAbsolute(e.at)}</span> <span class="pill">attempt {e.attempt}</span> <span>{e.message}</span>
+        </li>
+      ))}
+    </ol>
   );
 }
 
@@ -426,6 +465,12 @@ function StepDetail({ step, guarded, onRerunFrom }: { step: StepView; guarded: b
         <ErrorBox>
           <span data-testid="step-error">{step.error.message}</span>
         </ErrorBox>
+      )}
+      {(step.errors?.length ?? 0) > 0 && (
+        <>
+          <div class="section-label">Failed attempts</div>
+          <AttemptList errors={step.errors!} />
+        </>
       )}
       <div class="section-label">{step.type === "wait" ? "Event received" : step.type === "sleep" ? "Result" : "Output"}</div>
       <div class="code-card">

@@ -11,7 +11,8 @@ from durable.api import schemas
 from durable.api.auth import COOKIE, check_admin, session_value
 from durable.api.http import JSON, ingest_and_hand_off, read_body
 from durable.api.stream import stream
-from durable.core.events import parse_events, parse_json
+from durable.core.events import parse_events
+from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.core.times import iso
 from durable.engine import apps, metrics, runs
 from durable.errors import InvalidInput, Unauthorized
@@ -43,6 +44,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     payload = parse_json(raw) if raw.strip() else {}
     if not isinstance(payload, dict):
         raise InvalidInput("body: must be a JSON object")
+    refuse_nul(payload, "body")
     return payload
 
 

@@ -6,6 +6,7 @@ wires routes, error handling and shared state, so tests can mount it on any data
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import orjson
@@ -22,9 +23,12 @@ from durable.dashboard.mount import mount as mount_dashboard
 from durable.engine.apps import AppCache
 from durable.engine.changes import ChangeFeed
 from durable.engine.flow import Dispatcher
-from durable.errors import ApiError
+from durable.errors import ApiError, Unavailable
 from durable.metrics import render_metrics
 from durable.store.db import Database
+from durable.store.outage import RETRYABLE, is_unavailable
+
+HEALTH_TIMEOUT_S = 2.0
 
 
 def create_app(
@@ -51,7 +55,17 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
-        return Response(error_body(exc), status_code=exc.status, media_type="application/json")
+        return _error_response(exc)
+
+    # While Postgres restarts or is away, a request meets a connection error: that is a 503 the client
+    # may retry, never a 500. Any other database error is a bug and stays a 500.
+    async def database_error(_: Request, exc: Exception) -> Response:
+        if not is_unavailable(exc):
+            raise exc
+        return _error_response(Unavailable(f"database unavailable ({type(exc).__name__}); retry shortly"))
+
+    for error_class in RETRYABLE:
+        app.add_exception_handler(error_class, database_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -66,8 +80,16 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     async def healthz(request: Request) -> Response:
-        await request.app.state.db.fetchval("health_check")
-        return JSON({"ok": True, "version": __version__})
+        # Bounded, so a load balancer tells a database that does not answer from one that is slow.
+        try:
+            await asyncio.wait_for(request.app.state.db.fetchval("health_check"), HEALTH_TIMEOUT_S)
+        except RETRYABLE:  # TimeoutError is an OSError
+            return JSON(
+                {"ok": False, "database": "unavailable", "version": __version__},
+                status_code=503,
+                headers={"retry-after": str(Unavailable.retry_after_s)},
+            )
+        return JSON({"ok": True, "database": "ready", "version": __version__})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -79,3 +101,8 @@ def create_app(
     app.include_router(admin.router)
     mount_dashboard(app)  # last: its catch-all mount at / is tried after every API route
     return app
+
+
+def _error_response(exc: ApiError) -> Response:
+    headers = {"retry-after": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=headers)

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 
 class ErrorBody(BaseModel):
     error: str = Field(description="What was wrong, naming the field")
-    code: str = Field(description="bad_request | unauthorized | not_found | conflict | payload_too_large")
+    code: str = Field(
+        description="bad_request | unauthorized | not_found | conflict | payload_too_large | unavailable"
+    )
 
 
 class Ids(BaseModel):
@@ -39,10 +41,48 @@ class WorkspaceList(BaseModel):
     nextCursor: str | None
 
 
-class Function(BaseModel, extra="allow"):
+class Concurrency(BaseModel):
+    limit: int
+    key: str | None = None
+
+
+class Limit(BaseModel):
+    """`throttle` and `rateLimit`: `limit` per `period` milliseconds."""
+
+    limit: int
+    period: int = Field(description="milliseconds")
+    key: str | None = None
+
+
+class Debounce(BaseModel):
+    period: int = Field(description="milliseconds")
+    key: str | None = None
+    timeout: int | None = Field(None, description="milliseconds")
+
+
+class Batch(BaseModel):
+    maxSize: int
+    timeout: int = Field(description="milliseconds")
+    key: str | None = None
+
+
+class PriorityKey(BaseModel):
+    key: str
+
+
+class Function(BaseModel):
+    """A synced function; an option appears only when it is set."""
+
     id: str
     name: str
     trigger: dict[str, str] = Field(description='{"event": name} or {"cron": expression}')
+    retries: int | None = None
+    concurrency: Concurrency | None = None
+    priority: int | PriorityKey | None = None
+    throttle: Limit | None = None
+    rateLimit: Limit | None = None
+    debounce: Debounce | None = None
+    batch: Batch | None = None
 
 
 class FunctionList(BaseModel):
@@ -54,6 +94,21 @@ class RunError(BaseModel):
     message: str
 
 
+class AttemptError(BaseModel, extra="forbid"):
+    attempt: int = Field(description="the step's attempt (1-based) that failed")
+    message: str
+    at: str = Field(description="when the attempt failed")
+
+
+class Retry(BaseModel, extra="forbid"):
+    reason: str = Field(description='why the last try failed, e.g. "app unreachable: connection refused"')
+    attempt: int = Field(description="the attempt the next try makes (an unreachable app uses none up)")
+    maxAttempts: int
+    unreachable: bool = Field(description="the app ran nothing (refused, DNS, connect timeout, 502/503/504)")
+    since: str = Field(description="when this wait began; for an unreachable app, when the outage began")
+    nextAt: str = Field(description="when the next try is due")
+
+
 class Step(BaseModel):
     id: str
     type: Literal["run", "sleep", "wait"]
@@ -61,6 +116,7 @@ class Step(BaseModel):
     attempts: int
     output: Any = None
     error: RunError | None
+    errors: list[AttemptError] = Field(description="each failed attempt of this step, oldest first")
     queuedMs: int = Field(description="durable time: queue, backoff, sleep or wait")
     appMs: int = Field(description="time inside the app's answer")
     startedAt: str | None
@@ -74,7 +130,8 @@ class RunSummary(BaseModel):
     eventId: str
     status: Literal["active", "completed", "failed", "cancelled"]
     activity: Literal["executing", "queued", "waiting", "sleeping", "scheduled"] | None
-    error: RunError | None
+    output: Any = Field(None, description="the handler's result once completed")
+    error: RunError | None = Field(description="what the run failed with; null unless it failed")
     flow: dict[str, Any] | None = Field(description="why an active run is scheduled or queued")
     createdAt: str | None
     startedAt: str | None
@@ -82,9 +139,13 @@ class RunSummary(BaseModel):
 
 
 class Run(RunSummary):
-    output: Any = None
     event: dict[str, Any]
     rerunOf: str | None
+    retry: Retry | None = Field(description="the retry the run waits out while it is scheduled by one")
+    errors: list[AttemptError] = Field(
+        description="failed attempts whose step is unknown (the app answered nothing, or an error op "
+        "without a step id), oldest first, the last 50"
+    )
     steps: list[Step] = Field(description="in execution order")
 
 
@@ -159,6 +220,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "Missing or wrong credentials"),
         (404, "Not found"),
         (413, "Body over 4 MiB"),
+        (503, "The database is unreachable (a restart, a failover): retry after Retry-After seconds"),
     )
 }
 
@@ -166,6 +228,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def answers(model: type[BaseModel], *extra: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: its 200 body and the error bodies it can send."""
     answer: dict[int | str, dict[str, Any]] = {200: {"model": model}}
-    for code in (400, 401, 404, *extra):
+    for code in (400, 401, 404, 503, *extra):
         answer[code] = ERRORS[code]
     return answer

@@ -15,7 +15,8 @@ from starlette.responses import Response
 
 from durable.api import schemas
 from durable.api.http import error_body, ingest_and_hand_off, read_body
-from durable.core.events import parse_events, parse_json
+from durable.core.events import parse_events
+from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.core.options import parse_sync
 from durable.core.signing import sign, verify
 from durable.engine import apps
@@ -103,6 +104,7 @@ async def _send(request: Request, app: App, payload: object) -> dict[str, Any]:
 
 
 async def _sync(request: Request, app: App, payload: object) -> dict[str, Any]:
+    refuse_nul(payload, "sync")
     sync_request = parse_sync(payload)
     count = await apps.sync(request.app.state.db, app.id, sync_request)
     request.app.state.feed.touch(app.id, "functions")

@@ -3,6 +3,11 @@
 One LISTEN connection per process (opened by the first client, kept while the process lives), fanned
 out to every connected browser through a queue each. Clients reconnect by themselves (`retry:`) and
 refetch what they show when they do, which covers an engine restart.
+
+A Postgres restart or failover loses the notifications sent while nobody listened, so the moment the
+LISTEN connection is lost every stream is ended: each browser reconnects (a 503 while the database is
+away, `store/listen.py` re-LISTENing meanwhile) and refetches on the reconnect that succeeds. A stream
+is never left open and silent.
 """
 
 from __future__ import annotations
@@ -11,17 +16,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 import orjson
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from durable.engine.changes import CHANNEL
+from durable.errors import Unavailable
+from durable.store.listen import Listener
 
 log = logging.getLogger("durable.stream")
 
 PING_EVERY_S = 15.0
-CLOSED = ""  # sentinel: the process is shutting down
+CLOSED = ""  # sentinel: end the stream (shutdown, or the LISTEN connection was lost)
 QUEUE_SIZE = 256
 
 
@@ -29,21 +35,26 @@ class Broadcaster:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.clients: set[asyncio.Queue[str]] = set()
-        self._conn: asyncpg.Connection | None = None
+        self._listener = Listener(dsn, CHANNEL, self._on_notify, on_lost=self._end_streams)
+        self._started = False
         self._lock = asyncio.Lock()
 
     async def _ensure_listening(self) -> None:
         async with self._lock:
-            if self._conn is not None and not self._conn.is_closed():
-                return
-            self._conn = await asyncpg.connect(self.dsn)
-            await self._conn.add_listener(CHANNEL, self._on_notify)
+            if not self._started:
+                await self._listener.start()  # a database that is away raises here: a 503
+                self._started = True
+        if not self._listener.listening:
+            # A stream opened now would miss what is published before the LISTEN is back.
+            raise Unavailable("database unavailable: the change feed is reconnecting; retry shortly")
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         for queue in list(self.clients):
-            if queue.full():  # a stalled browser: drop its oldest message, it refetches anyway
-                queue.get_nowait()
-            queue.put_nowait(payload)
+            _put(queue, payload)
+
+    def _end_streams(self) -> None:
+        for queue in list(self.clients):
+            _put(queue, CLOSED)
 
     async def subscribe(self) -> asyncio.Queue[str]:
         await self._ensure_listening()
@@ -56,12 +67,15 @@ class Broadcaster:
 
     async def close(self) -> None:
         """End every stream (so shutdown does not wait on open browsers) and stop listening."""
-        for queue in list(self.clients):
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(CLOSED)
-        if self._conn is not None:
-            await self._conn.close()
+        self._end_streams()
+        if self._started:
+            await self._listener.close()
+
+
+def _put(queue: asyncio.Queue[str], message: str) -> None:
+    if queue.full():  # a stalled browser: drop its oldest message, it refetches anyway
+        queue.get_nowait()
+    queue.put_nowait(message)
 
 
 async def stream(request: Request) -> StreamingResponse:

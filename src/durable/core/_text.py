@@ -9,7 +9,7 @@ def show(value: object) -> str:
     """Render a user value for a message, cut short so a huge value cannot flood a log line."""
     if isinstance(value, str):
         text = value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "…"
-        return f"'{text}'"
+        return "'" + text.replace("\x00", "\\u0000") + "'"  # a message must itself be storable
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

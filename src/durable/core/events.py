@@ -1,4 +1,4 @@
-"""Incoming events (``POST /e``) and the JSON decoding every request body goes through.
+"""Incoming events (``POST /e``).
 
 A body is one event object or a non-empty list of at most :data:`MAX_EVENTS_PER_REQUEST` of them;
 a list is all-or-nothing, so the first bad event refuses the whole request. An event is
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from durable.core._text import show
+from durable.core.jsonvalue import refuse_nul
 from durable.errors import InvalidInput
 from durable.types import EventIn
 
@@ -27,14 +26,6 @@ MAX_EVENTS_PER_REQUEST = 1000
 MAX_NAME_LENGTH = 256
 MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _KEYS = ("name", "data", "id", "ts")
-
-
-def parse_json(raw: bytes) -> object:
-    """Decode a request or answer body, or raise ``InvalidInput("malformed JSON: …")``."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
 
 
 def parse_events(body: object) -> tuple[list[EventIn], bool]:
@@ -79,4 +70,5 @@ def parse_event(item: object, prefix: str = "") -> EventIn:
     ts = item.get("ts")
     if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS_MS):
         raise InvalidInput(f"{prefix}ts: must be integer epoch milliseconds, got {show(ts)}")
+    refuse_nul({"name": name, "id": event_id, "data": data}, where)
     return {"id": event_id, "name": name, "data": data, "ts": ts}

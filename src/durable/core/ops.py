@@ -11,7 +11,8 @@ The closed set (DESIGN §3)::
 
 ``until`` is an RFC 3339 timestamp with a ``Z`` or ``±hh:mm`` offset, with or without a fraction
 (``2026-07-05T09:00:00.000Z``, ``2026-07-05T11:00:00+02:00``); fractions finer than a millisecond
-are truncated. Step ids are non-empty strings of at most 256 characters. Any other field is
+are truncated. Step ids are non-empty strings of at most 256 characters; ids, event names and
+match values hold no NUL character (Postgres cannot store one). Any other field is
 refused by name, as is anything else malformed: the message becomes the run's error text, so it
 says which op, which field and what was expected.
 """
@@ -23,7 +24,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from durable.core._text import show
-from durable.core.events import parse_json
+from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.errors import InvalidInput
 from durable.types import DoneOp, ErrorOp, Op, SleepOp, StepOp, WaitOp
 
@@ -111,6 +112,7 @@ def _wait(body: dict[str, Any]) -> WaitOp:
     match = body.get("match")
     if match is not None and not isinstance(match, dict):
         raise InvalidInput(f"wait.match: must be an object or null, got {show(match)}")
+    refuse_nul({"event": event, "match": match}, "wait")
     return {
         "op": "wait",
         "id": step_id,
@@ -134,7 +136,9 @@ def _error(body: dict[str, Any]) -> ErrorOp:
     retryable = body.get("retryable", True)
     if not isinstance(retryable, bool):
         raise InvalidInput(f"error.retryable: must be true or false, got {show(retryable)}")
-    return {"op": "error", "id": step_id, "message": message or "error", "retryable": retryable}
+    # The app's own text is kept as its error; a NUL (which Postgres cannot store) is shown escaped.
+    message = message.replace("\x00", "\\u0000") or "error"
+    return {"op": "error", "id": step_id, "message": message, "retryable": retryable}
 
 
 def _step_id(body: dict[str, Any], op: str) -> str:
@@ -143,6 +147,7 @@ def _step_id(body: dict[str, Any], op: str) -> str:
         raise InvalidInput(f"{op}.id: must be a non-empty string, got {show(step_id)}")
     if len(step_id) > MAX_ID_LENGTH:
         raise InvalidInput(f"{op}.id: must be at most {MAX_ID_LENGTH} characters")
+    refuse_nul(step_id, f"{op}.id")
     return step_id
 
 

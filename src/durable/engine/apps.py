@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from durable.config import ENVIRONMENTS
 from durable.core.cron import next_after, parse_cron
 from durable.core.ids import new_app_id, new_signing_key
+from durable.core.jsonvalue import to_json_text
 from durable.core.options import FunctionDef, SyncRequest
 from durable.core.times import iso_ms
 from durable.engine.ingest import store_events
@@ -63,14 +63,11 @@ async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
     """
     functions = request.functions
     crons = [f for f in functions if "cron" in f["trigger"]]
-    now_ms = int(time.time() * 1000)
-    next_at = [
-        datetime.fromtimestamp(
-            next_after(parse_cron(f["trigger"]["cron"], "trigger.cron"), now_ms) / 1000, UTC
-        )
-        for f in crons
-    ]
+    parsed = [parse_cron(f["trigger"]["cron"], "trigger.cron") for f in crons]
     async with db.transaction() as tx:
+        # The next occurrence after the database clock, which cron_due compares next_at with.
+        now_ms = await tx.fetchval("clock_now_ms") if crons else 0
+        next_at = [datetime.fromtimestamp(next_after(cron, now_ms) / 1000, UTC) for cron in parsed]
         await tx.execute("app_set_url", app_id, request.url)
         await tx.execute("function_delete_missing", app_id, [f["id"] for f in functions])
         if functions:
@@ -81,7 +78,7 @@ async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
                 [f["name"] or f["id"] for f in functions],
                 [f["trigger"].get("event") for f in functions],
                 [f["trigger"].get("cron") for f in functions],
-                [_config(f) for f in functions],
+                [to_json_text(_config(f), f"functions.{f['id']}") for f in functions],
             )
         await tx.execute("cron_delete_missing", app_id, [f["id"] for f in crons])
         if crons:
@@ -115,7 +112,7 @@ async def run_function(db: Database, app_id: str, function_id: str, data: object
     function = await db.fetchrow("function_get", app_id, function_id)
     if function is None:
         raise NotFound(f"no function {function_id!r} in app {app_id!r}")
-    now_ms = int(time.time() * 1000)
+    now_ms = await db.fetchval("clock_now_ms")
     if function["trigger_cron"]:
         name = "$cron"
         data = {"cron": function["trigger_cron"], "scheduledAt": iso_ms(now_ms), "manual": True, **data}

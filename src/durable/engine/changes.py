@@ -12,10 +12,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import asyncpg
 import orjson
 
 from durable.store.db import Database
+from durable.store.outage import RETRYABLE
 
 log = logging.getLogger("durable.changes")
 
@@ -74,5 +74,5 @@ class ChangeFeed:
             return
         try:
             await self.db.execute("changes_notify", CHANNEL, payloads)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except RETRYABLE as exc:  # Postgres restarting or away: try again later
             log.warning("publishing changes failed: %s", exc)

@@ -14,6 +14,7 @@ exact across any number of processes. Everything is written back in a handful of
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -269,7 +270,7 @@ class Planner:
         eligible = [r for r in runs if r.due_ms is None and r.gate is None][: self.handoff.capacity]
         return {r.run_id: uuid4() for r in eligible}
 
-    def _make_claims(self, runs: list[_NewRun], handed: dict[str, UUID], created: Any) -> None:
+    def _make_claims(self, runs: list[_NewRun], handed: dict[str, UUID], created: Any, sent: float) -> None:
         assert self.handoff is not None or not handed
         for run in runs:
             token = handed.get(run.run_id)
@@ -290,6 +291,7 @@ class Planner:
                     steps={},
                     ready_at=created["ready_at"],
                     db_now=created["db_now"],
+                    lease_deadline=sent + created["lease_left_ms"] / 1000,
                 )
             )
 
@@ -312,25 +314,26 @@ class Planner:
         if self.new_runs:
             runs = list(self.new_runs.values())
             handed = self._hand_off(runs)
+            sent = time.monotonic()
             created = await tx.fetchrow(
                 "runs_create",
                 self.app_id,
                 [r.run_id for r in runs],
                 [r.function_id for r in runs],
                 [r.event_id for r in runs],
-                [r.event for r in runs],
+                [_json(r.event) for r in runs],
                 [None if r.due_ms is None else _at(r.due_ms) for r in runs],
                 [r.priority for r in runs],
                 [r.gate for r in runs],
                 [r.gate_limit for r in runs],
-                [r.flow for r in runs],
+                [None if r.flow is None else _json(r.flow) for r in runs],
                 [r.rerun_of for r in runs],
                 [handed.get(r.run_id) for r in runs],
                 self.handoff.worker if self.handoff else None,
                 self.handoff.lease_ms if self.handoff else 0,
             )
             assert created is not None
-            self._make_claims(runs, handed, created)
+            self._make_claims(runs, handed, created, sent)
         if self.merges:
             ids = list(self.merges)
             merges = [self.merges[i] for i in ids]
@@ -340,7 +343,7 @@ class Planner:
                 [m.kind for m in merges],
                 [_json(m.event) for m in merges],
                 [_at(m.due_ms) for m in merges],
-                [m.flow for m in merges],
+                [_json(m.flow) for m in merges],
             )
         if self.outcomes:
             seqs = list(self.outcomes)

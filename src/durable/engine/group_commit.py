@@ -2,7 +2,8 @@
 
 Many runs are driven at once; each stored step is one row. Instead of one statement and one commit
 per step, `StepWriter` gathers the steps that arrive while a write is in flight and stores them in the
-next single statement (`steps_complete_many`), each still fenced on its own lease. One run alone pays
+next single statement (`steps_complete_many`), each still fenced on its own lease. Outputs arrive as
+JSON text already checked storable, so one run's value cannot fail the statement for the others. One run alone pays
 the same single round trip as before; under load the commits per step fall with the batch size.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from durable.store.db import Database
@@ -25,7 +25,7 @@ class StepRow:
     token: UUID
     step_id: str
     attempts: int
-    output: Any
+    output_json: str  # the result as JSON text, checked storable (core/jsonvalue.py)
     queued_ms: int
     app_ms: int
     started_at: datetime
@@ -65,12 +65,17 @@ class StepWriter:
                     [r.token for r in rows],
                     [r.step_id for r in rows],
                     [r.attempts for r in rows],
-                    [r.output for r in rows],
+                    [r.output_json for r in rows],
                     [r.queued_ms for r in rows],
                     [r.app_ms for r in rows],
                     [r.started_at for r in rows],
                     [r.ended_at for r in rows],
                 )
+            except Exception as exc:  # each waiting run sees it (and fails or retries its own attempt)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
             except BaseException as exc:
                 for _, future in batch:
                     if not future.done():

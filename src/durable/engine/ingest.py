@@ -7,10 +7,10 @@ an event is either seen by the wait's look-back or sees the stored wait.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from durable.core.ids import new_id
+from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
 from durable.engine.execution import Claim
 from durable.engine.flow import Handoff, Planner
@@ -37,11 +37,11 @@ async def store_events(
 ) -> tuple[list[str], list[Claim]]:
     """Store events in `tx` and act on them; with `function_id`, they start that function (cron).
     Returns the events' ids and the runs handed off to `handoff`'s worker."""
-    now_ms = int(time.time() * 1000)
     ids = [e["id"] or new_id() for e in events]
     claims: list[Claim] = []
     names = [e["name"] for e in events]
-    await tx.execute("event_lock_names", app_id, sorted(set(names)))
+    # The database clock (durable_now()): flow-control windows and due times are compared with it.
+    now_ms: int = await tx.fetchval("event_lock_names", app_id, sorted(set(names)))
     stored = [
         dict(row)
         for row in await tx.fetch(
@@ -49,7 +49,7 @@ async def store_events(
             app_id,
             ids,
             names,
-            [e["data"] for e in events],
+            [to_json_text(e["data"], "event data") for e in events],
             [e["ts"] if e["ts"] is not None else now_ms for e in events],
             function_id,
         )
@@ -74,5 +74,6 @@ async def resume_waits(tx: Conn, events: list[dict[str, Any]]) -> int:
         return 0
     run_ids = sorted(chosen)
     await tx.fetch("waits_lock_jobs", run_ids)
-    resumed = await tx.fetch("waits_resolve", run_ids, [chosen[r] for r in run_ids])
+    events_json = [to_json_text(chosen[r], "event") for r in run_ids]
+    resumed = await tx.fetch("waits_resolve", run_ids, events_json)
     return len(resumed)

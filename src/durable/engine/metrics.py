@@ -94,7 +94,7 @@ async def series(db: Database, app_id: str, range_name: str) -> dict[str, Any]:
         raise InvalidInput(f"range: must be one of {', '.join(RANGES)}, got {range_name!r}")
     span, bucket_s = RANGES[range_name]
     step = timedelta(seconds=bucket_s)
-    now = datetime.now(UTC)
+    now = db.now()  # metrics minutes are on the database clock
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
     start = epoch + ((now - span - epoch) // step) * step
     async with db.connection() as conn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import asyncpg
@@ -36,7 +35,7 @@ async def rerun(db: Database, run_id: str, from_step: object = None) -> str:
         if from_step is not None and await tx.fetchrow("run_step_exists", run_id, from_step) is None:
             raise InvalidInput(f"fromStep: run {run_id!r} has no step {from_step!r}")
         function = await tx.fetchrow("function_get", source["app_id"], source["function_id"])
-        planner = Planner(tx, source["app_id"], int(time.time() * 1000))
+        planner = Planner(tx, source["app_id"], await tx.fetchval("clock_now_ms"))
         config = function["config"] if function is not None else {}
         new_id = await planner.add_run(source["function_id"], config, source["event"], rerun_of=run_id)
         if from_step is not None:
@@ -81,6 +80,27 @@ def _error_view(error: Any) -> dict[str, Any] | None:
     return {"message": error.get("message", "")}
 
 
+def retry_view(row: asyncpg.Record) -> dict[str, Any] | None:
+    """The retry a run is waiting out: why, which attempt comes next and when. None unless the run is
+    `scheduled` by a retry (runs.retry outlives the wait; a claim makes it history)."""
+    retry = row["retry"]
+    if retry is None or row["status"] != "active" or row["activity"] != "scheduled":
+        return None
+    return {
+        "reason": retry["reason"],
+        "attempt": retry["attempt"],
+        "maxAttempts": retry["maxAttempts"],
+        "unreachable": retry["unreachable"],
+        "since": iso_ms(retry["since"]),
+        "nextAt": iso_ms(retry["nextAt"]),
+    }
+
+
+def errors_view(errors: Any) -> list[dict[str, Any]]:
+    """Failed attempts, oldest first: [{attempt, message, at}]."""
+    return [{"attempt": e["attempt"], "message": e["message"], "at": iso_ms(e["at"])} for e in errors or []]
+
+
 def step_view(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -89,6 +109,7 @@ def step_view(row: asyncpg.Record) -> dict[str, Any]:
         "attempts": row["attempts"],
         "output": row["output"],
         "error": _error_view(row["error"]),
+        "errors": errors_view(row["errors"]),
         "queuedMs": row["queued_ms"],
         "appMs": row["app_ms"],
         "startedAt": iso(row["started_at"]),
@@ -105,6 +126,8 @@ async def get_run(db: Database, run_id: str) -> dict[str, Any]:
     view = run_view(row)
     view["event"] = row["event"]
     view["rerunOf"] = row["rerun_of"]
+    view["retry"] = retry_view(row)
+    view["errors"] = errors_view(row["errors"])
     view["steps"] = [step_view(s) for s in steps]
     return view
 

@@ -15,12 +15,11 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-import asyncpg
-
 from durable.core.cron import next_after, parse_cron
 from durable.core.times import iso_ms
 from durable.engine.ingest import store_events
 from durable.store.db import Database
+from durable.store.outage import RETRYABLE
 from durable.types import EventIn
 
 log = logging.getLogger("durable.cron")
@@ -73,10 +72,10 @@ async def run_cron(db: Database, stop: asyncio.Event) -> None:
         delay = IDLE_RECHECK_S
         try:
             await tick(db)
-            upcoming = await db.fetchval("cron_next")
-            if upcoming is not None:
-                delay = min(delay, max(0.0, (upcoming - datetime.now(UTC)).total_seconds()))
-        except (OSError, asyncpg.PostgresError) as exc:
+            upcoming_ms = await db.fetchval("cron_next")  # on the database clock, as cron_due
+            if upcoming_ms is not None:
+                delay = min(delay, max(0.0, float(upcoming_ms) / 1000))
+        except RETRYABLE as exc:  # Postgres restarting or away: try again later
             log.warning("cron tick failed: %s", exc)
         try:
             await asyncio.wait_for(stop.wait(), delay)

@@ -11,10 +11,9 @@ import asyncio
 import logging
 import time
 
-import asyncpg
-
 from durable.engine.metrics import rollup
 from durable.store.db import Database
+from durable.store.outage import RETRYABLE
 
 log = logging.getLogger("durable.scheduler")
 
@@ -31,7 +30,7 @@ async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
                 await db.execute("event_ids_prune")
                 await db.execute("metrics_prune")
                 last_prune = time.monotonic()
-        except (OSError, asyncpg.PostgresError) as exc:
+        except RETRYABLE as exc:  # Postgres restarting or away: try again later
             log.warning("maintenance failed: %s", exc)
         try:
             await asyncio.wait_for(stop.wait(), ROLLUP_EVERY_S)

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import os
 import socket
-from datetime import UTC, datetime
 
-import asyncpg
-
-from durable.engine.execution import Claim, Executor, Outcome, Timing, utcnow
+from durable.engine.execution import Claim, Executor, Outcome, Timing
 from durable.engine.flow import Handoff
 from durable.errors import InvokeError
 from durable.metrics import INVOKE_SECONDS, INVOKES, RUNS_ENDED
+from durable.store.listen import Listener
+from durable.store.outage import RETRYABLE
 from durable.worker.invoke import Invoker
 
 log = logging.getLogger("durable.worker")
@@ -27,22 +26,26 @@ IDLE_RECHECK_S = 10.0  # the safety net should a notification be lost
 
 
 class Wakeup:
-    """One LISTEN connection per process; wakes every loop of the process."""
+    """One LISTEN connection per process; wakes every loop of the process.
+
+    The connection survives Postgres restarts (store/listen.py); once it listens again the loops are
+    woken, so a job whose NOTIFY fell in the gap is claimed then rather than at the safety poll.
+    """
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
-        self._conn: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
 
     async def start(self, dsn: str) -> None:
-        self._conn = await asyncpg.connect(dsn)
-        await self._conn.add_listener("durable_jobs", lambda *_: self.event.set())
+        self._listener = Listener(dsn, "durable_jobs", lambda _: self.event.set(), on_restored=self.event.set)
+        await self._listener.start()
 
     def set(self) -> None:
         self.event.set()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        if self._listener is not None:
+            await self._listener.close()
 
 
 class WorkerLoop:
@@ -73,7 +76,7 @@ class WorkerLoop:
                 claims = self._spawn(await self.executor.claim(self.name, wanted))
                 if len(claims) < wanted:
                     claims += self._spawn(await self.executor.claim_gated(self.name, wanted - len(claims)))
-            except (OSError, asyncpg.PostgresError) as exc:
+            except RETRYABLE as exc:  # Postgres restarting or away: the loop must outlive it
                 log.warning("%s: claim failed (%s); retrying in 1s", self.name, exc)
                 await asyncio.sleep(1)
                 continue
@@ -91,11 +94,11 @@ class WorkerLoop:
     async def _sleep_until_due(self) -> None:
         delay = IDLE_RECHECK_S
         try:
-            due = await self.executor.next_due()
-        except (OSError, asyncpg.PostgresError):
-            due = None
-        if due is not None:
-            delay = min(delay, max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.002)
+            due_ms = await self.executor.next_due_ms()
+        except RETRYABLE:
+            due_ms = None
+        if due_ms is not None:
+            delay = min(delay, max(0.0, due_ms / 1000) + 0.002)
         if delay <= 0.002:
             await asyncio.sleep(0)  # a job is due already: it may be held by another worker's claim
             delay = 0.05
@@ -111,32 +114,63 @@ class WorkerLoop:
             log.error("%s: driving a run failed", self.name, exc_info=task.exception())
 
     async def drive(self, claim: Claim) -> None:
-        """Invoke the app round after round while the run keeps going; stop when it parks or ends."""
+        """Invoke the app round after round while the run keeps going; stop when it parks or ends.
+
+        Whatever goes wrong ends in a bounded attempt: an unexpected error here fails the attempt in
+        flight like any other retryable error, instead of leaving the run to be re-driven at every
+        lease expiry without end.
+        """
+        try:
+            await self._drive(claim)
+        except Exception as exc:
+            log.exception("%s: driving run %s failed", self.name, claim.run_id)
+            now = self.executor.now()
+            message = f"the engine failed while driving the run: {type(exc).__name__}: {exc}"
+            try:
+                await self.executor.attempt_failed(
+                    claim, message, Timing(now, now), step_id=None, retryable=True
+                )
+            except RETRYABLE as again:
+                log.warning("%s: run %s: could not record the failure (%s)", self.name, claim.run_id, again)
+
+    async def _drive(self, claim: Claim) -> None:
         if not claim.function_exists:
             message = (
                 f"function {claim.function_id!r} is no longer registered (the app's last sync removed it)"
             )
-            now = utcnow()
+            now = self.executor.now()
             await self.executor.attempt_failed(
                 claim, message, Timing(now, now), step_id=None, retryable=False
             )
             RUNS_ENDED.labels("failed").inc()
             return
         while True:
-            started = utcnow()
+            # No invoke without a live lease that covers it: a claim that stalled (a slow statement, a
+            # Postgres restart, a paused process) is renewed, or dropped if another worker has it now.
+            try:
+                held = await self.executor.hold_lease(claim)
+            except RETRYABLE as exc:
+                log.warning("%s: run %s: could not renew its lease (%s)", self.name, claim.run_id, exc)
+                return
+            if not held:
+                log.info(
+                    "%s: run %s: lease lost before the invoke; the app is not called", self.name, claim.run_id
+                )
+                return
+            started = self.executor.now()
             try:
                 op = await self.invoker.invoke(claim.url, claim.invoke_body(), claim.signing_key)
             except InvokeError as exc:
-                timing = Timing(started, utcnow())
+                timing = Timing(started, self.executor.now())
                 INVOKES.labels("error").inc()
                 INVOKE_SECONDS.observe(timing.app_ms / 1000)
                 outcome = await self.executor.attempt_failed(
-                    claim, exc.message, timing, step_id=None, retryable=True
+                    claim, exc.message, timing, step_id=None, retryable=True, unreachable=exc.unreachable
                 )
                 if outcome is Outcome.ENDED:
                     RUNS_ENDED.labels("failed").inc()
                 return
-            timing = Timing(started, utcnow())
+            timing = Timing(started, self.executor.now())
             INVOKES.labels("ok").inc()
             INVOKE_SECONDS.observe(timing.app_ms / 1000)
             outcome = await self.executor.apply(claim, op, timing)

@@ -14,9 +14,9 @@ WHERE c.expr <> EXCLUDED.expr;
 -- name: cron_due
 -- Due occurrences, locked so that each fires in exactly one engine process (SKIP LOCKED: another
 -- process holding one is firing it).
-SELECT c.app_id, c.function_id, c.expr, c.next_at, now() AS now
+SELECT c.app_id, c.function_id, c.expr, c.next_at, durable_now() AS now
 FROM cron_schedules c
-WHERE c.next_at <= now()
+WHERE c.next_at <= durable_now()
 ORDER BY c.next_at
 LIMIT $1
 FOR UPDATE OF c SKIP LOCKED;
@@ -25,4 +25,5 @@ FOR UPDATE OF c SKIP LOCKED;
 UPDATE cron_schedules SET next_at = $3 WHERE app_id = $1 AND function_id = $2;
 
 -- name: cron_next
-SELECT min(next_at) FROM cron_schedules;
+-- Milliseconds until the earliest schedule is due (negative: overdue; null: none), on the database clock.
+SELECT extract(epoch FROM min(next_at) - durable_clock()) * 1000 AS ms FROM cron_schedules;

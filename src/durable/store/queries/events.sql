@@ -1,9 +1,12 @@
 -- name: event_lock_names
 -- Shared lock per (app, event name), taken before an event is stored. A wait being stored takes the
 -- same key exclusively, so each side's next statement sees the other's commit: no wait misses an
--- event that arrives while it is being stored.
-SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || n, 0))
-FROM unnest($2::text[]) AS n ORDER BY n;
+-- event that arrives while it is being stored. Returns the database clock (epoch ms) that flow control
+-- decides with, at no extra round trip. The subquery keeps the locks' name order (it is not flattened
+-- and its volatile column is not pruned).
+SELECT (extract(epoch FROM durable_now()) * 1000)::bigint AS now_ms
+FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || n, 0))
+                            FROM unnest($2::text[]) AS n ORDER BY n) AS locked) AS done;
 
 -- name: event_store
 -- Store a list of events (all-or-nothing, in one transaction after event_lock_names), skipping ids
@@ -12,13 +15,13 @@ FROM unnest($2::text[]) AS n ORDER BY n;
 -- so this statement's snapshot holds every wait committed before the lock. `@>` pre-filters waits (it
 -- treats arrays as sets); the exact subset match is checked in Python.
 WITH input AS (
-    SELECT i.ord, i.id, i.name, i.data, i.ts
-    FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
+    SELECT i.ord, i.id, i.name, i.data::jsonb AS data, i.ts
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
 ), fresh AS (
     INSERT INTO event_ids AS e (app_id, id, seen_at)
-    SELECT DISTINCT ON (id) $1, id, now() FROM input ORDER BY id, ord
+    SELECT DISTINCT ON (id) $1, id, durable_now() FROM input ORDER BY id, ord
     ON CONFLICT (app_id, id) DO UPDATE SET seen_at = EXCLUDED.seen_at
-        WHERE e.seen_at < now() - interval '24 hours'
+        WHERE e.seen_at < durable_now() - interval '24 hours'
     RETURNING e.id
 ), stored AS (
     INSERT INTO events (app_id, id, name, data, ts)
@@ -57,4 +60,4 @@ ORDER BY received_at, seq
 LIMIT 100;
 
 -- name: event_ids_prune
-DELETE FROM event_ids WHERE seen_at < now() - interval '24 hours';
+DELETE FROM event_ids WHERE seen_at < durable_now() - interval '24 hours';

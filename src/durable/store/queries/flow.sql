@@ -18,8 +18,7 @@ ORDER BY j.run_id
 FOR UPDATE OF j SKIP LOCKED;
 
 -- name: flow_save
--- $5 and the JSON arrays below travel as text: a jsonb[] parameter cannot hold JSON arrays (the driver
--- would read them as array dimensions).
+-- JSON in array parameters travels as text[] and is cast per element (see store/db.py).
 UPDATE flow_state f
 SET stamps = i.stamps::jsonb, run_id = i.run_id, first_at = i.first_at, size = i.size
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::int[])
@@ -31,24 +30,26 @@ WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.
 -- lease token ($12) is handed straight to a worker of the ingesting process (claimed by $13 with a
 -- lease of $14 ms): it starts executing without a trip through the queue. Others wake the workers.
 WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::int[],
-                         $8::text[], $9::int[], $10::jsonb[], $11::text[], $12::uuid[])
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[],
+                         $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[])
          AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of, token)
 ), r AS (
     INSERT INTO runs (id, app_id, function_id, event_id, event, activity, flow, rerun_of, started_at)
-    SELECT run_id, $1, function_id, event_id, event,
+    SELECT run_id, $1, function_id, event_id, event::jsonb,
            CASE WHEN token IS NOT NULL THEN 'executing'
-                WHEN coalesce(due, now()) <= now() THEN 'queued' ELSE 'scheduled' END,
-           flow, rerun_of, CASE WHEN token IS NOT NULL THEN now() END
+                WHEN coalesce(due, durable_now()) <= durable_now() THEN 'queued' ELSE 'scheduled' END,
+           flow::jsonb, rerun_of, CASE WHEN token IS NOT NULL THEN durable_now() END
     FROM input
 ), j AS (
     INSERT INTO jobs (run_id, app_id, available_at, ready_at, priority, gate, gate_limit, lease_token, claimed_by)
     SELECT run_id, $1,
-           CASE WHEN token IS NOT NULL THEN now() + $14 * interval '1 millisecond' ELSE coalesce(due, now()) END,
-           coalesce(due, now()), priority, gate, gate_limit, token, CASE WHEN token IS NOT NULL THEN $13 END
+           CASE WHEN token IS NOT NULL THEN durable_now() + $14 * interval '1 millisecond' ELSE coalesce(due, durable_now()) END,
+           coalesce(due, durable_now()), priority, gate, gate_limit, token, CASE WHEN token IS NOT NULL THEN $13 END
     FROM input
 )
-SELECT count(*) AS created, now() AS ready_at, clock_timestamp() AS db_now,
+SELECT count(*) AS created, durable_now() AS ready_at, clock_timestamp() AS db_now,
+       (extract(epoch FROM durable_now() + $14 * interval '1 millisecond' - durable_clock()) * 1000)::int
+       AS lease_left_ms,
        (SELECT url FROM apps WHERE id = $1) AS url, (SELECT signing_key FROM apps WHERE id = $1) AS signing_key,
        CASE WHEN bool_or(token IS NULL) THEN pg_notify('durable_jobs', '') END AS notified
 FROM input;
@@ -57,8 +58,8 @@ FROM input;
 -- Events joining runs that have not started: a debounce replaces the run's event and moves its start;
 -- a batch appends events to `event.data` and starts the run once full.
 WITH input AS (
-    SELECT i.run_id, i.kind, i.event::jsonb AS event, i.due, i.flow
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+    SELECT i.run_id, i.kind, i.event::jsonb AS event, i.due, i.flow::jsonb AS flow
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
          AS i (run_id, kind, event, due, flow)
 ), r AS (
     UPDATE runs r
@@ -66,7 +67,7 @@ WITH input AS (
                      ELSE i.event END,
         event_id = CASE WHEN i.kind = 'debounce' THEN i.event ->> 'id' ELSE r.event_id END,
         flow = i.flow,
-        activity = CASE WHEN i.due <= now() THEN 'queued' ELSE 'scheduled' END
+        activity = CASE WHEN i.due <= durable_now() THEN 'queued' ELSE 'scheduled' END
     FROM input i WHERE r.id = i.run_id
 )
 UPDATE jobs j SET available_at = i.due, ready_at = i.due

@@ -4,8 +4,8 @@ DELETE FROM functions WHERE app_id = $1 AND NOT (id = ANY($2::text[]));
 
 -- name: function_upsert
 INSERT INTO functions (app_id, id, name, trigger_event, trigger_cron, config)
-SELECT $1, f.id, f.name, f.trigger_event, f.trigger_cron, f.config
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+SELECT $1, f.id, f.name, f.trigger_event, f.trigger_cron, f.config::jsonb
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
      AS f (id, name, trigger_event, trigger_cron, config)
 ON CONFLICT (app_id, id) DO UPDATE
 SET name = EXCLUDED.name, trigger_event = EXCLUDED.trigger_event, trigger_cron = EXCLUDED.trigger_cron,

@@ -13,12 +13,12 @@ WITH running AS (
     -- run is a candidate again).
     SELECT gate, count(*) AS n, max(gate_limit) AS lim
     FROM jobs
-    WHERE gate = ANY($4::text[]) AND lease_token IS NOT NULL AND available_at > now()
+    WHERE gate = ANY($4::text[]) AND lease_token IS NOT NULL AND available_at > durable_now()
     GROUP BY gate
 ), candidates AS (
     SELECT j.run_id, j.gate, j.gate_limit, j.priority, j.available_at, j.seq
     FROM jobs j
-    WHERE j.available_at <= now()
+    WHERE j.available_at <= durable_now()
       AND (j.gate IS NULL
            OR (j.gate = ANY($4::text[]) AND j.gate NOT IN (SELECT gate FROM running WHERE n >= lim)))
     ORDER BY j.priority DESC, j.available_at, j.seq
@@ -36,30 +36,31 @@ WITH running AS (
     LIMIT $2
 ), claimed AS (
     UPDATE jobs j
-    SET available_at = now() + $3 * interval '1 millisecond', lease_token = gen_random_uuid(), claimed_by = $1
+    SET available_at = durable_now() + $3 * interval '1 millisecond', lease_token = gen_random_uuid(), claimed_by = $1
     FROM due WHERE j.run_id = due.run_id
-    RETURNING j.run_id, j.app_id, j.lease_token, j.attempt, j.ready_at
+    RETURNING j.run_id, j.app_id, j.lease_token, j.attempt, j.ready_at, j.available_at AS lease_until
 ), timed_out AS (
     DELETE FROM waits w USING claimed c WHERE w.run_id = c.run_id
     RETURNING w.run_id, w.step_id
 ), wait_steps AS (
     UPDATE steps s
-    SET status = 'completed', output = 'null', ended_at = now(),
-        queued_ms = (extract(epoch FROM now() - s.started_at) * 1000)::int
+    SET status = 'completed', output = 'null', ended_at = durable_now(),
+        queued_ms = (extract(epoch FROM durable_now() - s.started_at) * 1000)::int
     FROM timed_out t WHERE s.run_id = t.run_id AND s.id = t.step_id
 ), sleep_steps AS (
     UPDATE steps s
-    SET status = 'completed', ended_at = now(),
-        queued_ms = (extract(epoch FROM now() - s.started_at) * 1000)::int
+    SET status = 'completed', ended_at = durable_now(),
+        queued_ms = (extract(epoch FROM durable_now() - s.started_at) * 1000)::int
     FROM claimed c WHERE s.run_id = c.run_id AND s.status = 'sleeping'
 ), started AS (
     UPDATE runs r
-    SET activity = 'executing', started_at = coalesce(r.started_at, now())
+    SET activity = 'executing', started_at = coalesce(r.started_at, durable_now())
     FROM claimed c WHERE r.id = c.run_id AND r.status = 'active'
     RETURNING r.id, r.function_id, r.event
 )
 SELECT c.run_id, c.lease_token, c.attempt, c.app_id, r.function_id, r.event, a.url, a.signing_key,
        f.config, clock_timestamp() AS now, c.ready_at,
+       (extract(epoch FROM c.lease_until - durable_clock()) * 1000)::int AS lease_left_ms,
        (SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
                    'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)), '{}')
         FROM steps s
@@ -77,13 +78,13 @@ LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id;
 -- will lock. A full gate's backlog does not hide the gates and jobs behind it.
 WITH full_gates AS (
     SELECT gate FROM jobs
-    WHERE gate IS NOT NULL AND lease_token IS NOT NULL AND available_at > now()
+    WHERE gate IS NOT NULL AND lease_token IS NOT NULL AND available_at > durable_now()
     GROUP BY gate HAVING count(*) >= max(gate_limit)
 )
 SELECT coalesce(array_agg(DISTINCT g.gate), '{}') AS gates
 FROM (
     SELECT j.gate FROM jobs j
-    WHERE j.available_at <= now() AND j.gate IS NOT NULL AND j.gate NOT IN (SELECT gate FROM full_gates)
+    WHERE j.available_at <= durable_now() AND j.gate IS NOT NULL AND j.gate NOT IN (SELECT gate FROM full_gates)
     ORDER BY j.priority DESC, j.available_at, j.seq
     LIMIT $1
 ) AS g;
@@ -93,12 +94,14 @@ FROM (
 SELECT pg_advisory_xact_lock(hashtextextended('gate/' || g, 0)) FROM unnest($1::text[]) AS g ORDER BY g;
 
 -- name: jobs_next_due
--- When the earliest job (free or leased) becomes available; workers sleep until then at most.
-SELECT min(available_at) AS at FROM jobs;
+-- Milliseconds until the earliest job (free or leased) becomes available (negative: overdue; null: no
+-- job); workers sleep that long at most. Measured on the database clock, so a moved clock (tests) or a
+-- worker host whose clock differs from the database's still wakes on time.
+SELECT extract(epoch FROM min(available_at) - durable_clock()) * 1000 AS ms FROM jobs;
 
 -- name: jobs_release
 -- Give a claimed job back, due now (graceful drain).
-UPDATE jobs SET available_at = now(), ready_at = now(), lease_token = NULL, claimed_by = NULL
+UPDATE jobs SET available_at = durable_now(), ready_at = durable_now(), lease_token = NULL, claimed_by = NULL
 WHERE run_id = $1 AND lease_token = $2;
 
 -- name: jobs_lock

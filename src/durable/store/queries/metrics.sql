@@ -3,7 +3,7 @@
 SELECT pg_try_advisory_xact_lock(7408310013);
 
 -- name: metrics_cursor
-SELECT created_to, ended_to, now() - interval '2 seconds' AS upto FROM metrics_cursor WHERE id = 1 FOR UPDATE;
+SELECT created_to, ended_to, durable_now() - interval '2 seconds' AS upto FROM metrics_cursor WHERE id = 1 FOR UPDATE;
 
 -- name: metrics_created
 -- Runs created since the cursor, per function and minute. The 2 s lag lets transactions that began
@@ -38,8 +38,8 @@ SET started = m.started + EXCLUDED.started, completed = m.completed + EXCLUDED.c
 
 -- name: metrics_sample_backlog
 INSERT INTO metrics_backlog AS b (app_id, minute, backlog)
-SELECT a.id, date_trunc('minute', now()),
-       (SELECT count(*) FROM jobs j WHERE j.app_id = a.id AND j.lease_token IS NULL AND j.available_at <= now())
+SELECT a.id, date_trunc('minute', durable_now()),
+       (SELECT count(*) FROM jobs j WHERE j.app_id = a.id AND j.lease_token IS NULL AND j.available_at <= durable_now())
 FROM apps a
 ON CONFLICT (app_id, minute) DO UPDATE SET backlog = greatest(b.backlog, EXCLUDED.backlog);
 
@@ -62,4 +62,4 @@ GROUP BY 1 ORDER BY 1;
 SELECT function_id, completed, failed, histogram FROM metrics_minute WHERE app_id = $1 AND minute >= $2;
 
 -- name: metrics_prune
-DELETE FROM metrics_minute WHERE minute < now() - interval '8 days';
+DELETE FROM metrics_minute WHERE minute < durable_now() - interval '8 days';

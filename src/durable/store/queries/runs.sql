@@ -3,30 +3,43 @@
 WITH lease AS (
     DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, gate
 )
-UPDATE runs r SET status = 'completed', activity = NULL, output = $3, error = NULL, ended_at = now()
+UPDATE runs r SET status = 'completed', activity = NULL, output = $3, error = NULL, ended_at = durable_now()
 FROM lease WHERE r.id = lease.run_id
 RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
 
 -- name: run_fail
--- Out of attempts, or a non-retryable error: the run fails, and so does its step when the op named one.
+-- Out of attempts, a non-retryable error, or the app unreachable for too long: the run fails with $4,
+-- and so does its step when the op named one. The attempt's error goes on that step's history, else on
+-- the run's (the last 50); the run waits on no retry any more.
 WITH lease AS (
     DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, attempt, gate
+), entry AS (
+    SELECT run_id, attempt, gate,
+           jsonb_build_object('attempt', attempt, 'message', $4::jsonb ->> 'message',
+                              'at', (extract(epoch FROM durable_now()) * 1000)::bigint) AS e
+    FROM lease
 ), step AS (
-    INSERT INTO steps AS s (run_id, id, type, status, attempts, error, app_ms, started_at, ended_at)
-    SELECT run_id, $3::text, 'run', 'failed', attempt, $4, $5, $6, now() FROM lease WHERE $3 IS NOT NULL
+    INSERT INTO steps AS s (run_id, id, type, status, attempts, error, errors, app_ms, started_at, ended_at)
+    SELECT run_id, $3::text, 'run', 'failed', attempt, $4, jsonb_build_array(e), $5, $6, durable_now()
+    FROM entry WHERE $3 IS NOT NULL
     ON CONFLICT (run_id, id) DO UPDATE
     SET status = 'failed', attempts = EXCLUDED.attempts, error = EXCLUDED.error, app_ms = EXCLUDED.app_ms,
-        ended_at = EXCLUDED.ended_at
+        ended_at = EXCLUDED.ended_at, errors = coalesce(s.errors, '[]') || EXCLUDED.errors
     WHERE s.status <> 'completed'
 )
-UPDATE runs r SET status = 'failed', activity = NULL, error = $4, ended_at = now()
-FROM lease WHERE r.id = lease.run_id
-RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
+UPDATE runs r
+SET status = 'failed', activity = NULL, error = $4, ended_at = durable_now(), retry = NULL,
+    errors = CASE WHEN $3 IS NOT NULL THEN r.errors ELSE (
+        SELECT jsonb_agg(x.e ORDER BY x.i) FROM jsonb_array_elements(coalesce(r.errors, '[]') || entry.e)
+               WITH ORDINALITY AS x (e, i)
+        WHERE x.i > jsonb_array_length(coalesce(r.errors, '[]')) + 1 - 50) END
+FROM entry WHERE r.id = entry.run_id
+RETURNING r.id, CASE WHEN entry.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
 
 -- name: run_cancel
 -- Cancel an active run; call after jobs_lock so a worker mid-invoke loses its lease cleanly.
 WITH r AS (
-    UPDATE runs SET status = 'cancelled', activity = NULL, ended_at = now()
+    UPDATE runs SET status = 'cancelled', activity = NULL, ended_at = durable_now()
     WHERE id = $1 AND status = 'active'
     RETURNING id
 ), j AS (
@@ -34,7 +47,7 @@ WITH r AS (
 ), w AS (
     DELETE FROM waits USING r WHERE waits.run_id = r.id
 ), s AS (
-    UPDATE steps SET status = 'failed', ended_at = now(), error = '{"message": "cancelled"}'
+    UPDATE steps SET status = 'failed', ended_at = durable_now(), error = '{"message": "cancelled"}'
     FROM r WHERE steps.run_id = r.id AND steps.status IN ('sleeping', 'waiting', 'retrying')
 )
 SELECT id FROM r;
@@ -42,14 +55,14 @@ SELECT id FROM r;
 -- name: run_get
 -- A run, with its concurrency gate's load when it has a job in a gate.
 SELECT r.id, r.app_id, r.function_id, r.event_id, r.event, r.status, r.activity, r.output, r.error,
-       r.rerun_of, r.flow, r.created_at, r.started_at, r.ended_at, j.gate_limit, j.available_at,
+       r.retry, r.errors, r.rerun_of, r.flow, r.created_at, r.started_at, r.ended_at, j.gate_limit, j.available_at,
        (SELECT count(*) FROM jobs g
-        WHERE g.gate = j.gate AND g.lease_token IS NOT NULL AND g.available_at > now()) AS gate_running
+        WHERE g.gate = j.gate AND g.lease_token IS NOT NULL AND g.available_at > durable_now()) AS gate_running
 FROM runs r LEFT JOIN jobs j ON j.run_id = r.id
 WHERE r.id = $1;
 
 -- name: run_steps
-SELECT id, type, status, attempts, output, error, queued_ms, app_ms, started_at, ended_at
+SELECT id, type, status, attempts, output, error, errors, queued_ms, app_ms, started_at, ended_at
 FROM steps WHERE run_id = $1 ORDER BY seq;
 
 -- name: run_list

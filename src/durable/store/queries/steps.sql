@@ -1,9 +1,10 @@
 -- name: jobs_renew
--- Renew a held lease, and reset the attempt counter once a step after a retry succeeded. Called on the
--- hot path only when needed: after a retry, or when a third of the lease has passed.
-UPDATE jobs SET available_at = now() + $3 * interval '1 millisecond', attempt = 1
+-- Renew a held lease and set the job's attempt counter ($4: 1 once a step after a retry succeeded).
+-- Called only when needed: before an invoke the lease would not cover, or after a retry succeeded.
+-- Returns how much of the new lease is left as the statement ends (a stalled statement shows here).
+UPDATE jobs SET available_at = durable_now() + $3 * interval '1 millisecond', attempt = $4
 WHERE run_id = $1 AND lease_token = $2
-RETURNING clock_timestamp() AS now;
+RETURNING (extract(epoch FROM available_at - durable_clock()) * 1000)::int AS lease_left_ms;
 
 -- name: step_park_sleep
 -- Park the run in a durable sleep: the job becomes free and due at the sleep's end.
@@ -13,7 +14,7 @@ WITH lease AS (
     RETURNING run_id
 ), step AS (
     INSERT INTO steps (run_id, id, type, status, attempts, app_ms, started_at)
-    SELECT run_id, $3, 'sleep', 'sleeping', $5, $6, now() FROM lease
+    SELECT run_id, $3, 'sleep', 'sleeping', $5, $6, durable_now() FROM lease
     ON CONFLICT (run_id, id) DO NOTHING
 )
 UPDATE runs r SET activity = 'sleeping' FROM lease WHERE r.id = lease.run_id
@@ -34,7 +35,7 @@ WITH lease AS (
     SELECT run_id, app_id, $3, $4, $5, $7 FROM lease
 ), step AS (
     INSERT INTO steps (run_id, id, type, status, attempts, app_ms, started_at)
-    SELECT run_id, $3, 'wait', 'waiting', $8, $6, now() FROM lease
+    SELECT run_id, $3, 'wait', 'waiting', $8, $6, durable_now() FROM lease
     ON CONFLICT (run_id, id) DO NOTHING
 )
 UPDATE runs r SET activity = 'waiting' FROM lease WHERE r.id = lease.run_id
@@ -43,43 +44,68 @@ RETURNING r.id, pg_notify('durable_jobs', '');
 -- name: step_resolve_wait_now
 -- A wait whose event had already arrived (after its invoke began): store it resolved, keep the lease.
 WITH lease AS (
-    UPDATE jobs SET available_at = now() + $7 * interval '1 millisecond', attempt = 1, ready_at = now()
+    UPDATE jobs SET available_at = durable_now() + $7 * interval '1 millisecond', attempt = 1, ready_at = durable_now()
     WHERE run_id = $1 AND lease_token = $2
     RETURNING run_id
 )
 INSERT INTO steps (run_id, id, type, status, attempts, output, app_ms, started_at, ended_at)
-SELECT run_id, $3, 'wait', 'completed', $4, $5, $6, now(), now() FROM lease
+SELECT run_id, $3, 'wait', 'completed', $4, $5, $6, durable_now(), durable_now() FROM lease
 ON CONFLICT (run_id, id) DO NOTHING
 RETURNING clock_timestamp() AS now;
 
+-- name: step_retry_state
+-- Lock the run's job (fenced on the lease) and read the retry the run last waited out, with the database
+-- clock in epoch ms: an unreachable app's next try continues the outage recorded there.
+SELECT r.retry, (extract(epoch FROM durable_now()) * 1000)::bigint AS now_ms
+FROM jobs j JOIN runs r ON r.id = j.run_id
+WHERE j.run_id = $1 AND j.lease_token = $2
+FOR UPDATE OF j;
+
 -- name: step_retry
--- A failed attempt that will be retried: record the error on the step (when the op named one) and on
--- the run, and make the job due again after the backoff.
+-- A failed attempt that will be retried after $5 ms: the job becomes due then and uses up $8 (1, or 0
+-- when the app was unreachable) of the step's attempts; the run shows the retry $9 (with nextAt and,
+-- unless given, since filled in) and stays error-free. The attempt's error goes on its step's history
+-- when the op named one, else on the run's (the last 50).
 WITH lease AS (
-    UPDATE jobs SET available_at = now() + $5 * interval '1 millisecond',
-                    ready_at = now() + $5 * interval '1 millisecond',
-                    attempt = attempt + 1, lease_token = NULL, claimed_by = NULL
+    UPDATE jobs SET available_at = durable_now() + $5 * interval '1 millisecond',
+                    ready_at = durable_now() + $5 * interval '1 millisecond',
+                    attempt = attempt + $8::int, lease_token = NULL, claimed_by = NULL
     WHERE run_id = $1 AND lease_token = $2
-    RETURNING run_id, attempt - 1 AS failed_attempt
+    RETURNING run_id, attempt - $8::int AS failed_attempt
+), entry AS (
+    SELECT run_id, failed_attempt,
+           jsonb_build_object('attempt', failed_attempt, 'message', $4::jsonb ->> 'message',
+                              'at', (extract(epoch FROM durable_now()) * 1000)::bigint) AS e
+    FROM lease
 ), step AS (
-    INSERT INTO steps AS s (run_id, id, type, status, attempts, error, app_ms, started_at, ended_at)
-    SELECT run_id, $3::text, 'run', 'retrying', failed_attempt, $4, $6, $7, now() FROM lease WHERE $3 IS NOT NULL
+    INSERT INTO steps AS s (run_id, id, type, status, attempts, error, errors, app_ms, started_at, ended_at)
+    SELECT run_id, $3::text, 'run', 'retrying', failed_attempt, $4, jsonb_build_array(e), $6, $7, durable_now()
+    FROM entry WHERE $3 IS NOT NULL
     ON CONFLICT (run_id, id) DO UPDATE
     SET status = 'retrying', attempts = EXCLUDED.attempts, error = EXCLUDED.error, app_ms = EXCLUDED.app_ms,
-        ended_at = EXCLUDED.ended_at
+        ended_at = EXCLUDED.ended_at, errors = coalesce(s.errors, '[]') || EXCLUDED.errors
     WHERE s.status <> 'completed'
 )
-UPDATE runs r SET activity = 'scheduled', error = $4 FROM lease WHERE r.id = lease.run_id
+UPDATE runs r
+SET activity = 'scheduled',
+    retry = $9::jsonb || jsonb_build_object(
+        'nextAt', (extract(epoch FROM durable_now() + $5 * interval '1 millisecond') * 1000)::bigint,
+        'since', coalesce($9::jsonb -> 'since', to_jsonb((extract(epoch FROM durable_now()) * 1000)::bigint))),
+    errors = CASE WHEN $3 IS NOT NULL THEN r.errors ELSE (
+        SELECT jsonb_agg(x.e ORDER BY x.i) FROM jsonb_array_elements(coalesce(r.errors, '[]') || entry.e)
+               WITH ORDINALITY AS x (e, i)
+        WHERE x.i > jsonb_array_length(coalesce(r.errors, '[]')) + 1 - 50) END
+FROM entry WHERE r.id = entry.run_id
 RETURNING r.id, pg_notify('durable_jobs', '');
 
 -- name: steps_complete_many
 -- step_complete for many runs in one statement and one commit (group commit under load). Each row is
 -- fenced on its own lease; job rows are locked in run_id order. Returns the runs whose step was stored.
 INSERT INTO steps AS s (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
-SELECT i.run_id, i.id, 'run', 'completed', i.attempts, i.output, i.queued_ms, i.app_ms, i.started_at, i.ended_at
+SELECT i.run_id, i.id, 'run', 'completed', i.attempts, i.output::jsonb, i.queued_ms, i.app_ms, i.started_at, i.ended_at
 FROM (
     SELECT i.*
-    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::int[], $7::int[],
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[],
                 $8::timestamptz[], $9::timestamptz[])
          AS i (run_id, token, id, attempts, output, queued_ms, app_ms, started_at, ended_at)
     JOIN jobs j ON j.run_id = i.run_id AND j.lease_token = i.token

@@ -6,17 +6,17 @@ SELECT run_id FROM jobs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDAT
 -- Resume waits with their matching events: delete the wait (whoever deletes it wins the race with the
 -- timeout), store the event as the step's data, and make the job due now.
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::jsonb[]) AS i (run_id, event)
+    SELECT i.run_id, i.event::jsonb AS event FROM unnest($1::text[], $2::text[]) AS i (run_id, event)
 ), gone AS (
     DELETE FROM waits w USING input i WHERE w.run_id = i.run_id
     RETURNING w.run_id, w.step_id, i.event
 ), step AS (
     UPDATE steps s
-    SET status = 'completed', output = g.event, ended_at = now(),
-        queued_ms = (extract(epoch FROM now() - s.started_at) * 1000)::int
+    SET status = 'completed', output = g.event, ended_at = durable_now(),
+        queued_ms = (extract(epoch FROM durable_now() - s.started_at) * 1000)::int
     FROM gone g WHERE s.run_id = g.run_id AND s.id = g.step_id
 ), job AS (
-    UPDATE jobs j SET available_at = now(), ready_at = now() FROM gone g WHERE j.run_id = g.run_id
+    UPDATE jobs j SET available_at = durable_now(), ready_at = durable_now() FROM gone g WHERE j.run_id = g.run_id
 )
 UPDATE runs r SET activity = 'queued' FROM gone g WHERE r.id = g.run_id
 RETURNING r.id, pg_notify('durable_jobs', '');

@@ -1,0 +1,160 @@
+"""The claim statement (`jobs_claim`, with `jobs_due_gates` and `gates_lock` for gated runs) on a moved
+database clock: lease expiry and fencing, due sleeps, timed-out waits, retry backoff, concurrency
+gates, priority and FIFO order. No worker loop runs and no app is called: each test claims through the
+executor, stores ops as a worker would, and jumps the clock (`Database.set_clock_offset`) instead of
+waiting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from durable.engine.execution import Claim, Executor, Outcome, Timing
+from durable.store.db import Database
+from tests.harness import Engine, Workspace
+
+LEASE_MS = 30_000
+URL = "http://127.0.0.1:9/never-called"
+
+
+async def _claim(executor: Executor, limit: int = 10, worker: str = "w1") -> list[Claim]:
+    """Both claim pools, as a worker loop does: ungated jobs, then gated ones under their gate locks."""
+    claims = await executor.claim(worker, limit)
+    if len(claims) < limit:
+        claims += await executor.claim_gated(worker, limit - len(claims))
+    return claims
+
+
+async def _db_now_ms(db: Database) -> int:
+    return int(await db.fetchval("clock_now_ms"))
+
+
+def _timing(db: Database) -> Timing:
+    now = db.now()
+    return Timing(now, now)
+
+
+async def _setup(engine: Engine, function: dict[str, Any]) -> tuple[Workspace, Executor]:
+    ws = await engine.workspace()
+    await engine.sync(ws, URL, [{"trigger": {"event": "go"}, **function}])
+    return ws, Executor(engine.db, lease_ms=LEASE_MS, default_max_attempts=3)
+
+
+async def _step(db: Database, run_id: str, step_id: str) -> asyncpg.Record:
+    [step] = [s for s in await db.fetch("run_steps", run_id) if s["id"] == step_id]
+    return step
+
+
+async def test_the_database_clock_moves_with_the_offset(db: Database) -> None:
+    before = await _db_now_ms(db)
+    await db.set_clock_offset(86_400_000)
+    assert 86_400_000 <= await _db_now_ms(db) - before < 86_460_000
+    assert abs((db.now().timestamp() * 1000) - await _db_now_ms(db)) < 60_000  # Python's view moves too
+    await db.set_clock_offset(0)
+    assert await _db_now_ms(db) - before < 60_000
+
+
+async def test_a_leased_job_is_claimed_again_only_after_its_lease_expires(engine: Engine) -> None:
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f"})
+    await engine.send(ws, "go")
+    [first] = await _claim(executor)
+    assert await _claim(executor, worker="w2") == []  # leased: nobody else gets it
+    await db.set_clock_offset(LEASE_MS - 5_000)
+    assert await _claim(executor, worker="w2") == []  # the lease has 5 s left
+    await db.set_clock_offset(LEASE_MS + 1_000)
+    [second] = await _claim(executor, worker="w2")
+    assert second.run_id == first.run_id and second.token != first.token
+    assert second.attempt == first.attempt  # a lost lease is not a failed attempt
+    # The old holder is fenced out of every write; the new one is not.
+    assert await executor.apply(first, {"op": "done", "data": "stale"}, _timing(db)) is Outcome.LOST
+    assert await executor.apply(first, {"op": "sleep", "id": "s", "until_ms": 0}, _timing(db)) is Outcome.LOST
+    assert await executor.apply(second, {"op": "done", "data": "fresh"}, _timing(db)) is Outcome.ENDED
+    run = await engine.run(first.run_id)
+    assert run["status"] == "completed" and run["output"] == "fresh" and run["steps"] == []
+
+
+async def test_a_due_sleep_completes_at_claim(engine: Engine) -> None:
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f"})
+    await engine.send(ws, "go")
+    [claim] = await _claim(executor)
+    until_ms = await _db_now_ms(db) + 3_600_000
+    sleep: Any = {"op": "sleep", "id": "nap", "until_ms": until_ms}
+    assert await executor.apply(claim, sleep, _timing(db)) is Outcome.PARKED
+    assert (await engine.run(claim.run_id))["activity"] == "sleeping"
+    await db.set_clock_offset(3_000_000)  # 50 min: not yet
+    assert await _claim(executor) == []
+    await db.set_clock_offset(3_601_000)
+    [woken] = await _claim(executor)
+    assert woken.run_id == claim.run_id and woken.token != claim.token
+    assert woken.steps == {"nap": {"type": "sleep", "data": None}}
+    step = await _step(db, claim.run_id, "nap")
+    assert step["status"] == "completed"
+    assert 3_600_000 <= step["queued_ms"] < 3_660_000  # the sleep's durable time, on the moved clock
+
+
+async def test_a_wait_past_its_deadline_resolves_to_null_at_claim(engine: Engine) -> None:
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f"})
+    await engine.send(ws, "go")
+    [claim] = await _claim(executor)
+    wait: Any = {
+        "op": "wait", "id": "approve", "event": "approved", "match": None,
+        "until_ms": await _db_now_ms(db) + 600_000,
+    }  # fmt: skip
+    assert await executor.apply(claim, wait, _timing(db)) is Outcome.PARKED
+    await db.set_clock_offset(590_000)
+    assert await _claim(executor) == []
+    await db.set_clock_offset(601_000)
+    [woken] = await _claim(executor)
+    assert woken.steps == {"approve": {"type": "wait", "data": None}}
+    step = await _step(db, claim.run_id, "approve")
+    assert step["status"] == "completed" and step["output"] is None
+    # The wait row went with the timeout, so a late matching event resumes nothing.
+    await engine.send(ws, "approved")
+    assert (await _step(db, claim.run_id, "approve"))["output"] is None
+
+
+async def test_a_retry_is_claimed_only_after_its_backoff(engine: Engine) -> None:
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f"})
+    await engine.send(ws, "go")
+    [claim] = await _claim(executor)
+    error: Any = {"op": "error", "id": "call", "message": "upstream 503", "retryable": True}
+    assert await executor.apply(claim, error, _timing(db)) is Outcome.PARKED
+    assert await _claim(executor) == []  # the backoff is at least a few hundred ms
+    await db.set_clock_offset(600_000)  # longer than any backoff (capped at 5 min)
+    [again] = await _claim(executor)
+    assert again.run_id == claim.run_id and again.attempt == 2
+
+
+async def test_a_full_gate_is_not_claimed_until_a_lease_frees_its_slot(engine: Engine) -> None:
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f", "concurrency": {"limit": 1}})
+    await engine.send(ws, "go", {"n": 1})
+    await engine.send(ws, "go", {"n": 2})
+    [holder] = await _claim(executor)
+    assert holder.event["data"] == {"n": 1}  # first come, first served
+    assert await _claim(executor, worker="w2") == []  # the gate is full
+    assert await db.fetchval("jobs_due_gates", 10) == []  # and left out of the gates to lock
+    await db.set_clock_offset(LEASE_MS + 1_000)  # the holder's worker died: its lease expired
+    [taker] = await _claim(executor, worker="w2")
+    # One slot came free; the run next in line (due before the expired lease) takes it.
+    assert taker.event["data"] == {"n": 2}
+    assert await _claim(executor, worker="w3") == []  # full again
+    # A finished run gives its slot back at once: the expired holder is claimable again.
+    assert await executor.apply(taker, {"op": "done", "data": None}, _timing(db)) is Outcome.ENDED
+    [again] = await _claim(executor, worker="w3")
+    assert again.run_id == holder.run_id and again.token != holder.token
+
+
+async def test_claims_follow_priority_then_due_time_then_arrival(engine: Engine) -> None:
+    ws, executor = await _setup(engine, {"id": "f", "priority": {"key": "p"}})
+    for name, p in [("low0", 0), ("high0", 10), ("low1", 0), ("mid", 5), ("high1", 10), ("bad", "x")]:
+        await engine.send(ws, "go", {"n": name, "p": p})
+    order = []
+    while claims := await _claim(executor, limit=1):
+        order.append(claims[0].event["data"]["n"])
+    assert order == ["high0", "high1", "mid", "low0", "low1", "bad"]  # "x" is no integer: priority 0
