@@ -159,10 +159,11 @@ class Postgres:
         url = os.environ.get("DATABASE_URL")
         if url:
             return cls(url, embedded=False, started_here=False)
+        from durable.config import embedded_dsn
         from durable.store import embedded
 
         started = embedded.ensure_running(EMBEDDED_DIR, EMBEDDED_PORT)
-        return cls(f"postgresql://postgres@127.0.0.1:{EMBEDDED_PORT}/postgres", True, started)
+        return cls(embedded_dsn(EMBEDDED_DIR, EMBEDDED_PORT), True, started)
 
     def stop(self) -> None:
         if self.started_here:

@@ -56,13 +56,14 @@ def pg_server() -> Iterator[str]:
     if _DATABASE_URL:
         yield with_database(_DATABASE_URL, "postgres")
         return
+    from durable.config import embedded_dsn
     from durable.store import embedded
 
     pgdata = ROOT / ".durable-test-pg"
     # Reuse a test Postgres left running on this data directory; otherwise any free port.
     port = embedded.running_port(pgdata) or int(_TEST_PG_PORT or free_port())
     started = embedded.ensure_running(pgdata, port)
-    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    yield embedded_dsn(pgdata, port)  # with the password from the data directory
     if started:
         embedded.stop(pgdata)
 

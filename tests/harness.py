@@ -21,7 +21,7 @@ import orjson
 import uvicorn
 
 from durable.config import Settings
-from durable.core.signing import sign
+from durable.core.signing import V2_HEADER, new_nonce, sign, sign_v2
 from durable.engine.execution import Executor, invoke_timeout
 from durable.store.db import Database
 from durable.worker.invoke import Invoker
@@ -42,6 +42,28 @@ def free_port() -> int:
             return port
 
 
+async def read_request(receive: Any) -> tuple[bytes, Any]:
+    """For ASGI middleware that looks at a request's body before the app does: the whole body, and a
+    `receive` to hand the app that replays it (then passes on whatever comes next, e.g. a disconnect)."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return body, replay
+
+
 class Recorder:
     """ASGI middleware: records who invoked which run, and any overlap of invokes of one run."""
 
@@ -56,13 +78,7 @@ class Recorder:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body, replay = await read_request(receive)
         run_id = orjson.loads(body).get("runId", "") if body else ""
         headers = dict(scope["headers"])
         with self.lock:
@@ -71,15 +87,6 @@ class Recorder:
             if self.inflight.get(run_id):
                 self.overlaps.append(run_id)
             self.inflight[run_id] = self.inflight.get(run_id, 0) + 1
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         try:
             await self.app(scope, replay, send)
         finally:
@@ -123,6 +130,7 @@ class AppServer:
 class Workspace:
     id: str
     signing_key: str
+    environment: str = "dev"
 
 
 @dataclass
@@ -181,17 +189,27 @@ class Engine:
         response = await self.api.post("/api/apps", json={"name": name, "environment": environment})
         assert response.status_code == 200, response.text
         body = response.json()
-        return Workspace(body["id"], body["signingKey"])
+        return Workspace(body["id"], body["signingKey"], body["environment"])
 
     async def signed(
-        self, ws: Workspace, path: str, payload: Any, *, raw: bytes | None = None, key: str | None = None
+        self,
+        ws: Workspace,
+        path: str,
+        payload: Any,
+        *,
+        raw: bytes | None = None,
+        key: str | None = None,
+        v2: bool | None = None,
     ) -> httpx.Response:
+        """POST signed as an app: v1 (the seed's signature) for dev and acc workspaces, v2 for prod
+        (v2-only by default), unless `v2` says which."""
         body = raw if raw is not None else orjson.dumps(payload)
-        headers = {
-            "content-type": "application/json",
-            "x-durable-app": ws.id,
-            "x-durable-signature": sign(body, key or ws.signing_key),
-        }
+        headers = {"content-type": "application/json", "x-durable-app": ws.id}
+        if v2 if v2 is not None else ws.environment == "prod":
+            now_ms = time.time_ns() // 1_000_000
+            headers[V2_HEADER] = sign_v2(key or ws.signing_key, "app", now_ms, new_nonce(), "", body)
+        else:
+            headers["x-durable-signature"] = sign(body, key or ws.signing_key)
         return await self.api.post(path, content=body, headers=headers)
 
     async def sync(self, ws: Workspace, url: str, functions: Sequence[Any]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +33,9 @@ SYSTEM_USER = "embedded_postgres"
 
 _template_lock = threading.Lock()
 _template: Path | None = None
+# Every cluster is a copy of the template, so one password (scram-sha-256, as the engine's embedded
+# Postgres requires) serves them all.
+PASSWORD = secrets.token_urlsafe(24)
 
 
 def _wheel() -> Any:
@@ -86,25 +90,36 @@ def _template_dir() -> Path:
             pgdata = base / "template"
             pgdata.mkdir()
             _give_to_postgres(pgdata)
+            pwfile = base / "password"
+            pwfile.write_text(PASSWORD)
+            _give_to_postgres_file(pwfile)
             commands.initdb(
-                ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres", "--no-sync"],
+                [
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=utf8",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                ],
                 pgdata=pgdata,
                 timeout=120,
                 **_run_as(),
             )
+            pwfile.unlink()
             _template = pgdata
         return _template
 
 
 class PgCluster:
-    """One Postgres on 127.0.0.1:`port`, data in `root`/pgdata; trust auth, user `postgres`."""
+    """One Postgres on 127.0.0.1:`port`, data in `root`/pgdata; user `postgres` with PASSWORD."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pgdata = root / "pgdata"
         self.log_path = root / "postgres.log"
         self.port = free_port()
-        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.dsn = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/postgres"
         self._commands = _wheel()
 
     def _options(self) -> str:
@@ -154,8 +169,12 @@ class PgCluster:
 
     def create_database(self, name: str) -> str:
         """CREATE DATABASE `name`; returns its DSN."""
-        self._commands.createdb(["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name], timeout=60)
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        self._commands.createdb(
+            ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
+            timeout=60,
+            env={**os.environ, "PGPASSWORD": PASSWORD},
+        )
+        return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/{name}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -20,6 +20,19 @@ export interface App {
   functionCount: number;
   createdAt?: string | null;
   syncedAt?: string | null;
+  /** compat: v1 or v2 signatures accepted; v2: v2 only (prod workspaces start so). */
+  signatureMode?: SignatureMode;
+  /** A previous signing key is still accepted (the engine signs with it until it is removed). */
+  rotating?: boolean;
+}
+
+export type SignatureMode = "compat" | "v2";
+
+/** The answer of a key rotation: the new key, shown this once. */
+export interface RotatedKey {
+  id: string;
+  signingKey: string;
+  signatureMode: SignatureMode;
 }
 
 export interface CreatedApp {
@@ -160,12 +173,15 @@ export function onUnauthorized(handler: (() => void) | null): void {
 
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   let response: Response;
+  // Every write is a JSON body (`{}` when there is nothing to say): the engine refuses a signed-in
+  // browser's write of any other content type, as a cross-origin form could send one.
+  const write = method !== "GET" && method !== "HEAD";
   try {
     response = await fetch(path, {
       method,
       credentials: "same-origin",
-      headers: body === undefined ? { accept: "application/json" } : { "content-type": "application/json", accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: write ? { "content-type": "application/json", accept: "application/json" } : { accept: "application/json" },
+      body: write ? JSON.stringify(body ?? {}) : undefined,
     });
   } catch {
     throw new ApiError(0, "unreachable", "Can't reach the engine. Is it running?");
@@ -212,6 +228,11 @@ export const api = {
   apps: () => request<Page<App>>("GET", "/api/apps"),
   createApp: (name: string, environment: Environment) =>
     request<CreatedApp>("POST", "/api/apps", { name, environment }),
+  rotateKey: (appId: string) => request<RotatedKey>("POST", `/api/apps/${enc(appId)}/keys/rotate`),
+  removePreviousKey: (appId: string) =>
+    request<{ id: string; removed: boolean }>("DELETE", `/api/apps/${enc(appId)}/keys/previous`),
+  setSignatureMode: (appId: string, signatureMode: SignatureMode) =>
+    request<{ id: string; signatureMode: SignatureMode }>("PATCH", `/api/apps/${enc(appId)}`, { signatureMode }),
   functions: (appId: string) => request<Page<DurableFunction>>("GET", `/api/apps/${enc(appId)}/functions`),
   runFunction: (appId: string, functionId: string, data: Record<string, unknown>) =>
     request<{ ids: string[] }>("POST", `/api/apps/${enc(appId)}/functions/${enc(functionId)}/run`, { data }),

@@ -19,7 +19,8 @@ import uvicorn
 
 from durable import __version__
 from durable.api.app import create_app
-from durable.config import Settings
+from durable.api.connections import MAX_CONNECTIONS, bounded_http
+from durable.config import Settings, embedded_password, exposure_problem, is_loopback
 from durable.engine.changes import ChangeFeed
 from durable.engine.execution import Executor, invoke_timeout
 from durable.scheduler.cron import run_cron
@@ -52,8 +53,27 @@ async def prepare_database(settings: Settings, *, start_embedded: bool) -> bool:
                 f"durable worker: no Postgres on 127.0.0.1:{settings.pg_port}: "
                 "run `durable start` first, or set DATABASE_URL"
             )
+        else:
+            _check_password_file(settings)
     await migrate(settings.dsn)
     return started
+
+
+def _check_password_file(settings: Settings) -> None:
+    """`durable worker` on the embedded Postgres needs the password `durable start` wrote."""
+    path = embedded.password_path(settings.pg_dir)
+    try:
+        found = embedded_password(settings.pg_dir) is not None
+    except PermissionError:
+        raise SystemExit(
+            f"durable worker: cannot read {path}: run the worker as the user that runs `durable start`, "
+            "or set DATABASE_URL"
+        ) from None
+    if not found:
+        raise SystemExit(
+            f"durable worker: no password file {path}: run `durable start` on this host first "
+            "(DURABLE_PG_DIR must name the same directory), or set DATABASE_URL"
+        )
 
 
 class Runtime:
@@ -85,6 +105,9 @@ class Runtime:
         invoker = Invoker(
             timeout_ms=invoke_timeout(settings.lease_ms),
             user_agent=f"durable/{__version__} (pid {os.getpid()})",
+            own_port=settings.port,
+            own_host=settings.host,
+            allow=settings.app_url_allow,
         )
         feed = ChangeFeed(db)
         executor = Executor(
@@ -117,7 +140,10 @@ class Runtime:
                 access_log=False,
                 lifespan="off",
                 loop="none",
-                http="httptools",
+                # httptools, with the read deadline and header bound uvicorn lacks (slow clients).
+                http=bounded_http(settings.request_timeout_ms / 1000),
+                limit_concurrency=MAX_CONNECTIONS,
+                timeout_keep_alive=5,  # an idle kept-alive connection closes after 5 s
                 timeout_graceful_shutdown=max(1, settings.drain_timeout_ms // 1000),
             )
             server = _Server(config)
@@ -149,7 +175,19 @@ class Runtime:
 def run(settings: Settings, *, serve_http: bool) -> int:
     import uvloop
 
+    if serve_http:
+        # Refused before anything starts, in the one-line form of a bad variable (exit 2).
+        problem = exposure_problem(settings)
+        if problem is not None:
+            print(f"durable: {problem}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if serve_http and settings.admin_token is None and not is_loopback(settings.host):
+        log.warning(
+            "INSECURE: DURABLE_INSECURE=1 serves %s with NO admin token: anyone who can reach it can read "
+            "runs, fire events and cancel work; set DURABLE_ADMIN_TOKEN",
+            settings.host,
+        )
     return uvloop.run(Runtime(settings, serve_http=serve_http).run())

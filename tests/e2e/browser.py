@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from durable.core.signing import sign
+from durable.core.signing import V2_HEADER, new_nonce, sign, sign_v2
 from durable.dashboard.mount import STATIC
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,8 @@ async def page_fixture(browser: Any) -> AsyncIterator[Any]:
     tab = await context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    # The engine's CSP allows no inline script or style markup: any violation fails the test too.
+    tab.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         yield tab
     finally:
@@ -106,11 +109,13 @@ def provision(base: str, name: str, environment: str = "dev", token: str | None 
 
 
 def signed(base: str, app_id: str, key: str, path: str, payload: object) -> httpx.Response:
+    """POST as the app, signed v2 (which prod workspaces require) and v1 (ignored beside v2)."""
     raw = orjson.dumps(payload)
     headers = {
         "content-type": "application/json",
         "x-durable-app": app_id,
         "x-durable-signature": sign(raw, key),
+        V2_HEADER: sign_v2(key, "app", time.time_ns() // 1_000_000, new_nonce(), "", raw),
     }
     return httpx.post(f"{base}{path}", content=raw, headers=headers, timeout=10)
 

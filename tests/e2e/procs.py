@@ -90,3 +90,20 @@ def engine_env(dsn: str, **extra: Any) -> dict[str, str]:
     env = {"DATABASE_URL": dsn, "PORT": str(free_port()), "DURABLE_LEASE_MS": "2000"}
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def refused_start(env: dict[str, str], command: str = "start") -> str:
+    """Run `durable <command>` expecting it to refuse at start-up (exit 2) with one line on stderr;
+    return that line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "durable", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]

@@ -17,7 +17,7 @@ import durable_sdk
 import httpx
 import orjson
 
-from durable.core.signing import sign
+from durable.core.signing import V2_HEADER, new_nonce, sign, sign_v2
 from tests.e2e.procs import Proc, engine_env
 from tests.harness import AppServer
 
@@ -37,6 +37,7 @@ def _signed(base: str, app_id: str, key: str, path: str, payload: Any) -> httpx.
         "content-type": "application/json",
         "x-durable-app": app_id,
         "x-durable-signature": sign(body, key),
+        V2_HEADER: sign_v2(key, "app", time.time_ns() // 1_000_000, new_nonce(), "", body),  # prod: v2 only
     }
     response = httpx.post(base + path, content=body, headers=headers)
     assert response.status_code == 200, response.text

@@ -38,7 +38,7 @@ import pytest
 
 from tests.e2e.procs import Proc, engine_env
 from tests.e2e.test_crash_recovery import _provision, _signed
-from tests.harness import AppServer
+from tests.harness import AppServer, read_request
 from tests.pgcluster import PgCluster
 
 RUN_STEPS = ("a", "b", "c", "d")
@@ -71,25 +71,11 @@ class InvokeLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body, replay = await read_request(receive)
         start = time.time()
         request = orjson.loads(body) if body else {}
         agent = dict(scope["headers"]).get(b"user-agent", b"").decode()
         status = 0
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return dict(await receive())
 
         async def sending(message: dict[str, Any]) -> None:
             nonlocal status

@@ -314,6 +314,15 @@ async def test_admin_token_requires_sign_in_and_sign_out_works(dsn: str, tmp_pat
         await page.reload()
         await expect(page.get_by_test_id("workspace-row")).to_have_count(1)
 
+        # A write with the session cookie (JSON, same origin) goes through the browser-write check.
+        app_id = (await (await page.request.get(f"{base}/api/apps")).json())["items"][0]["id"]
+        await page.goto(f"{base}/w/{app_id}/events")
+        await page.get_by_test_id("fire-event").click()
+        await page.get_by_test_id("fire-event-name").fill("order.placed")
+        await page.get_by_test_id("fire-event-data").fill('{"orderId": "o-1"}')
+        await page.get_by_test_id("fire-event-send").click()
+        await expect(page.get_by_test_id("event-row")).to_have_count(1)
+
         await page.get_by_test_id("sign-out").click()
         await expect(page.get_by_test_id("sign-in")).to_be_visible()
         assert (await page.request.get(f"{base}/api/apps")).status == 401
@@ -352,3 +361,26 @@ async def test_the_open_page_survives_an_engine_restart(dsn: str, tmp_path: Path
         first.stop()
         if second is not None:
             second.stop()
+
+
+async def test_the_api_docs_page_renders_from_bundled_files_behind_sign_in(
+    dsn: str, tmp_path: Path, page: Any
+) -> None:
+    engine = _engine(dsn, tmp_path, DURABLE_ADMIN_TOKEN=TOKEN)
+    try:
+        base = f"http://127.0.0.1:{engine.port}"
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        assert (await page.goto(f"{base}/api/docs")).status == 401
+        await page.goto(f"{base}/")
+        await page.get_by_test_id("token-input").fill(TOKEN)
+        await page.get_by_test_id("sign-in-submit").click()
+        await expect(page.get_by_test_id("sign-out")).to_be_visible()
+        await page.goto(f"{base}/api/docs")  # the session cookie opens it; CSP violations fail the test
+        await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Durable")
+        await expect(page.locator(".opblock").first).to_be_visible()
+        await screenshot(page, "api-docs")
+        foreign = [url for url in requested if not url.startswith(base) and not url.startswith("data:")]
+        assert foreign == [], f"the docs page reached another host: {foreign}"
+    finally:
+        engine.stop()

@@ -17,7 +17,7 @@ import durable_sdk
 import httpx
 import pytest
 
-from tests.e2e.procs import ROOT, Proc, child_env, engine_env
+from tests.e2e.procs import ROOT, Proc, child_env, engine_env, refused_start
 from tests.e2e.test_crash_recovery import _provision, _signed, _wait_completed
 from tests.harness import AppServer, free_port
 
@@ -36,22 +36,17 @@ from tests.harness import AppServer, free_port
         ("DURABLE_PG_PORT", "x"),
         ("DATABASE_URL", "mysql://nope"),
         ("DURABLE_ENV", "staging"),
+        ("DURABLE_SESSION_TTL_MS", "12h"),
+        ("DURABLE_ALLOWED_HOSTS", "https://durable.example.com"),
+        ("DURABLE_INSECURE", "maybe"),
+        ("DURABLE_HOST", "0.0.0.0"),  # a public address without DURABLE_ADMIN_TOKEN
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line(name: str, value: str) -> None:
     env = child_env()
     env[name] = value
-    result = subprocess.run(
-        [sys.executable, "-m", "durable", "start"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0] and "expected" in lines[0], result.stderr
+    line = refused_start(env)
+    assert name in line and "expected" in line, line
 
 
 def _port_open(port: int) -> bool:
@@ -108,6 +103,37 @@ def test_worker_without_a_database_says_what_to_do(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert result.returncode != 0 and "durable start" in result.stderr
+
+
+def test_a_public_address_without_a_token_refuses_to_start_and_says_what_to_set(tmp_path: Path) -> None:
+    port = free_port()
+    env = child_env(DURABLE_HOST="0.0.0.0", PORT=str(port), DURABLE_PG_DIR=str(tmp_path / "pg"))
+    line = refused_start(env)
+    assert "DURABLE_HOST='0.0.0.0'" in line and "DURABLE_ADMIN_TOKEN" in line
+    assert "DURABLE_INSECURE=1" in line
+    assert not _port_open(port) and not (tmp_path / "pg").exists()  # refused before anything started
+
+
+def test_insecure_starts_loudly_and_the_host_and_origin_checks_hold(dsn: str, tmp_path: Path) -> None:
+    engine = Proc("start", engine_env(dsn, DURABLE_HOST="0.0.0.0", DURABLE_INSECURE="1"), tmp_path, "engine")
+    try:
+        engine.wait_healthy()
+        assert "INSECURE" in engine.log() and "NO admin token" in engine.log()
+        base = f"http://127.0.0.1:{engine.port}"
+        health = httpx.get(f"{base}/healthz")
+        assert health.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in health.headers["content-security-policy"]
+        rebound = httpx.get(f"{base}/api/apps", headers={"host": f"rebind.example:{engine.port}"})
+        assert rebound.status_code == 421 and "rebind.example" in rebound.json()["error"]
+        form = httpx.post(
+            f"{base}/api/apps",
+            content=b'{"name": "planted"}',
+            headers={"origin": "http://127.0.0.1:9999", "content-type": "text/plain"},
+        )
+        assert form.status_code == 403
+        assert httpx.get(f"{base}/api/apps").json()["items"] == []
+    finally:
+        engine.stop()
 
 
 def _slow_function(seconds: float, started: threading.Event):  # type: ignore[no-untyped-def]

@@ -25,7 +25,7 @@ from durable.api.schemas import Run
 from durable.config import Settings
 from durable.store.db import Database
 from durable.worker.loop import Wakeup
-from tests.harness import Engine, Workspace, free_port, make_settings
+from tests.harness import Engine, Workspace, free_port, make_settings, read_request
 
 ASGI = Callable[..., Any]
 
@@ -71,27 +71,12 @@ class Gateway:
         self.attempts: list[int] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body, replay = await read_request(receive)
         self.attempts.append(int(orjson.loads(body)["attempt"]))
         if len(self.attempts) <= self.failures:
             await send({"type": "http.response.start", "status": self.status, "headers": []})
             await send({"type": "http.response.body", "body": b"upstream is deploying"})
             return
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return dict(await receive())
-
         await self.app(scope, replay, send)
 
 

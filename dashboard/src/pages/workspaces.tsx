@@ -1,12 +1,26 @@
 import { useState } from "preact/hooks";
-import { type App, type CreatedApp, type Environment, type Page, api } from "../api";
-import { Button, CopyButton, Empty, EnvBadge, ErrorBox, Field, Link, Loading, Modal, PageHeader, Time } from "../components/ui";
+import { type App, type CreatedApp, type Environment, type Page, type RotatedKey, api } from "../api";
+import {
+  ActionButton,
+  Button,
+  CopyButton,
+  Empty,
+  EnvBadge,
+  ErrorBox,
+  Field,
+  Link,
+  Loading,
+  Modal,
+  PageHeader,
+  Time,
+} from "../components/ui";
 import type { Resource } from "../hooks";
 import { useNow } from "../hooks";
 import { navigate } from "../router";
 
 export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
   const [creating, setCreating] = useState(false);
+  const [rotated, setRotated] = useState<{ app: App; key: RotatedKey } | null>(null);
   const now = useNow(5000);
   const items = apps.data?.items ?? [];
   const order: Record<string, number> = { prod: 0, acc: 1, dev: 2 };
@@ -44,6 +58,7 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
                 <th class="num">Functions</th>
                 <th>App URL</th>
                 <th>Last sync</th>
+                <th>Signatures</th>
               </tr>
             </thead>
             <tbody>
@@ -65,6 +80,17 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
                       {app.url ?? <span class="muted">not synced yet</span>}
                     </td>
                     <td class="muted">{app.syncedAt ? <Time iso={app.syncedAt} now={now} /> : "never"}</td>
+                    <td class="sig-cell">
+                      <SignatureModeSwitch app={app} onChanged={() => apps.reload()} />
+                      <KeyActions
+                        app={app}
+                        onRotated={(key) => {
+                          setRotated({ app, key });
+                          apps.reload();
+                        }}
+                        onRemoved={() => apps.reload()}
+                      />
+                    </td>
                   </tr>
                 );
               })}
@@ -72,6 +98,7 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
           </table>
         </div>
       )}
+      {rotated && <RotatedKeyModal app={rotated.app} rotated={rotated.key} onClose={() => setRotated(null)} />}
       {creating && (
         <NewWorkspace
           onClose={() => setCreating(false)}
@@ -79,6 +106,98 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
         />
       )}
     </>
+  );
+}
+
+/**
+ * The workspace's signature mode: v2 (only v2 signatures: fresh, single-use, bound to their request) or
+ * compat (the seed's v1 accepted too). A switch; in prod it needs the confirming second click.
+ */
+function SignatureModeSwitch({ app, onChanged }: { app: App; onChanged: () => void }) {
+  const mode = app.signatureMode ?? "v2";
+  const next = mode === "v2" ? "compat" : "v2";
+  return (
+    <div class="sig-mode" data-testid="signature-mode" data-mode={mode}>
+      <span class={`sig-mode-label sig-mode-${mode}`} title={mode === "v2" ? "Only v2 signatures are accepted" : "v1 signatures are accepted too (replayable)"}>
+        {mode === "v2" ? "v2 only" : "compat (v1 + v2)"}
+      </span>
+      <ActionButton
+        guarded={app.environment === "prod"}
+        size="sm"
+        variant="ghost"
+        testId="switch-signature-mode"
+        title={`Switch to ${next === "v2" ? "v2 only" : "compat: v1 accepted too"}`}
+        onAction={async () => {
+          await api.setSignatureMode(app.id, next);
+          onChanged();
+        }}
+      >
+        {next === "v2" ? "Require v2" : "Allow v1"}
+      </ActionButton>
+    </div>
+  );
+}
+
+/** Rotate the signing key (the new one is shown once), and remove the previous key when apps moved. */
+function KeyActions({ app, onRotated, onRemoved }: { app: App; onRotated: (key: RotatedKey) => void; onRemoved: () => void }) {
+  const guarded = app.environment === "prod";
+  if (app.rotating) {
+    return (
+      <div class="key-actions">
+        <span class="muted small" title="Both keys are accepted; the engine signs with the previous one until it is removed">
+          key rotating:
+        </span>
+        <ActionButton
+          guarded={guarded}
+          size="sm"
+          testId="remove-previous-key"
+          title="The previous key stops working and the engine signs with the new one"
+          onAction={async () => {
+            await api.removePreviousKey(app.id);
+            onRemoved();
+          }}
+        >
+          Remove previous key
+        </ActionButton>
+      </div>
+    );
+  }
+  return (
+    <div class="key-actions">
+      <ActionButton guarded={guarded} size="sm" testId="rotate-key" onAction={async () => onRotated(await api.rotateKey(app.id))}>
+        Rotate key
+      </ActionButton>
+    </div>
+  );
+}
+
+function RotatedKeyModal({ app, rotated, onClose }: { app: App; rotated: RotatedKey; onClose: () => void }) {
+  return (
+    <Modal
+      title="New signing key"
+      onClose={onClose}
+      testId="key-rotated"
+      footer={
+        <Button variant="primary" onClick={onClose} testId="rotated-done">
+          Done
+        </Button>
+      }
+    >
+      <div class="created-head">
+        <strong>{app.name}</strong> <EnvBadge env={app.environment} />
+      </div>
+      <div class="notice notice-warn">
+        Copy the new key now: this is the only time the dashboard shows it. Both keys are accepted and the engine keeps
+        signing with the previous one until you remove it, so deploy the new key (with the old one as a fallback) first.
+      </div>
+      <div class="secret-row">
+        <div class="secret-label">Signing key</div>
+        <code class="secret-value" data-testid="rotated-key">
+          {rotated.signingKey}
+        </code>
+        <CopyButton text={rotated.signingKey} testId="copy-rotated-key" />
+      </div>
+    </Modal>
   );
 }
 

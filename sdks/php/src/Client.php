@@ -7,21 +7,30 @@ namespace Durable;
 /**
  * Talks to the engine as one app: sync the function set and send events, every request signed.
  *
+ * Requests carry x-durable-signature-v2 (sender app, a fresh nonce) and the v1 x-durable-signature (for
+ * an engine that predates v2). An answer carrying v2 must be the engine's (sender engine), fresh, and
+ * bound to this request (r = its nonce); an answer with v1 alone is accepted from an older engine.
+ *
  * Every method throws \RuntimeException (code: the HTTP status where it applies, else 0) when the engine
  * cannot be reached, answers non-2xx (the message carries the engine's error), or answers with a
- * missing or wrong signature.
+ * missing or refused signature.
  */
 final class Client
 {
     /** The engine's base URL, without trailing slash. */
     public readonly string $baseUrl;
 
+    /** @var \Closure(): int */
+    private readonly \Closure $clock;
+
     /**
      * @param string $baseUrl the engine, e.g. 'http://localhost:3030'
      * @param string $appId the workspace's app id (POST /api/apps answers it with the signing key)
-     * @param string $signingKey the workspace's signing key
+     * @param string $signingKey the workspace's signing key: requests are signed with it
      * @param string|null $appUrl where the engine reaches the app served by Serve::handle (sync needs it)
      * @param float $timeout seconds per request
+     * @param string|null $signingKeyFallback a second key accepted on answers while the key is rotated
+     * @param (callable(): int)|null $clock epoch milliseconds (default: the system clock)
      */
     public function __construct(
         string $baseUrl,
@@ -29,8 +38,14 @@ final class Client
         private readonly string $signingKey,
         public readonly ?string $appUrl = null,
         public readonly float $timeout = 10.0,
+        private readonly ?string $signingKeyFallback = null,
+        ?callable $clock = null,
     ) {
+        if ($signingKey === '') {
+            throw new \InvalidArgumentException('the signing key must be a non-empty string');
+        }
         $this->baseUrl = rtrim($baseUrl, '/');
+        $this->clock = \Closure::fromCallable($clock ?? [Duration::class, 'nowMs']);
     }
 
     /**
@@ -104,11 +119,13 @@ final class Client
     private function post(string $path, mixed $payload): array
     {
         $body = Json::encode($payload);
+        $nonce = SignatureV2::nonce();
         $context = stream_context_create(['http' => [
             'method' => 'POST',
             'header' => implode("\r\n", [
                 'content-type: application/json',
                 "x-durable-app: {$this->appId}",
+                SignatureV2::HEADER . ': ' . SignatureV2::sign($body, $this->signingKey, SignatureV2::APP, ($this->clock)(), $nonce),
                 Signature::HEADER . ': ' . Signature::sign($body, $this->signingKey),
                 'user-agent: durable-sdk-php',
             ]),
@@ -125,24 +142,53 @@ final class Client
         }
         preg_match('/^HTTP\/\S+\s+(\d{3})/', $lines[0], $match);
         $status = (int) ($match[1] ?? 0);
-        $signature = null;
-        foreach ($lines as $line) {
-            if (stripos($line, Signature::HEADER . ':') === 0) {
-                $signature = trim(substr($line, strlen(Signature::HEADER) + 1));
-            }
-        }
         $decoded = json_decode($answer, true);
         if ($status < 200 || $status > 299) {
             $error = $decoded['error'] ?? null;
             $error = is_array($error) ? ($error['message'] ?? Json::encode($error)) : $error;
             throw new \RuntimeException("POST $path: $status " . (is_string($error) ? $error : substr($answer, 0, 500)), $status);
         }
-        if (!Signature::verify($answer, $this->signingKey, $signature)) {
-            throw new \RuntimeException("POST $path: the answer has a " . ($signature ? 'wrong' : 'missing') . ' x-durable-signature', $status);
-        }
+        $this->verifyAnswer($path, $status, $answer, self::header($lines, SignatureV2::HEADER), self::header($lines, Signature::HEADER), $nonce);
         if (!is_array($decoded)) {
             throw new \RuntimeException("POST $path: the answer is not a JSON object: " . substr($answer, 0, 500), $status);
         }
         return $decoded;
+    }
+
+    /** Accept the answer to the request signed with $nonce: v2 when it carries v2, else v1 (older engines). */
+    private function verifyAnswer(string $path, int $status, string $answer, ?string $v2, ?string $v1, string $nonce): void
+    {
+        $keys = [$this->signingKey, $this->signingKeyFallback];
+        if ($v2 !== null) {
+            try {
+                SignatureV2::verify($answer, $keys, $v2, SignatureV2::ENGINE, $nonce, ($this->clock)());
+            } catch (SignatureError $e) {
+                throw new \RuntimeException("POST $path: the answer is refused: {$e->getMessage()}", $status, $e);
+            }
+            return;
+        }
+        foreach ($keys as $key) {
+            if ($key !== null && $key !== '' && Signature::verify($answer, $key, $v1)) {
+                return;
+            }
+        }
+        $what = $v1 === null ? 'missing ' . SignatureV2::HEADER . ' and ' . Signature::HEADER : 'wrong ' . Signature::HEADER;
+        throw new \RuntimeException("POST $path: the answer has a $what", $status);
+    }
+
+    /**
+     * The last value of header $name among the response's header lines (null when absent or empty).
+     *
+     * @param list<string> $lines
+     */
+    private static function header(array $lines, string $name): ?string
+    {
+        $value = null;
+        foreach ($lines as $line) {
+            if (stripos($line, "$name:") === 0) {
+                $value = trim(substr($line, strlen($name) + 1));
+            }
+        }
+        return $value === '' ? null : $value;
     }
 }

@@ -16,19 +16,37 @@ final class Serve
     public const MAX_BODY = 4 * 1024 * 1024;
 
     /**
-     * Answer the current request: read php://input and the x-durable-signature header, write status,
-     * headers and body. Returns the response it wrote.
+     * Answer the current request: read php://input and the signature headers, write status, headers
+     * and body. Returns the response it wrote.
      *
      * @param list<DurableFunction> $functions
+     * @param string|null $signingKeyFallback a second accepted key while the workspace's key is rotated
+     *        (answers are signed with $signingKey)
+     * @param NonceStore|null $nonceStore where accepted invoke nonces are kept (default: FileNonceStore::default())
      * @return array{status: int, headers: array<string, string>, body: string}
      */
-    public static function handle(array $functions, string $signingKey): array
-    {
+    public static function handle(
+        array $functions,
+        string $signingKey,
+        ?string $signingKeyFallback = null,
+        ?NonceStore $nonceStore = null,
+    ): array {
         $body = (string) file_get_contents('php://input', false, null, 0, self::MAX_BODY + 1);
-        $signature = $_SERVER['HTTP_X_DURABLE_SIGNATURE'] ?? null;
+        $headers = [
+            SignatureV2::HEADER => $_SERVER['HTTP_X_DURABLE_SIGNATURE_V2'] ?? null,
+            Signature::HEADER => $_SERVER['HTTP_X_DURABLE_SIGNATURE'] ?? null,
+        ];
         ob_start(); // stray output of user code (echo, warnings) must not corrupt the signed body
         try {
-            $response = self::dispatch($functions, $signingKey, $body, $signature, $_SERVER['REQUEST_METHOD'] ?? 'POST');
+            $response = self::dispatch(
+                $functions,
+                $signingKey,
+                $body,
+                $headers,
+                $_SERVER['REQUEST_METHOD'] ?? 'POST',
+                signingKeyFallback: $signingKeyFallback,
+                nonceStore: $nonceStore,
+            );
         } finally {
             ob_end_clean();
         }
@@ -45,48 +63,79 @@ final class Serve
     }
 
     /**
-     * Answer one request without touching globals: 200 with the op, or 401 (missing or wrong signature),
-     * 400 (malformed invoke), 404 (unknown function), 405, 413, each with a JSON {"error": …}. Every
-     * response is signed over its exact bytes.
+     * Answer one request without touching globals: 200 with the op, or 401 (signature missing, v1 only,
+     * malformed, wrong, stale, for another direction, or a replayed invoke: the handler is not run),
+     * 400 (malformed invoke), 404 (unknown function), 405, 413, 500 (the nonce store failed), each with
+     * a JSON {"error": …}. Every response is signed over its exact bytes, v2 (sender app; r = the
+     * invoke's nonce once the invoke is authenticated) and v1 (for an engine in compat mode that checks
+     * only v1).
      *
      * @param list<DurableFunction> $functions
-     * @param (callable(): int)|null $clock epoch milliseconds (default: the system clock)
+     * @param array<string, string|list<string>|null>|string|null $signature the request's headers (any
+     *        case, values as strings or lists: e.g. a framework's `$request->headers->all()`), or the
+     *        value of its x-durable-signature-v2 header alone
+     * @param (callable(): int)|null $clock epoch milliseconds, for freshness and the steps (default: the system clock)
      * @return array{status: int, headers: array<string, string>, body: string}
      */
     public static function dispatch(
         array $functions,
         string $signingKey,
         string $rawBody,
-        ?string $signature,
+        array|string|null $signature,
         string $method = 'POST',
         ?callable $clock = null,
+        ?string $signingKeyFallback = null,
+        ?NonceStore $nonceStore = null,
     ): array {
         if ($signingKey === '') {
             throw new \InvalidArgumentException('the signing key must be a non-empty string');
         }
         $byId = self::index($functions);
+        $clock = \Closure::fromCallable($clock ?? [Duration::class, 'nowMs']);
+        $respond = fn (int $status, array $payload, string $replyTo = '') => self::respond($signingKey, $clock(), $status, $payload, $replyTo);
         if (strtoupper($method) === 'GET') {
-            return self::respond($signingKey, 200, ['functions' => array_keys($byId)]);
+            return $respond(200, ['functions' => array_keys($byId)]);
         }
         if (strtoupper($method) !== 'POST') {
-            return self::respond($signingKey, 405, ['error' => "method $method not allowed: the engine POSTs invokes"]);
+            return $respond(405, ['error' => "method $method not allowed: the engine POSTs invokes"]);
         }
         if (strlen($rawBody) > self::MAX_BODY) {
-            return self::respond($signingKey, 413, ['error' => 'body over ' . self::MAX_BODY . ' bytes']);
+            return $respond(413, ['error' => 'body over ' . self::MAX_BODY . ' bytes']);
         }
-        if (!Signature::verify($rawBody, $signingKey, $signature)) {
-            return self::respond($signingKey, 401, ['error' => ($signature ? 'wrong' : 'missing') . ' x-durable-signature']);
+        [$v2, $v1] = self::signatureHeaders($signature);
+        if ($v2 === null) {
+            $error = $v1 === null
+                ? 'missing ' . SignatureV2::HEADER
+                : 'this SDK requires signatures v2: the invoke carries only ' . Signature::HEADER . ' (v1), without ' . SignatureV2::HEADER;
+            return $respond(401, ['error' => $error]);
+        }
+        $now = $clock();
+        try {
+            $accepted = SignatureV2::verify($rawBody, [$signingKey, $signingKeyFallback], $v2, SignatureV2::ENGINE, null, $now);
+        } catch (SignatureError $e) {
+            return $respond(401, ['error' => $e->getMessage()]);
+        }
+        $replyTo = $accepted['n'];
+        // Claimed only once the MAC holds, so no one without the key can fill the store or burn a nonce.
+        try {
+            $fresh = ($nonceStore ?? FileNonceStore::default())->claim($accepted['n'], $accepted['t'], $now);
+        } catch (\RuntimeException $e) { // e.g. an unusable directory: the run's error tells the operator
+            return $respond(500, ['error' => $e->getMessage()], $replyTo);
+        }
+        if (!$fresh) {
+            $error = SignatureV2::HEADER . ": replay: nonce {$accepted['n']} was already accepted; the handler was not run";
+            return $respond(401, ['error' => $error]);
         }
         try {
             $invoke = self::parseInvoke($rawBody);
         } catch (\UnexpectedValueException | \JsonException $e) {
-            return self::respond($signingKey, 400, ['error' => "malformed invoke: {$e->getMessage()}"]);
+            return $respond(400, ['error' => "malformed invoke: {$e->getMessage()}"], $replyTo);
         }
         $function = $byId[$invoke['functionId']] ?? null;
         if ($function === null) {
-            return self::respond($signingKey, 404, ['error' => "unknown function '{$invoke['functionId']}'"]);
+            return $respond(404, ['error' => "unknown function '{$invoke['functionId']}'"], $replyTo);
         }
-        return self::respond($signingKey, 200, self::execute($function, $invoke, $clock));
+        return $respond(200, self::execute($function, $invoke, $clock), $replyTo);
     }
 
     /**
@@ -151,15 +200,48 @@ final class Serve
         return $invoke;
     }
 
-    /** @return array{status: int, headers: array<string, string>, body: string} */
-    private static function respond(string $key, int $status, array $payload): array
+    /**
+     * The v2 and v1 signature headers out of a header map (or a lone header value).
+     *
+     * @param array<string, string|list<string>|null>|string|null $headers
+     * @return array{0: string|null, 1: string|null} v2, v1 (null when absent or empty)
+     */
+    private static function signatureHeaders(array|string|null $headers): array
+    {
+        if (!is_array($headers)) { // a v2 value has t=, n=, s= parts; a v1 value is bare hex
+            $value = ($headers === null || trim($headers) === '') ? null : $headers;
+            return $value !== null && str_contains($value, '=') ? [$value, null] : [null, $value];
+        }
+        $found = [SignatureV2::HEADER => null, Signature::HEADER => null];
+        foreach ($headers as $name => $value) {
+            $name = strtolower((string) $name);
+            $value = is_array($value) ? ($value[0] ?? null) : $value;
+            if (array_key_exists($name, $found) && is_string($value) && trim($value) !== '') {
+                $found[$name] = $value;
+            }
+        }
+        return [$found[SignatureV2::HEADER], $found[Signature::HEADER]];
+    }
+
+    /**
+     * The response, signed v2 as the app at $now (answering $replyTo, '' before an invoke is accepted)
+     * and v1.
+     *
+     * @return array{status: int, headers: array<string, string>, body: string}
+     */
+    private static function respond(string $key, int $now, int $status, array $payload, string $replyTo): array
     {
         try {
             $body = Json::encode($payload, JSON_INVALID_UTF8_SUBSTITUTE); // e.g. a binary exception message
         } catch (\JsonException $e) {
             $body = Json::encode(['op' => 'error', 'id' => null, 'message' => "the answer is not JSON-serialisable: {$e->getMessage()}", 'retryable' => false]);
         }
-        $headers = ['content-type' => 'application/json', 'content-length' => (string) strlen($body), Signature::HEADER => Signature::sign($body, $key)];
+        $headers = [
+            'content-type' => 'application/json',
+            'content-length' => (string) strlen($body),
+            SignatureV2::HEADER => SignatureV2::sign($body, $key, SignatureV2::APP, $now, SignatureV2::nonce(), $replyTo),
+            Signature::HEADER => Signature::sign($body, $key),
+        ];
         return ['status' => $status, 'headers' => $headers, 'body' => $body];
     }
 }

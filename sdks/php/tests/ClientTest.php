@@ -7,9 +7,14 @@ namespace Durable\Tests;
 use Durable\Client;
 use Durable\DurableFunction;
 use Durable\Signature;
+use Durable\SignatureV2;
 use PHPUnit\Framework\TestCase;
 
-/** Client against a fake engine on `php -S` (tests/fixtures/fake_engine.php) that checks signatures. */
+/**
+ * Client against a fake engine on `php -S` (tests/fixtures/fake_engine.php) that checks signatures:
+ * requests signed v2 (and v1), answers verified v2 (the engine's, fresh, r = the request's nonce) or
+ * v1 alone from an older engine.
+ */
 final class ClientTest extends TestCase
 {
     private const APP = 'app-123';
@@ -24,6 +29,7 @@ final class ClientTest extends TestCase
         self::$log = (string) tempnam(sys_get_temp_dir(), 'fake-engine');
         [self::$server, self::$port] = Server::start(__DIR__ . '/fixtures/fake_engine.php', [
             'DURABLE_SIGNING_KEY' => Support::KEY, 'DURABLE_APP_ID' => self::APP, 'FAKE_ENGINE_LOG' => self::$log,
+            'DURABLE_SIGNING_KEY_OLD' => 'old-key',
         ]);
     }
 
@@ -38,10 +44,10 @@ final class ClientTest extends TestCase
         file_put_contents(self::$log, '');
     }
 
-    private function client(string $mode = '', string $key = Support::KEY, ?string $appUrl = 'http://localhost:4002/api/durable'): Client
+    private function client(string $mode = '', string $key = Support::KEY, ?string $appUrl = 'http://localhost:4002/api/durable', ?string $fallback = null): Client
     {
         $prefix = $mode === '' ? '' : "/mode/$mode";
-        return new Client('http://127.0.0.1:' . self::$port . "$prefix/", self::APP, $key, $appUrl);
+        return new Client('http://127.0.0.1:' . self::$port . "$prefix/", self::APP, $key, $appUrl, signingKeyFallback: $fallback);
     }
 
     /** @return list<array<string, mixed>> the requests the fake engine received */
@@ -57,7 +63,7 @@ final class ClientTest extends TestCase
         $nightly = new DurableFunction(id: 'nightly', trigger: ['cron' => '0 3 * * *'], handler: fn () => null, throttle: ['limit' => 1, 'period' => '1h30m']);
         $this->assertSame(['synced' => 2], $this->client()->sync([$hello, $nightly]));
         [$request] = $this->requests();
-        $this->assertSame(['method' => 'POST', 'path' => '/fn/sync', 'app' => self::APP, 'contentType' => 'application/json'], array_diff_key($request, ['body' => 1]));
+        $this->assertSame(['method' => 'POST', 'path' => '/fn/sync', 'app' => self::APP, 'contentType' => 'application/json'], array_diff_key($request, ['body' => 1, 'v2' => 1, 'v1' => 1]));
         $this->assertSame(
             '{"url":"http://localhost:4002/api/durable","functions":[{"id":"hello","trigger":{"event":"demo.hello"},"concurrency":{"limit":2,"key":"tenantId"}},'
             . '{"id":"nightly","trigger":{"cron":"0 3 * * *"},"throttle":{"limit":1,"period":"1h30m"}}]}',
@@ -110,13 +116,35 @@ final class ClientTest extends TestCase
         $this->assertSame([], $this->requests());
     }
 
+    public function testRequestsAreSignedV2AsTheAppWithAFreshNonceAndV1(): void
+    {
+        $this->client()->send('a');
+        $this->client()->send('a');
+        $now = (int) floor(microtime(true) * 1000);
+        $nonces = [];
+        foreach ($this->requests() as $request) {
+            $parts = SignatureV2::verify($request['body'], [Support::KEY], $request['v2'], SignatureV2::APP, null, $now);
+            $this->assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $parts['n']);
+            $this->assertLessThan(5_000, abs($now - $parts['t']), 't is the clock, in ms');
+            $this->assertSame(Signature::sign($request['body'], Support::KEY), $request['v1']);
+            $nonces[] = $parts['n'];
+        }
+        $this->assertCount(2, array_unique($nonces), 'one nonce per request');
+    }
+
     /** @return iterable<string, array{string, string, int}> */
     public static function failures(): iterable
     {
         yield 'engine error' => ['error', "POST /e: 400 function 'x': throttle.period: invalid duration 'abc'", 400];
         yield 'engine error object' => ['error-object', 'POST /e: 413 body too large', 413];
-        yield 'unsigned answer' => ['unsigned', 'POST /e: the answer has a missing x-durable-signature', 200];
-        yield 'wrongly signed answer' => ['badsig', 'POST /e: the answer has a wrong x-durable-signature', 200];
+        yield 'unsigned answer' => ['unsigned', 'POST /e: the answer has a missing x-durable-signature-v2 and x-durable-signature', 200];
+        yield 'wrongly signed answer' => ['badsig', 'POST /e: the answer is refused: x-durable-signature-v2: wrong signature (no signing key matches)', 200];
+        yield 'an answer to another request' => ['wrongr', 'POST /e: the answer is refused: x-durable-signature-v2: the answer answers another request (r= is not the nonce sent)', 200];
+        yield 'an answer without r' => ['nor', 'POST /e: the answer is refused: x-durable-signature-v2: the answer carries no r=', 200];
+        yield 'a stale answer' => ['stale', '~^POST /e: the answer is refused: x-durable-signature-v2: stale: t is 600\d{3} ms old \(at most 300000 ms either way\)$~', 200];
+        yield 'signed as the app' => ['appsender', 'POST /e: the answer is refused: x-durable-signature-v2: wrong signature (no signing key matches)', 200];
+        yield 'signed with another key' => ['oldkey', 'POST /e: the answer is refused: x-durable-signature-v2: wrong signature (no signing key matches)', 200];
+        yield 'wrong v1 from an older engine' => ['v1bad', 'POST /e: the answer has a wrong x-durable-signature', 200];
         yield 'not JSON' => ['notjson', 'POST /e: the answer is not a JSON object: hello', 200];
         yield 'no ids' => ['noids', 'POST /e: unexpected answer from the engine: {"nope":1}', 0];
     }
@@ -127,17 +155,36 @@ final class ClientTest extends TestCase
         try {
             $this->client($mode)->send('demo.hello');
         } catch (\RuntimeException $e) {
-            $this->assertSame($message, $e->getMessage());
+            str_starts_with($message, '~') ? $this->assertMatchesRegularExpression($message, $e->getMessage()) : $this->assertSame($message, $e->getMessage());
             $this->assertSame($code, $e->getCode());
             return;
         }
         $this->fail('no exception');
     }
 
+    public function testAnOlderEngineAnsweringV1AloneIsAccepted(): void
+    {
+        $this->assertSame(['evt-0'], $this->client('v1only')->send('demo.hello'));
+    }
+
+    public function testTheFallbackKeyVerifiesAnswersWhileRotating(): void
+    {
+        $this->assertSame(['evt-0'], $this->client('oldkey', fallback: 'old-key')->send('demo.hello'));
+    }
+
+    public function testRequestsAreStampedWithTheClientsClock(): void
+    {
+        $late = (int) floor(microtime(true) * 1000) + 301_000; // 5 min ahead of the engine's clock
+        $client = new Client('http://127.0.0.1:' . self::$port, self::APP, Support::KEY, clock: fn () => $late);
+        $this->expectException(\RuntimeException::class);
+        $this->expectExceptionMessage('POST /e: 401 wrong x-durable-signature-v2'); // the engine finds it stale
+        $client->send('demo.hello');
+    }
+
     public function testAWrongKeyIsRefusedByTheEngine(): void
     {
         $this->expectException(\RuntimeException::class);
-        $this->expectExceptionMessage('POST /e: 401 wrong x-durable-signature');
+        $this->expectExceptionMessage('POST /e: 401 wrong x-durable-signature-v2');
         $this->client(key: 'wrong-key')->send('demo.hello');
     }
 
@@ -155,7 +202,13 @@ final class ClientTest extends TestCase
     public function testTheFakeEngineChecksSignaturesForReal(): void
     {
         $body = '{"name":"x","data":{}}';
-        [$status] = Server::post('http://127.0.0.1:' . self::$port . '/e', $body, [Signature::HEADER => Signature::sign($body, 'other'), 'x-durable-app' => self::APP]);
+        $url = 'http://127.0.0.1:' . self::$port . '/e';
+        [$status] = Server::post($url, $body, Support::invokeHeaders($body, key: 'other', sender: SignatureV2::APP) + ['x-durable-app' => self::APP]);
         $this->assertSame(401, $status);
+        [$status, , $answer] = Server::post($url, $body, [Signature::HEADER => Signature::sign($body, Support::KEY), 'x-durable-app' => self::APP]);
+        $this->assertSame(401, $status);
+        $this->assertStringContainsString('requires signatures v2', $answer);
+        [$status] = Server::post($url, $body, Support::invokeHeaders($body, sender: SignatureV2::APP) + ['x-durable-app' => self::APP]);
+        $this->assertSame(200, $status);
     }
 }

@@ -5,15 +5,19 @@ declare(strict_types=1);
 namespace Durable\Tests;
 
 use Durable\DurableFunction;
+use Durable\MemoryNonceStore;
 use Durable\NonRetryableError;
 use Durable\Serve;
 use Durable\Signature;
+use Durable\SignatureError;
+use Durable\SignatureV2;
 use Durable\Step;
 use PHPUnit\Framework\TestCase;
 
 /**
  * The shared vectors of spec/conformance/: every case of cases.json against the reference handlers
- * (dispatched signed through Serve::dispatch), and every signature vector.
+ * (dispatched signed through Serve::dispatch), every v1 signature vector and every v2 `sign` and
+ * `verify` vector.
  */
 final class ConformanceTest extends TestCase
 {
@@ -102,9 +106,11 @@ final class ConformanceTest extends TestCase
         $invoke = $case->invoke;
         $function = new DurableFunction(id: $invoke->functionId, trigger: ['event' => $invoke->event->name], handler: $handlers[$case->handler]);
         $body = json_encode($invoke, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
-        $response = Serve::dispatch([$function], Support::KEY, $body, Signature::sign($body, Support::KEY), clock: fn () => $case->now);
+        $nonce = SignatureV2::nonce();
+        $headers = Support::invokeHeaders($body, $case->now, $nonce);
+        $response = Serve::dispatch([$function], Support::KEY, $body, $headers, clock: fn () => $case->now, nonceStore: new MemoryNonceStore());
         $this->assertSame(200, $response['status'], $response['body']);
-        $this->assertTrue(Signature::verify($response['body'], Support::KEY, $response['headers']['x-durable-signature']));
+        Support::assertSignedAnswer($response, $nonce, $case->now);
         $op = json_decode($response['body'], false, 512, JSON_THROW_ON_ERROR);
         $expect = clone $case->expect;
         if (!empty($case->messageIsPrefix)) {
@@ -142,12 +148,75 @@ final class ConformanceTest extends TestCase
         $this->assertFalse(Signature::verify($vector->body, $vector->key . 'x', $vector->signature));
     }
 
+    /** @return \stdClass the v2 vectors file */
+    private static function v2(): \stdClass
+    {
+        return json_decode((string) file_get_contents(self::SPEC . '/signature-v2-vectors.json'), false, 512, JSON_THROW_ON_ERROR);
+    }
+
+    /** @return iterable<string, array{\stdClass}> */
+    public static function signatureV2SignVectors(): iterable
+    {
+        foreach (self::v2()->sign as $i => $vector) {
+            yield "sign $i: {$vector->about}" => [$vector];
+        }
+    }
+
+    /** @dataProvider signatureV2SignVectors */
+    public function testSignatureV2SignVector(\stdClass $vector): void
+    {
+        $this->assertSame($vector->mac, SignatureV2::mac($vector->body, $vector->key, $vector->sender, $vector->t, $vector->n, $vector->r));
+        $this->assertSame($vector->header, SignatureV2::sign($vector->body, $vector->key, $vector->sender, $vector->t, $vector->n, $vector->r));
+        $parts = SignatureV2::parse($vector->header);
+        $this->assertSame(['t' => $vector->t, 'n' => $vector->n, 'r' => $vector->r === '' ? null : $vector->r, 's' => $vector->mac], $parts);
+    }
+
+    /** @return iterable<string, array{\stdClass, \stdClass}> */
+    public static function signatureV2VerifyVectors(): iterable
+    {
+        $v2 = self::v2();
+        foreach ($v2->verify as $i => $case) {
+            yield "verify $i: {$case->about}" => [$case, $v2->sign[$case->vector]];
+        }
+    }
+
+    /** @dataProvider signatureV2VerifyVectors */
+    public function testSignatureV2VerifyVector(\stdClass $case, \stdClass $signed): void
+    {
+        $body = $case->body ?? $signed->body;
+        $header = property_exists($case, 'header') ? $case->header : $signed->header;
+        $sender = $case->sender ?? $signed->sender;
+        try {
+            $parts = SignatureV2::verify($body, $case->keys, $header, $sender, $case->replyTo, $case->now);
+            $outcome = ['ok' => true];
+            $this->assertSame($signed->n, $parts['n']);
+        } catch (SignatureError $e) {
+            $outcome = ['ok' => false, 'reason' => $e->reason];
+            $this->assertStringStartsWith(SignatureV2::HEADER . ': ', $e->getMessage(), 'the error names the header');
+        }
+        $this->assertSame($case->ok ? ['ok' => true] : ['ok' => false, 'reason' => $case->reason], $outcome);
+    }
+
+    public function testEveryV2VerifyReasonIsCovered(): void
+    {
+        $reasons = array_unique(array_map(fn (\stdClass $case) => $case->reason ?? 'ok', self::v2()->verify));
+        $this->assertEqualsCanonicalizing(['ok', 'malformed', 'stale', 'mac', 'reply'], $reasons);
+    }
+
     public function testServedEndpointRefusesMissingAndWrongSignatures(): void
     {
         $function = new DurableFunction(id: 'three_steps', trigger: ['event' => 'demo.three'], handler: self::handlers()['three_steps']);
         $body = Support::body('three_steps');
-        foreach ([null, '', Signature::sign($body, 'another-key')] as $signature) {
-            $response = Serve::dispatch([$function], Support::KEY, $body, $signature);
+        $wrong = [
+            null,
+            '',
+            [Signature::HEADER => Signature::sign($body, Support::KEY)], // v1 alone
+            Support::invokeHeaders($body, key: 'another-key'),
+            Support::invokeHeaders($body, sender: SignatureV2::APP),
+            Support::invokeHeaders($body, t: (int) floor(microtime(true) * 1000) - SignatureV2::MAX_SKEW_MS - 1000),
+        ];
+        foreach ($wrong as $signature) {
+            $response = Serve::dispatch([$function], Support::KEY, $body, $signature, nonceStore: new MemoryNonceStore());
             $this->assertSame(401, $response['status']);
             $this->assertIsString(json_decode($response['body'], true)['error']);
         }

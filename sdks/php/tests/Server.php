@@ -68,6 +68,43 @@ final class Server
     }
 
     /**
+     * Send $copies identical POSTs at once (all written before any answer is read) and return their
+     * statuses, in the order sent.
+     *
+     * @param array<string, string> $headers
+     * @return list<int>
+     */
+    public static function postConcurrently(string $url, string $body, array $headers, int $copies): array
+    {
+        $parts = parse_url($url);
+        $request = "POST {$parts['path']} HTTP/1.1\r\nHost: {$parts['host']}:{$parts['port']}\r\nConnection: close\r\n"
+            . 'content-type: application/json' . "\r\ncontent-length: " . strlen($body) . "\r\n";
+        foreach ($headers as $name => $value) {
+            $request .= "$name: $value\r\n";
+        }
+        $request .= "\r\n$body";
+        $sockets = [];
+        for ($i = 0; $i < $copies; $i++) {
+            $socket = stream_socket_client("tcp://{$parts['host']}:{$parts['port']}", $errno, $error, 5);
+            if ($socket === false) {
+                throw new \RuntimeException("cannot connect to $url: $error");
+            }
+            stream_set_timeout($socket, 10);
+            $sockets[] = $socket;
+        }
+        foreach ($sockets as $socket) {
+            fwrite($socket, $request);
+        }
+        $statuses = [];
+        foreach ($sockets as $socket) {
+            $answer = (string) stream_get_contents($socket);
+            fclose($socket);
+            $statuses[] = (int) (explode(' ', $answer, 3)[1] ?? 0);
+        }
+        return $statuses;
+    }
+
+    /**
      * POST $body (GET when null) and return status, lower-cased headers and body.
      *
      * @param array<string, string> $headers

@@ -117,7 +117,7 @@ final class StepsTest extends TestCase
     {
         $function = new DurableFunction(id: 'f', trigger: ['event' => 'e'], handler: fn (array $event, Step $step) => $step->waitForEvent('w', event: 'go', match: [], timeout: '1s'));
         $body = Support::body('f');
-        $response = Serve::dispatch([$function], Support::KEY, $body, \Durable\Signature::sign($body, Support::KEY), clock: fn () => self::NOW);
+        $response = Serve::dispatch([$function], Support::KEY, $body, Support::invokeHeaders($body, self::NOW), clock: fn () => self::NOW, nonceStore: new \Durable\MemoryNonceStore());
         $this->assertSame('{"op":"wait","id":"w","event":"go","match":{},"until":"2026-01-01T00:00:01.123Z"}', $response['body']);
     }
 

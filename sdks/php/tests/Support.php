@@ -4,8 +4,11 @@ declare(strict_types=1);
 
 namespace Durable\Tests;
 
+use Durable\MemoryNonceStore;
 use Durable\Serve;
 use Durable\Signature;
+use Durable\SignatureV2;
+use PHPUnit\Framework\Assert;
 
 /** Helpers shared by the tests. */
 final class Support
@@ -28,16 +31,65 @@ final class Support
     }
 
     /**
-     * Dispatch a signed invoke and return the decoded op, after checking the answer is 200 and signed.
+     * The headers of an invoke as the engine signs it: v2 (sender engine, no r) at $t with nonce $n
+     * (fresh when null), and v1.
+     *
+     * @return array<string, string>
+     */
+    public static function invokeHeaders(string $body, ?int $t = null, ?string $n = null, string $key = self::KEY, string $sender = SignatureV2::ENGINE, string $r = ''): array
+    {
+        $t ??= (int) floor(microtime(true) * 1000);
+        return [
+            SignatureV2::HEADER => SignatureV2::sign($body, $key, $sender, $t, $n ?? SignatureV2::nonce(), $r),
+            Signature::HEADER => Signature::sign($body, $key),
+        ];
+    }
+
+    /**
+     * Check that $response is signed v2 as the app's answer to the invoke with nonce $replyTo, and v1.
+     *
+     * @param array{status: int, headers: array<string, string>, body: string} $response
+     */
+    public static function assertSignedAnswer(array $response, string $replyTo, int $now, string $key = self::KEY): void
+    {
+        $headers = $response['headers'];
+        Assert::assertArrayHasKey(SignatureV2::HEADER, $headers, 'every answer is signed v2');
+        $parts = SignatureV2::verify($response['body'], [$key], $headers[SignatureV2::HEADER], SignatureV2::APP, $replyTo === '' ? null : $replyTo, $now);
+        Assert::assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $parts['n'], 'the nonce is 16 random bytes in hex');
+        Assert::assertSame(Signature::sign($response['body'], $key), $headers[Signature::HEADER], 'and v1, for an engine in compat mode');
+    }
+
+    /**
+     * Dispatch a signed invoke (a fresh nonce, t = $now) and return the decoded op, after checking the
+     * answer is 200 and signed for that invoke.
      *
      * @return array<string, mixed>
      */
     public static function invoke(array $functions, string $body, ?int $now = null): array
     {
-        $response = Serve::dispatch($functions, self::KEY, $body, Signature::sign($body, self::KEY), clock: $now === null ? null : fn () => $now);
-        \PHPUnit\Framework\Assert::assertSame(200, $response['status'], $response['body']);
-        \PHPUnit\Framework\Assert::assertSame(Signature::sign($response['body'], self::KEY), $response['headers']['x-durable-signature']);
+        $now ??= (int) floor(microtime(true) * 1000);
+        $nonce = SignatureV2::nonce();
+        $response = Serve::dispatch($functions, self::KEY, $body, self::invokeHeaders($body, $now, $nonce), clock: fn () => $now, nonceStore: new MemoryNonceStore());
+        Assert::assertSame(200, $response['status'], $response['body']);
+        self::assertSignedAnswer($response, $nonce, $now);
         return json_decode($response['body'], true, 512, JSON_THROW_ON_ERROR);
+    }
+
+    /** A new empty directory, mode 0700. */
+    public static function tempDir(string $what): string
+    {
+        $dir = sys_get_temp_dir() . "/durable-php-test-$what-" . bin2hex(random_bytes(6));
+        mkdir($dir, 0700);
+        return $dir;
+    }
+
+    /** Remove a directory made by tempDir and the files in it. */
+    public static function removeDir(string $dir): void
+    {
+        foreach (glob("$dir/{,.}[!.]*", GLOB_BRACE) ?: [] as $file) {
+            @unlink($file);
+        }
+        @rmdir($dir);
     }
 
     /** An invoke body for $functionId with the given event data and memoized steps. */

@@ -4,10 +4,10 @@ Standard library only. See ``sdks/python/README.md`` for a walk-through.
 """
 
 from ._client import Client
-from ._errors import DurableError, NonRetryableError, StepInterrupt
+from ._errors import DurableError, NonRetryableError, SignatureError, StepInterrupt
 from ._options import Function, function
 from ._serve import serve, serve_wsgi
-from ._signing import sign, verify
+from ._signing import sign, sign_v2, verify, verify_v2
 from ._step import Step
 
 __version__ = "0.1.0"
@@ -17,6 +17,7 @@ __all__ = [
     "DurableError",
     "Function",
     "NonRetryableError",
+    "SignatureError",
     "Step",
     "StepInterrupt",
     "__version__",
@@ -24,5 +25,7 @@ __all__ = [
     "serve",
     "serve_wsgi",
     "sign",
+    "sign_v2",
     "verify",
+    "verify_v2",
 ]

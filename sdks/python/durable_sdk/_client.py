@@ -8,10 +8,11 @@ import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
-from ._errors import DurableError
+from . import _step
+from ._errors import DurableError, SignatureError
 from ._options import Function
 from ._serve import index
-from ._signing import sign, verify
+from ._signing import V1_HEADER, V2_HEADER, new_nonce, sign, sign_v2, verify, verify_v2
 from ._step import encode
 
 
@@ -19,16 +20,26 @@ class Client:
     """Talks to the engine at ``base_url`` as the app ``app_id``, signing every request with ``signing_key``.
 
     ``app_url`` is where the engine reaches the app served by :func:`serve`; ``sync`` needs it.
-    Every method raises :class:`DurableError` when the engine is unreachable, answers non-2xx, or
-    answers without a valid signature.
+    Requests carry signatures v2 and v1 (for engines from before v2). An answer must carry a valid v2
+    signature from the engine bound to the request's nonce, or, from an engine that sends only v1, a
+    valid v1 one; either may be made with ``signing_key`` or ``signing_key_fallback`` (while the key
+    is rotated). Every method raises :class:`DurableError` when the engine is unreachable, answers
+    non-2xx, or answers without a valid signature.
     """
 
     def __init__(
-        self, base_url: str, app_id: str, signing_key: str, app_url: str | None = None, timeout: float = 10
+        self,
+        base_url: str,
+        app_id: str,
+        signing_key: str,
+        app_url: str | None = None,
+        timeout: float = 10,
+        signing_key_fallback: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
         self.signing_key = signing_key
+        self.signing_key_fallback = signing_key_fallback
         self.app_url = app_url
         self.timeout = timeout
 
@@ -54,6 +65,21 @@ class Client:
         batch = [_event(e.get("name"), e.get("data"), e.get("id"), e.get("ts")) for e in events]
         return self._ids(self._post("/e", batch))
 
+    def _check_answer(
+        self, path: str, status: int, answer: bytes, v1: str | None, v2: str | None, nonce: str
+    ) -> None:
+        """Accept the engine's answer only if signed by the engine for this request (v2) or, from an
+        engine that sends no v2 header, with a valid v1 signature."""
+        keys = [self.signing_key] + ([self.signing_key_fallback] if self.signing_key_fallback else [])
+        if v2 is not None:
+            try:
+                verify_v2(answer, keys, v2, "engine", _step._now_ms(), reply_to=nonce)
+            except SignatureError as exc:
+                raise DurableError(f"POST {path}: the engine's answer: {exc}", status) from None
+        elif not any(verify(answer, key, v1) for key in keys):
+            problem = "wrong" if v1 else "missing"
+            raise DurableError(f"POST {path}: the answer has a {problem} {V1_HEADER}", status)
+
     def _ids(self, answer: Any) -> list[str]:
         ids = answer.get("ids") if isinstance(answer, dict) else None
         if not isinstance(ids, list):
@@ -62,6 +88,7 @@ class Client:
 
     def _post(self, path: str, payload: Any) -> Any:
         body = encode(payload)
+        nonce = new_nonce()
         request = urllib.request.Request(
             self.base_url + path,
             data=body,
@@ -69,24 +96,21 @@ class Client:
             headers={
                 "content-type": "application/json",
                 "x-durable-app": self.app_id,
-                "x-durable-signature": sign(body, self.signing_key),
+                V2_HEADER: sign_v2(body, self.signing_key, "app", _step._now_ms(), nonce),
+                V1_HEADER: sign(body, self.signing_key),
                 "user-agent": "durable-sdk-python",
             },
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 status, answer = response.status, response.read()
-                signature = response.headers["x-durable-signature"]
+                v1, v2 = response.headers[V1_HEADER], response.headers[V2_HEADER]
         except urllib.error.HTTPError as exc:
             with exc:
                 raise DurableError(f"POST {path}: {exc.code} {_message(exc.read())}", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             raise DurableError(f"POST {path}: cannot reach the engine at {self.base_url}: {exc}") from exc
-        if not verify(answer, self.signing_key, signature):
-            raise DurableError(
-                f"POST {path}: the answer has a {'wrong' if signature else 'missing'} x-durable-signature",
-                status,
-            )
+        self._check_answer(path, status, answer, v1, v2, nonce)
         try:
             return json.loads(answer)
         except ValueError as exc:

@@ -2,7 +2,9 @@
 
 Exception
  ├── DurableError        the engine refused a Client request or answered badly
- └── NonRetryableError   raised by user code: fail the run now, no retries
+ ├── NonRetryableError   raised by user code: fail the run now, no retries
+ └── ValueError
+      └── SignatureError a v2 signature was refused, for a reason (malformed, stale, mac, reply, replay)
 BaseException
  └── StepInterrupt       replay control flow: a step was planned, stop the handler
 """
@@ -34,3 +36,11 @@ class StepInterrupt(BaseException):
     def __init__(self, op: dict[str, Any]) -> None:
         super().__init__(op.get("id"))
         self.op = op
+
+
+class SignatureError(ValueError):
+    """A v2 signature was refused; ``reason`` is malformed | stale | mac | reply | replay."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"x-durable-signature-v2 refused ({reason}): {detail}")
+        self.reason = reason

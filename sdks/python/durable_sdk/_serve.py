@@ -8,12 +8,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
+from . import _step
+from ._errors import SignatureError
+from ._nonces import NonceStore
 from ._options import Function
-from ._signing import sign, verify
+from ._signing import V1_HEADER, V2_HEADER, sign, sign_v2, verify_v2
 from ._step import encode, execute_async, execute_blocking, execute_sync, is_async
 
 MAX_BODY = 4 * 1024 * 1024  # the engine refuses bodies over 4 MiB; so does the app
 Response = tuple[int, list[tuple[str, str]], bytes]
+Clock = Callable[[], int]
 
 
 class _Call(NamedTuple):
@@ -21,58 +25,118 @@ class _Call(NamedTuple):
 
     function: Function
     invoke: dict[str, Any]
+    reply_to: str  # the invoke's v2 nonce: the answer's r
 
 
 class _Endpoint:
-    """What the ASGI, WSGI and framework apps share: all but reading the request and writing the answer."""
+    """What the ASGI, WSGI and framework apps share: all but reading the request and writing the answer.
 
-    def __init__(self, functions: Iterable[Function], signing_key: str) -> None:
+    Invokes are verified under ``signing_key`` or ``signing_key_fallback`` (while a key is rotated);
+    answers are signed with ``signing_key``. ``clock`` (epoch ms) defaults to the SDK clock.
+    """
+
+    def __init__(
+        self,
+        functions: Iterable[Function],
+        signing_key: str,
+        signing_key_fallback: str | None = None,
+        clock: Clock | None = None,
+        nonces: NonceStore | None = None,
+    ) -> None:
         if not isinstance(signing_key, str) or not signing_key:
             raise ValueError("signing_key must be a non-empty string")
+        if signing_key_fallback is not None and (
+            not isinstance(signing_key_fallback, str) or not signing_key_fallback
+        ):
+            raise ValueError("signing_key_fallback must be a non-empty string or None")
         self.key = signing_key
+        self.keys = (signing_key,) if signing_key_fallback is None else (signing_key, signing_key_fallback)
         self.functions = index(functions)
+        self.clock = clock
+        self.nonces = nonces if nonces is not None else NonceStore()
 
-    def respond(self, status: int, payload: Any) -> Response:
+    def now(self) -> int:
+        return self.clock() if self.clock else _step._now_ms()  # looked up per call: tests replace it
+
+    def respond(self, status: int, payload: Any, reply_to: str | None = None) -> Response:
+        """Encode and sign an answer: v1 always, v2 (sender app, ``r=reply_to``) to a verified v2 invoke.
+
+        An answer to anything else carries no v2 header: an ``r``-less app signature would be a valid
+        signature of a request.
+        """
         body = encode(payload)
         headers = [
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
-            ("x-durable-signature", sign(body, self.key)),
+            (V1_HEADER, sign(body, self.key)),
         ]
+        if reply_to is not None:
+            headers.append((V2_HEADER, sign_v2(body, self.key, "app", self.now(), r=reply_to)))
         return status, headers, body
 
-    def route(self, method: str, body: bytes, signature: str | None) -> Response | _Call:
-        """Answer at once, or return the function to run with its invoke body."""
+    def authenticate(self, body: bytes, v1: str | None, v2: str | None) -> Response | str:
+        """Refuse the invoke (a response), or return its nonce, which the answer's ``r`` repeats.
+
+        Only a valid, fresh, unseen v2 signature from the engine is accepted; the v1 header, which an
+        engine in compat mode also sends, proves nothing about time or uniqueness and is not checked.
+        """
+        if v2 is None:
+            got = f"only {V1_HEADER} (v1)" if v1 else "no signature"
+            error = f"missing {V2_HEADER}: this app requires signatures v2, the invoke carries {got}"
+            return self.respond(401, {"error": error})
+        now = self.now()
+        try:
+            signature = verify_v2(body, self.keys, v2, "engine", now, reply_to=None)
+        except SignatureError as exc:
+            return self.respond(401, {"error": str(exc)})
+        accepted = self.nonces.accept(signature.n, now)
+        if accepted is None:
+            error = "too many invokes in the last 10 minutes to remember their nonces; retry later"
+            return self.respond(503, {"error": error}, signature.n)
+        if not accepted:
+            replay = SignatureError("replay", f"n={signature.n} was already accepted by this app")
+            return self.respond(401, {"error": str(replay)}, signature.n)
+        return signature.n
+
+    def route(self, method: str, body: bytes, v1: str | None, v2: str | None = None) -> Response | _Call:
+        """Answer at once, or return the function to run with its invoke body.
+
+        ``v1`` and ``v2`` are the request's ``x-durable-signature`` and ``x-durable-signature-v2``.
+        """
         if method == "GET":
             return self.respond(200, {"functions": sorted(self.functions)})
         if method != "POST":
             return self.respond(405, {"error": f"method {method} not allowed: the engine POSTs invokes"})
         if len(body) > MAX_BODY:
             return self.respond(413, {"error": f"body over {MAX_BODY} bytes"})
-        if not verify(body, self.key, signature):
-            problem = "wrong" if signature else "missing"
-            return self.respond(401, {"error": f"{problem} x-durable-signature"})
+        reply_to = self.authenticate(body, v1, v2)
+        if isinstance(reply_to, tuple):
+            return reply_to
         invoke, problem = parse_invoke(body)
         if invoke is None:
-            return self.respond(400, {"error": f"malformed invoke: {problem}"})
+            return self.respond(400, {"error": f"malformed invoke: {problem}"}, reply_to)
         function = self.functions.get(invoke["functionId"])
         if function is None:
-            return self.respond(404, {"error": f"unknown function {invoke['functionId']!r}"})
-        return _Call(function, invoke)
+            return self.respond(404, {"error": f"unknown function {invoke['functionId']!r}"}, reply_to)
+        return _Call(function, invoke, reply_to)
 
-    async def answer_async(self, method: str, body: bytes, signature: str | None) -> Response:
+    async def answer_async(self, method: str, body: bytes, v1: str | None, v2: str | None = None) -> Response:
         """Route and run on an event loop: ``async def`` handlers on it, plain ones in a worker thread."""
-        routed = self.route(method, body, signature)
+        routed = self.route(method, body, v1, v2)
         if not isinstance(routed, _Call):
             return routed
         if is_async(routed.function):
-            return self.respond(200, await execute_async(*routed))
-        return self.respond(200, await asyncio.to_thread(execute_sync, *routed))
+            op = await execute_async(routed.function, routed.invoke)
+        else:
+            op = await asyncio.to_thread(execute_sync, routed.function, routed.invoke)
+        return self.respond(200, op, routed.reply_to)
 
-    def answer(self, method: str, body: bytes, signature: str | None) -> Response:
+    def answer(self, method: str, body: bytes, v1: str | None, v2: str | None = None) -> Response:
         """Route and run in this thread (a WSGI worker): ``async def`` handlers in ``asyncio.run``."""
-        routed = self.route(method, body, signature)
-        return self.respond(200, execute_blocking(*routed)) if isinstance(routed, _Call) else routed
+        routed = self.route(method, body, v1, v2)
+        if not isinstance(routed, _Call):
+            return routed
+        return self.respond(200, execute_blocking(routed.function, routed.invoke), routed.reply_to)
 
 
 def index(functions: Iterable[Function]) -> dict[str, Function]:
@@ -108,12 +172,15 @@ def parse_invoke(body: bytes) -> tuple[dict[str, Any] | None, str]:
     return invoke, ""
 
 
-def serve(functions: Iterable[Function], signing_key: str) -> Callable[..., Awaitable[None]]:
+def serve(
+    functions: Iterable[Function], signing_key: str, signing_key_fallback: str | None = None
+) -> Callable[..., Awaitable[None]]:
     """Return an ASGI 3 app answering the engine's signed invokes for ``functions`` on any path.
 
     ``async def`` handlers run on the event loop, plain ``def`` handlers in a worker thread.
+    ``signing_key_fallback`` is a second key accepted on invokes while the key is rotated.
     """
-    endpoint = _Endpoint(functions, signing_key)
+    endpoint = _Endpoint(functions, signing_key, signing_key_fallback)
 
     async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "lifespan":
@@ -134,9 +201,10 @@ def serve(functions: Iterable[Function], signing_key: str) -> Callable[..., Awai
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-        signature = dict(scope["headers"]).get(b"x-durable-signature")  # ASGI lower-cases header names
+        received = dict(scope["headers"])  # ASGI lower-cases header names
+        v1, v2 = (received.get(name.encode()) for name in (V1_HEADER, V2_HEADER))
         status, headers, body = await endpoint.answer_async(
-            scope["method"], b"".join(chunks), signature and signature.decode("latin-1")
+            scope["method"], b"".join(chunks), v1 and v1.decode("latin-1"), v2 and v2.decode("latin-1")
         )
         await send(
             {
@@ -150,9 +218,14 @@ def serve(functions: Iterable[Function], signing_key: str) -> Callable[..., Awai
     return app
 
 
-def serve_wsgi(functions: Iterable[Function], signing_key: str) -> Callable[..., Iterable[bytes]]:
-    """Return a WSGI app answering the engine's signed invokes (``async def`` handlers in ``asyncio.run``)."""
-    endpoint = _Endpoint(functions, signing_key)
+def serve_wsgi(
+    functions: Iterable[Function], signing_key: str, signing_key_fallback: str | None = None
+) -> Callable[..., Iterable[bytes]]:
+    """Return a WSGI app answering the engine's signed invokes (``async def`` handlers in ``asyncio.run``).
+
+    ``signing_key_fallback`` is a second key accepted on invokes while the key is rotated.
+    """
+    endpoint = _Endpoint(functions, signing_key, signing_key_fallback)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -161,7 +234,10 @@ def serve_wsgi(functions: Iterable[Function], signing_key: str) -> Callable[...,
             length = 0
         body = environ["wsgi.input"].read(min(length, MAX_BODY + 1)) if length > 0 else b""
         status, headers, payload = endpoint.answer(
-            environ["REQUEST_METHOD"], body, environ.get("HTTP_X_DURABLE_SIGNATURE")
+            environ["REQUEST_METHOD"],
+            body,
+            environ.get("HTTP_X_DURABLE_SIGNATURE"),
+            environ.get("HTTP_X_DURABLE_SIGNATURE_V2"),
         )
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [payload]

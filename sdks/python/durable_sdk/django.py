@@ -15,13 +15,18 @@ from typing import TYPE_CHECKING
 
 from ._options import Function
 from ._serve import MAX_BODY, _Endpoint
+from ._signing import V1_HEADER, V2_HEADER
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
 
-def view(functions: Iterable[Function], signing_key: str) -> Callable[[HttpRequest], HttpResponse]:
+def view(
+    functions: Iterable[Function], signing_key: str, signing_key_fallback: str | None = None
+) -> Callable[[HttpRequest], HttpResponse]:
     """Return a CSRF-exempt view answering the engine's signed invokes for ``functions``.
+
+    ``signing_key_fallback`` is a second key accepted on invokes while the key is rotated.
 
     A plain view, under WSGI or ASGI: plain ``def`` handlers run in the view's thread,
     ``async def`` handlers in ``asyncio.run``. The engine signs its requests instead of sending
@@ -31,7 +36,7 @@ def view(functions: Iterable[Function], signing_key: str) -> Callable[[HttpReque
     from django.http import HttpResponse
     from django.views.decorators.csrf import csrf_exempt
 
-    endpoint = _Endpoint(functions, signing_key)
+    endpoint = _Endpoint(functions, signing_key, signing_key_fallback)
 
     def durable(request: HttpRequest) -> HttpResponse:
         try:
@@ -40,8 +45,8 @@ def view(functions: Iterable[Function], signing_key: str) -> Callable[[HttpReque
             error = f"body over DATA_UPLOAD_MAX_MEMORY_SIZE: set it to at least {MAX_BODY}"
             status, headers, payload = endpoint.respond(413, {"error": error})
         else:
-            signature = request.headers.get("x-durable-signature")
-            status, headers, payload = endpoint.answer(request.method or "GET", body, signature)
+            v1, v2 = request.headers.get(V1_HEADER), request.headers.get(V2_HEADER)
+            status, headers, payload = endpoint.answer(request.method or "GET", body, v1, v2)
         return HttpResponse(payload, status=status, headers=dict(headers))
 
     exempt: Callable[[HttpRequest], HttpResponse] = csrf_exempt(durable)

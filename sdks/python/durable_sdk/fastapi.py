@@ -14,20 +14,27 @@ from typing import TYPE_CHECKING
 
 from ._options import Function
 from ._serve import MAX_BODY, _Endpoint
+from ._signing import V1_HEADER, V2_HEADER
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
 
-def router(functions: Iterable[Function], signing_key: str, path: str = "/api/durable") -> "APIRouter":
+def router(
+    functions: Iterable[Function],
+    signing_key: str,
+    path: str = "/api/durable",
+    signing_key_fallback: str | None = None,
+) -> "APIRouter":
     """Return an ``APIRouter`` answering the engine's signed invokes for ``functions`` at ``path``.
 
     ``async def`` handlers run on the event loop, plain ``def`` handlers in a worker thread;
-    the route is left out of the OpenAPI schema.
+    the route is left out of the OpenAPI schema. ``signing_key_fallback`` is a second key accepted
+    on invokes while the key is rotated.
     """
     from fastapi import APIRouter, Request, Response
 
-    endpoint = _Endpoint(functions, signing_key)
+    endpoint = _Endpoint(functions, signing_key, signing_key_fallback)
     api = APIRouter()
 
     @api.api_route(path, methods=["GET", "POST"], include_in_schema=False)
@@ -38,8 +45,8 @@ def router(functions: Iterable[Function], signing_key: str, path: str = "/api/du
             size += len(chunk)
             if size > MAX_BODY:
                 break
-        signature = request.headers.get("x-durable-signature")
-        status, headers, body = await endpoint.answer_async(request.method, b"".join(chunks), signature)
+        v1, v2 = request.headers.get(V1_HEADER), request.headers.get(V2_HEADER)
+        status, headers, body = await endpoint.answer_async(request.method, b"".join(chunks), v1, v2)
         return Response(body, status_code=status, headers=dict(headers))
 
     return api

@@ -18,6 +18,32 @@ sys.path.insert(0, str(SDK_ROOT))  # import durable_sdk from this checkout, also
 KEY = "signkey-test-1"
 
 
+def invoke_headers(body: bytes, key: str = KEY, t: int | None = None, n: str | None = None) -> dict[str, str]:
+    """The headers the engine signs an invoke with: v2 (sender engine, at ``t``, default the SDK clock,
+    nonce ``n``, default fresh) and v1, as an engine in compat mode sends both."""
+    from durable_sdk import _step, sign, sign_v2
+
+    when = _step._now_ms() if t is None else t
+    return {
+        "x-durable-signature-v2": sign_v2(body, key, "engine", when, n),
+        "x-durable-signature": sign(body, key),
+        "content-type": "application/json",
+    }
+
+
+def check_answer(answer: Answer, key: str, headers: dict[str, str], now: int | None = None) -> None:
+    """Assert that ``answer`` is signed v1 and v2 by the app, bound to the invoke sent with ``headers``."""
+    from durable_sdk import _signing, _step, verify, verify_v2
+
+    invoke_nonce = _signing.parse_v2(headers["x-durable-signature-v2"]).n
+    when = _step._now_ms() if now is None else now
+    signature = verify_v2(
+        answer.body, key, answer.headers["x-durable-signature-v2"], "app", when, invoke_nonce
+    )
+    assert signature.r == invoke_nonce
+    assert verify(answer.body, key, answer.headers["x-durable-signature"])
+
+
 class Answer:
     """One HTTP answer of an app: status, lower-cased headers, raw body."""
 
@@ -103,3 +129,38 @@ def _asgi_request() -> Any:
 @pytest.fixture(name="wsgi_request")
 def _wsgi_request() -> Any:
     return wsgi_request
+
+
+@pytest.fixture(name="invoke_headers")
+def _invoke_headers() -> Any:
+    return invoke_headers
+
+
+@pytest.fixture(name="check_answer")
+def _check_answer() -> Any:
+    return check_answer
+
+
+@pytest.fixture(
+    params=[
+        (
+            {},
+            "missing x-durable-signature-v2: this app requires signatures v2, "
+            "the invoke carries no signature",
+        ),
+        (
+            {"x-durable-signature": "0" * 64},
+            "missing x-durable-signature-v2: this app requires signatures v2, "
+            "the invoke carries only x-durable-signature (v1)",
+        ),
+        (
+            {"x-durable-signature-v2": "t=1767225600000,n=n0123456789abcdef,s=" + "0" * 64},
+            "x-durable-signature-v2 refused (mac): ",
+        ),
+    ],
+    ids=["missing", "v1-only", "wrong"],
+)
+def bad_signature(request: Any) -> tuple[dict[str, str], str]:
+    """Invoke headers the endpoint must refuse with 401, and the start of the error it must give."""
+    headers, error = request.param
+    return headers, error

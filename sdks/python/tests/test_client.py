@@ -6,6 +6,7 @@ import datetime as dt
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,11 +40,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["content-length"]))
         if not durable_sdk.verify(body, KEY, self.headers["x-durable-signature"]):
             return self.answer(401, {"error": "wrong x-durable-signature"})
+        try:  # the request, as the engine checks it: from the app, fresh, no r
+            signed = durable_sdk.verify_v2(body, KEY, self.headers["x-durable-signature-v2"], "app", now_ms())
+        except durable_sdk.SignatureError as exc:
+            return self.answer(401, {"error": str(exc)})
         request = {
             "path": self.path,
             "json": json.loads(body),
             "app": self.headers["x-durable-app"],
             "content-type": self.headers["content-type"],
+            "nonce": signed.n,
         }
         self.server.requests.append(request)
         mode = self.server.mode
@@ -54,17 +60,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
         }
         if self.path == "/fn/sync":
             payload = {"functions": [f["id"] for f in request["json"]["functions"]]}
-        self.answer(200, payload, signature={"ok": None, "wrong": "0" * 64, "missing": ""}[mode])
+        if mode in ("ok", "v1-only", "wrong", "missing"):  # an engine from before v2, or a broken one
+            signature = {"ok": None, "v1-only": None, "wrong": "0" * 64, "missing": ""}[mode]
+            return self.answer(
+                200, payload, signature=signature, reply_to=request["nonce"] if mode == "ok" else None
+            )
+        key, sender, t, reply_to = {  # v2 answers that must be refused
+            "another-request": (KEY, "engine", now_ms(), "another-request-01"),
+            "no-r": (KEY, "engine", now_ms(), ""),
+            "from-the-app": (KEY, "app", now_ms(), request["nonce"]),
+            "stale": (KEY, "engine", now_ms() - 5 * 60 * 1000 - 1, request["nonce"]),
+            "wrong-key": ("other", "engine", now_ms(), request["nonce"]),
+            "next-key": ("the-next-key", "engine", now_ms(), request["nonce"]),
+        }[mode]
+        self.answer(200, payload, v2=(key, sender, t, reply_to))
 
-    def answer(self, status: int, payload: Any, signature: str | None = None) -> None:
+    def answer(
+        self,
+        status: int,
+        payload: Any,
+        signature: str | None = None,
+        reply_to: str | None = None,
+        v2: tuple[str, str, int, str] | None = None,
+    ) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         if signature != "":
             self.send_header("x-durable-signature", signature or durable_sdk.sign(body, KEY))
+        if reply_to is not None:
+            v2 = (KEY, "engine", now_ms(), reply_to)
+        if v2 is not None:
+            key, sender, t, r = v2
+            self.send_header("x-durable-signature-v2", durable_sdk.sign_v2(body, key, sender, t, r=r))
         self.end_headers()
         self.wfile.write(body)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @pytest.fixture
@@ -144,6 +179,52 @@ def test_answer_without_a_valid_signature_raises(
     engine.mode = mode
     with pytest.raises(durable_sdk.DurableError, match=f"{mode} x-durable-signature"):
         client.send("demo.hello")
+
+
+def test_requests_carry_fresh_nonces_and_answers_are_bound_to_them(
+    client: durable_sdk.Client, engine: FakeEngine
+) -> None:
+    client.send("demo.hello")
+    client.send("demo.hello")
+    nonces = [r["nonce"] for r in engine.requests]
+    assert len(set(nonces)) == 2 and all(len(n) == 32 for n in nonces)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("another-request", "reply"),  # a signed answer moved from another request
+        ("no-r", "reply"),
+        ("from-the-app", "mac"),  # the app's own signature turned around
+        ("stale", "stale"),
+        ("wrong-key", "mac"),
+    ],
+)
+def test_a_v2_answer_not_made_for_this_request_raises(
+    client: durable_sdk.Client, engine: FakeEngine, mode: str, reason: str
+) -> None:
+    engine.mode = mode
+    with pytest.raises(
+        durable_sdk.DurableError,
+        match=rf"^POST /e: the engine's answer: x-durable-signature-v2 refused \({reason}\)",
+    ):
+        client.send("demo.hello")
+
+
+def test_an_engine_sending_only_v1_is_accepted(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    engine.mode = "v1-only"
+    assert client.send("demo.hello") == ["evt-1"]
+
+
+def test_the_fallback_key_verifies_answers_while_rotating(engine: FakeEngine) -> None:
+    engine.mode = "next-key"
+    client = durable_sdk.Client(base_url=engine.url, app_id="app-1", signing_key=KEY)
+    with pytest.raises(durable_sdk.DurableError, match=r"refused \(mac\)"):
+        client.send("demo.hello")
+    rotating = durable_sdk.Client(
+        base_url=engine.url, app_id="app-1", signing_key=KEY, signing_key_fallback="the-next-key"
+    )
+    assert rotating.send("demo.hello") == ["evt-1"]
 
 
 def test_non_2xx_raises_with_the_engine_message(client: durable_sdk.Client, engine: FakeEngine) -> None:

@@ -235,6 +235,8 @@ def test_case(
     key: str,
     asgi_request: Any,
     wsgi_request: Any,
+    invoke_headers: Any,
+    check_answer: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     invoke = case["invoke"]
@@ -251,12 +253,9 @@ def test_case(
         body = json.dumps(invoke).encode()
         request = asgi_request if mode == "asgi" else wsgi_request
         serve = durable_sdk.serve if mode == "asgi" else durable_sdk.serve_wsgi
-        answer = request(
-            serve([fn], signing_key=key),
-            body=body,
-            headers={"x-durable-signature": durable_sdk.sign(body, key)},
-        )
+        headers = invoke_headers(body, key, t=case["now"])  # the SDK clock reads case["now"]
+        answer = request(serve([fn], signing_key=key), body=body, headers=headers)
         assert answer.status == 200
-        assert durable_sdk.verify(answer.body, key, answer.headers["x-durable-signature"])
+        check_answer(answer, key, headers, now=case["now"])
         op = answer.json()
     check(op, case)

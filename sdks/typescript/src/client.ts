@@ -1,7 +1,7 @@
 /** The management client: `sync` the function set and `send` events to the engine. */
 import { DurableError } from "./errors.js";
 import { index, repr, type DurableFunction } from "./function.js";
-import { sign, verify } from "./signing.js";
+import { newNonce, sign, signV2, V1_HEADER, V2_HEADER, verify, verifyV2 } from "./signing.js";
 
 /** Options of {@link DurableClient}. */
 export interface DurableClientOptions {
@@ -11,10 +11,17 @@ export interface DurableClientOptions {
   appId: string;
   /** The workspace's signing key: signs every request and verifies every answer. */
   signingKey: string;
+  /**
+   * While the workspace's key is rotated: the other key, also accepted on the engine's answers (never
+   * used to sign). Drop it once the old key is removed.
+   */
+  signingKeyFallback?: string | undefined;
   /** Where the engine reaches the handler made by `serve`; `sync` needs it. */
   appUrl?: string | undefined;
   /** Per-request timeout in milliseconds (default 10000). */
   timeoutMs?: number | undefined;
+  /** The clock that the engine's answers must be fresh by, epoch milliseconds (default `Date.now`); tests move it. */
+  now?: (() => number) | undefined;
 }
 
 /** An event to send. `id` makes the send idempotent for 24 h; `ts` is epoch milliseconds. */
@@ -26,7 +33,10 @@ export interface EventPayload<TData extends Record<string, unknown> = Record<str
 }
 
 /**
- * Talks to the engine as one app, signing every request with `x-durable-app` + `x-durable-signature`.
+ * Talks to the engine as one app. Every request carries `x-durable-app` and is signed twice:
+ * `x-durable-signature-v2` (sender `app`, a fresh nonce) and `x-durable-signature` (v1, for engines
+ * that only speak it). An answer carrying v2 must be signed by the engine, fresh, and bound to this
+ * request's nonce; an answer carrying only v1 (an older engine) must match v1.
  * Every method rejects with a {@link DurableError} when the engine is unreachable, answers non-2xx
  * (the message carries the engine's `error`), or answers without a valid signature.
  */
@@ -36,6 +46,8 @@ export class DurableClient {
   readonly appUrl: string | undefined;
   readonly timeoutMs: number;
   readonly #key: string;
+  readonly #keys: readonly string[];
+  readonly #now: () => number;
 
   constructor(options: DurableClientOptions) {
     for (const field of ["baseUrl", "appId", "signingKey"] as const)
@@ -43,7 +55,13 @@ export class DurableClient {
         throw new Error(`DurableClient: ${field} must be a non-empty string, got ${repr(options?.[field])}`);
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.appId = options.appId;
+    const fallback = options.signingKeyFallback;
+    if (fallback !== undefined && (typeof fallback !== "string" || !fallback))
+      throw new Error(`DurableClient: signingKeyFallback must be a non-empty string when given, got ${repr(fallback)}`);
+    if (options.now !== undefined && typeof options.now !== "function") throw new Error("DurableClient: now must be a function returning epoch milliseconds");
     this.#key = options.signingKey;
+    this.#keys = fallback === undefined ? [options.signingKey] : [options.signingKey, fallback];
+    this.#now = options.now ?? (() => Date.now()); // looked up at each call: a test may replace Date
     this.appUrl = options.appUrl;
     this.timeoutMs = options.timeoutMs ?? 10_000;
   }
@@ -72,6 +90,7 @@ export class DurableClient {
 
   private async post(path: string, payload: unknown): Promise<unknown> {
     const body = Buffer.from(JSON.stringify(payload));
+    const nonce = newNonce(); // the engine's answer must carry it as r
     let response: Response;
     try {
       response = await fetch(this.baseUrl + path, {
@@ -80,7 +99,8 @@ export class DurableClient {
         headers: {
           "content-type": "application/json",
           "x-durable-app": this.appId,
-          "x-durable-signature": sign(body, this.#key),
+          [V2_HEADER]: signV2(body, this.#key, { sender: "app", t: this.#now(), n: nonce }),
+          [V1_HEADER]: sign(body, this.#key),
           "user-agent": "durable-sdk-typescript",
         },
         signal: AbortSignal.timeout(this.timeoutMs),
@@ -91,14 +111,26 @@ export class DurableClient {
     }
     const answer = Buffer.from(await response.arrayBuffer());
     if (!response.ok) throw new DurableError(`POST ${path}: ${response.status} ${errorMessage(answer)}`, response.status);
-    const signature = response.headers.get("x-durable-signature");
-    if (!verify(answer, this.#key, signature))
-      throw new DurableError(`POST ${path}: the answer has a ${signature ? "wrong" : "missing"} x-durable-signature`, response.status);
+    const problem = this.#checkAnswer(answer, response.headers, nonce);
+    if (problem) throw new DurableError(`POST ${path}: the answer is refused: ${problem}`, response.status);
     try {
       return JSON.parse(answer.toString("utf8"));
     } catch (error) {
       throw new DurableError(`POST ${path}: the answer is not JSON (${(error as Error).message})`, response.status);
     }
+  }
+
+  /** What is wrong with the signature of the engine's answer to the request signed with `nonce`, or null. */
+  #checkAnswer(answer: Buffer, headers: Headers, nonce: string): string | null {
+    const v2 = headers.get(V2_HEADER);
+    if (v2 !== null) {
+      const checked = verifyV2(answer, v2, { keys: this.#keys, sender: "engine", replyTo: nonce, now: this.#now() });
+      return checked.ok ? null : checked.message;
+    }
+    // An engine older than signatures v2 signs its answers with v1 only.
+    const v1 = headers.get(V1_HEADER);
+    if (v1 === null) return `it carries neither ${V2_HEADER} nor ${V1_HEADER}`;
+    return this.#keys.some((key) => verify(answer, key, v1)) ? null : `wrong ${V1_HEADER} (and no ${V2_HEADER})`;
   }
 }
 

@@ -16,7 +16,17 @@ export {
   type Trigger,
 } from "./function.js";
 export { serve, type DurableHandler, type NodeLikeRequest, type NodeLikeResponse, type ServeOptions } from "./serve.js";
-export { sign, verify } from "./signing.js";
+export {
+  sign,
+  signV2,
+  verify,
+  verifyV2,
+  type RefusalReason,
+  type Sender,
+  type SignV2Options,
+  type VerifyV2Options,
+  type VerifyV2Result,
+} from "./signing.js";
 export type { Op, Step, WaitOptions } from "./step.js";
 
 /** The SDK's version. */

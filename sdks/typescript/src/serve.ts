@@ -1,14 +1,22 @@
 /** The app side of the wire protocol: verify, route and answer invokes as a Fetch, Node http or Express handler. */
 import { index, repr, type DurableFunction } from "./function.js";
-import { sign, verify } from "./signing.js";
+import { processNonces } from "./nonces.js";
+import { sign, signV2, V1_HEADER, V2_HEADER, verifyV2 } from "./signing.js";
 import { execute, type Invoke } from "./step.js";
 
 const MAX_BODY = 4 * 1024 * 1024; // the engine refuses bodies over 4 MiB; so does the app
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
-  /** The workspace's signing key: invokes must be signed with it, and every answer is. */
+  /** The workspace's signing key: invokes must be signed with it (or the fallback), and every answer is. */
   signingKey: string;
+  /**
+   * While the workspace's key is rotated: the other key, also accepted on invokes (never used to sign).
+   * Deploy the new key as `signingKey` with the old one here, and drop this once the old key is removed.
+   */
+  signingKeyFallback?: string | undefined;
+  /** The clock that invokes must be fresh by, epoch milliseconds (default `Date.now`); tests move it. */
+  now?: (() => number) | undefined;
 }
 
 /**
@@ -39,56 +47,92 @@ export interface DurableHandler {
 /** A request body: its bytes (null: over the size limit), and whether they are a re-serialisation. */
 type Body = { bytes: Uint8Array | null; parsed: boolean };
 
+/** A header of the request, by lower-case name. */
+type Header = (name: string) => string | undefined;
+
+/** What `route` decided: the status and payload, and the nonce of the authentic invoke being answered. */
+type Routed = { status: number; payload: unknown; invoke?: string };
+
 /**
- * Answer the engine's signed invokes for `functions` on any path: verify `x-durable-signature`, replay
- * the function, answer its next op, signed. GET lists the function ids.
+ * Answer the engine's signed invokes for `functions` on any path: verify `x-durable-signature-v2`
+ * (fresh, signed by the engine, a nonce not seen before), replay the function, answer its next op,
+ * signed with v2 (bound to the invoke by `r`) and v1. GET lists the function ids.
  */
 export function serve(functions: Iterable<DurableFunction<any, any>>, options: ServeOptions): DurableHandler {
   const key = options?.signingKey;
   if (typeof key !== "string" || !key) throw new Error("serve: signingKey must be a non-empty string");
+  const fallback = options.signingKeyFallback;
+  if (fallback !== undefined && (typeof fallback !== "string" || !fallback))
+    throw new Error("serve: signingKeyFallback must be a non-empty string when given");
+  const keys = fallback === undefined ? [key] : [key, fallback];
+  const clock = options.now ?? (() => Date.now()); // looked up at each call: a test may replace Date
+  if (typeof clock !== "function") throw new Error("serve: now must be a function returning epoch milliseconds");
   const byId = index(functions);
 
-  async function route(method: string, read: () => Promise<Body>, signature: string | undefined): Promise<[number, unknown]> {
-    if (method === "GET") return [200, { functions: [...byId.keys()].sort() }];
-    if (method !== "POST") return [405, { error: `method ${method} not allowed: the engine POSTs invokes` }];
+  async function route(method: string, read: () => Promise<Body>, header: Header): Promise<Routed> {
+    if (method === "GET") return { status: 200, payload: { functions: [...byId.keys()].sort() } };
+    if (method !== "POST") return { status: 405, payload: { error: `method ${method} not allowed: the engine POSTs invokes` } };
     const { bytes, parsed } = await read();
-    if (bytes === null) return [413, { error: `body over ${MAX_BODY} bytes` }];
-    if (!verify(bytes, key, signature)) {
-      const hint = parsed ? ` (req.body was parsed as JSON: mount serve() behind express.raw({ type: "application/json" }))` : "";
-      return [401, { error: `${signature ? "wrong" : "missing"} x-durable-signature${hint}` }];
+    if (bytes === null) return { status: 413, payload: { error: `body over ${MAX_BODY} bytes` } };
+    const signature = header(V2_HEADER);
+    if (signature === undefined && header(V1_HEADER) !== undefined)
+      return refuse(`this SDK requires signatures v2: the invoke carries only ${V1_HEADER} (v1), no ${V2_HEADER} (upgrade the engine)`);
+    const now = clock();
+    const checked = verifyV2(bytes, signature, { keys, sender: "engine", replyTo: null, now });
+    if (!checked.ok) {
+      const hint = parsed && checked.reason === "mac" ? ` (req.body was parsed as JSON: mount serve() behind express.raw({ type: "application/json" }))` : "";
+      return refuse(checked.message + hint);
     }
+    // Remembered before the handler runs, so that a replay racing the original is refused too.
+    if (!processNonces.accept(checked.n, checked.t, now))
+      return refuse(`${V2_HEADER} refused (replay): n=${checked.n} was already accepted by this app process`);
     const invoke = parseInvoke(bytes);
-    if (typeof invoke === "string") return [400, { error: `malformed invoke: ${invoke}` }];
+    if (typeof invoke === "string") return { status: 400, payload: { error: `malformed invoke: ${invoke}` }, invoke: checked.n };
     const fn = byId.get(invoke.functionId);
-    if (!fn) return [404, { error: `unknown function ${repr(invoke.functionId)}` }];
-    return [200, await execute(fn, invoke)];
+    if (!fn) return { status: 404, payload: { error: `unknown function ${repr(invoke.functionId)}` }, invoke: checked.n };
+    try {
+      return { status: 200, payload: await execute(fn, invoke), invoke: checked.n };
+    } catch (error) {
+      return { status: 500, payload: { error: `durable serve failed: ${(error as Error)?.message ?? error}` }, invoke: checked.n };
+    }
   }
 
-  async function answer(method: string, read: () => Promise<Body>, signature: string | null | undefined) {
-    let status: number, payload: unknown;
+  async function answer(method: string, read: () => Promise<Body>, header: Header) {
+    let routed: Routed;
     try {
-      [status, payload] = await route(method.toUpperCase(), read, signature ?? undefined);
+      routed = await route(method.toUpperCase(), read, header);
     } catch (error) {
-      [status, payload] = [500, { error: `durable serve failed: ${(error as Error)?.message ?? error}` }];
+      routed = { status: 500, payload: { error: `durable serve failed: ${(error as Error)?.message ?? error}` } };
     }
-    const body = Buffer.from(JSON.stringify(payload));
-    const headers = { "content-type": "application/json", "content-length": String(body.length), "x-durable-signature": sign(body, key) };
-    return { status, headers, body };
+    const body = Buffer.from(JSON.stringify(routed.payload));
+    const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(body.length), [V1_HEADER]: sign(body, key) };
+    // Only an answer to an authentic invoke is v2-signed: r binds it to that invoke, and nothing
+    // unauthenticated gets the app's v2 signature (which could otherwise pass as an app request).
+    if (routed.invoke !== undefined) headers[V2_HEADER] = signV2(body, key, { sender: "app", t: clock(), r: routed.invoke });
+    return { status: routed.status, headers, body };
   }
 
   async function handler(req: Request | NodeLikeRequest, res?: unknown): Promise<Response | void> {
     if (isFetchRequest(req)) {
-      const reply = await answer(req.method, () => readFetch(req), req.headers.get("x-durable-signature"));
+      const reply = await answer(req.method, () => readFetch(req), (name) => req.headers.get(name) ?? undefined);
       return new Response(reply.body, { status: reply.status, headers: reply.headers });
     }
     if (typeof (res as NodeLikeResponse)?.writeHead !== "function")
       throw new TypeError("serve(): call the handler with (request: Request) or (req, res); in Hono: handler(c.req.raw)");
-    const signature = req.headers["x-durable-signature"];
-    const reply = await answer(req.method ?? "GET", () => readNode(req), Array.isArray(signature) ? signature[0] : signature);
+    const header: Header = (name) => {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    };
+    const reply = await answer(req.method ?? "GET", () => readNode(req), header);
     (res as NodeLikeResponse).writeHead(reply.status, reply.headers);
     (res as NodeLikeResponse).end(reply.body);
   }
   return handler as DurableHandler;
+}
+
+/** A 401 naming what was wrong with the invoke's signature. */
+function refuse(error: string): Routed {
+  return { status: 401, payload: { error } };
 }
 
 function isFetchRequest(value: unknown): value is Request {

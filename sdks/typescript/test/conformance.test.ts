@@ -1,5 +1,6 @@
 /**
- * Every case of spec/conformance/cases.json and every vector of signature-vectors.json.
+ * Every case of spec/conformance/cases.json, every vector of signature-vectors.json (v1) and every
+ * `sign` and `verify` vector of signature-v2-vectors.json.
  *
  * The reference handlers follow spec/conformance/README.md; the Python and PHP SDKs implement the same
  * handlers and run the same cases. Each case runs with synchronous and with async step functions, through
@@ -7,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, mock, test } from "node:test";
-import { createFunction, NonRetryableError, serve, sign, verify, type Handler } from "@durable/sdk";
-import { expressCall, fetchCall, KEY, signed, spec, type Answer } from "./helpers.js";
+import { createFunction, NonRetryableError, serve, sign, signV2, verify, verifyV2, type Handler, type Sender } from "@durable/sdk";
+import { answerProblem, expressCall, fetchCall, KEY, signed, spec, type Answer } from "./helpers.js";
 
 interface Case {
   name: string;
@@ -20,6 +21,30 @@ interface Case {
 }
 const CASES = spec<Case[]>("cases.json");
 const VECTORS = spec<{ vectors: { key: string; body: string; signature: string }[] }>("signature-vectors.json").vectors;
+interface SignVector {
+  about: string;
+  key: string;
+  sender: Sender;
+  t: number;
+  n: string;
+  r: string;
+  body: string;
+  mac: string;
+  header: string;
+}
+interface VerifyVector {
+  about: string;
+  vector: number;
+  keys: string[];
+  now: number;
+  replyTo: string | null;
+  body?: string;
+  header?: string;
+  sender?: Sender;
+  ok: boolean;
+  reason?: string;
+}
+const V2 = spec<{ sign: SignVector[]; verify: VerifyVector[] }>("signature-v2-vectors.json");
 const NOT_JSON = 10n; // a BigInt: JSON.stringify throws on it
 
 /** A step function returning `value`, synchronously or after a turn of the event loop. */
@@ -101,9 +126,9 @@ function referenceHandlers(v: Later): Record<string, Handler> {
   };
 }
 
-function check(answer: Answer, c: Case): void {
+function check(answer: Answer, request: Record<string, string>, c: Case): void {
   assert.equal(answer.status, 200, answer.body.toString());
-  assert.ok(verify(answer.body, KEY, answer.headers["x-durable-signature"]), "the answer is signed");
+  assert.equal(answerProblem(answer, request), null, "the answer is signed v2 (bound to the invoke) and v1");
   const op = answer.json();
   const expect = { ...c.expect };
   if (c.messageIsPrefix) {
@@ -132,11 +157,9 @@ for (const [style, v] of [["sync step functions", now], ["async step functions",
           const body = Buffer.from(JSON.stringify(c.invoke));
           mock.timers.enable({ apis: ["Date"], now: c.now });
           try {
-            const answer =
-              transport === "fetch"
-                ? await fetchCall(endpoint, body, signed(body))
-                : await expressCall(endpoint, { headers: signed(body), body });
-            check(answer, c);
+            const headers = signed(body); // stamped with the SDK clock, c.now
+            const answer = transport === "fetch" ? await fetchCall(endpoint, body, headers) : await expressCall(endpoint, { headers, body });
+            check(answer, headers, c);
           } finally {
             mock.timers.reset();
           }
@@ -158,16 +181,70 @@ describe("signature-vectors.json", () => {
       assert.ok(!verify(body, vector.key + "x", vector.signature));
       assert.ok(!verify(body, vector.key, vector.signature.slice(0, -1) + (vector.signature.endsWith("0") ? "1" : "0")));
 
-      // The served endpoint accepts exactly the vector's signature (the bodies are no invokes: 400).
+      // The served endpoint requires v2: v1 alone, right or wrong, is a 401 (signed v1) and says so;
+      // with no signature at all the 401 names the missing v2 header.
       const endpoint = serve([], { signingKey: vector.key });
-      const authentic = await fetchCall(endpoint, body, { "x-durable-signature": vector.signature });
-      assert.equal(authentic.status, 400);
-      for (const headers of [{}, { "x-durable-signature": [...vector.signature].reverse().join("") }] as Record<string, string>[]) {
+      const v1Only = [{ "x-durable-signature": vector.signature }, { "x-durable-signature": [...vector.signature].reverse().join("") }];
+      for (const headers of [{}, ...v1Only] as Record<string, string>[]) {
         for (const answer of [await fetchCall(endpoint, body, headers), await expressCall(endpoint, { headers, body })]) {
           assert.equal(answer.status, 401);
-          assert.match(answer.json().error, /x-durable-signature/);
+          const expected = "x-durable-signature" in headers ? /^this SDK requires signatures v2/ : /^x-durable-signature-v2 refused \(malformed\): the header is missing$/;
+          assert.match(answer.json().error, expected);
           assert.ok(verify(answer.body, vector.key, answer.headers["x-durable-signature"]));
+          assert.equal(answer.headers["x-durable-signature-v2"], undefined, "a refusal is not v2-signed");
         }
+      }
+    });
+  }
+});
+
+describe("signature-v2-vectors.json: sign", () => {
+  for (const [i, v] of V2.sign.entries()) {
+    test(`sign ${i}: ${v.about}`, () => {
+      const options = { sender: v.sender, t: v.t, n: v.n, r: v.r };
+      assert.equal(signV2(v.body, v.key, options), v.header);
+      assert.equal(signV2(Buffer.from(v.body, "utf8"), v.key, options), v.header); // a string is signed as its UTF-8 bytes
+      assert.ok(v.header.endsWith(`,s=${v.mac}`));
+    });
+  }
+});
+
+describe("signature-v2-vectors.json: verify", () => {
+  test("the vectors refuse for every reason and accept", () => {
+    assert.deepStrictEqual(new Set(V2.verify.map((v) => (v.ok ? "ok" : v.reason))), new Set(["ok", "malformed", "stale", "mac", "reply"]));
+  });
+  for (const [i, v] of V2.verify.entries()) {
+    test(`verify ${i}: ${v.about}`, () => {
+      const base = V2.sign[v.vector];
+      assert.ok(base, `no sign vector ${v.vector}`);
+      const body = v.body ?? base.body;
+      const header = v.header ?? base.header;
+      const result = verifyV2(Buffer.from(body, "utf8"), header, { keys: v.keys, sender: v.sender ?? base.sender, now: v.now, replyTo: v.replyTo });
+      if (v.ok) {
+        assert.ok(result.ok, JSON.stringify(result));
+        assert.deepStrictEqual(result, { ok: true, t: base.t, n: base.n, r: base.r === "" ? null : base.r });
+      } else {
+        assert.ok(!result.ok, "refused");
+        assert.equal(result.reason, v.reason);
+        assert.ok(result.message.startsWith(`x-durable-signature-v2 refused (${v.reason}): `), result.message);
+      }
+    });
+  }
+
+  // The served endpoint verifies an invoke as a request from the engine: of the sign vectors it accepts
+  // the engine's request (its body names no served function: 404, signed back to that nonce) and refuses
+  // the others: the app's own requests (mac) and the engine's answers (reply).
+  for (const [i, v] of V2.sign.entries()) {
+    test(`sign ${i} sent to the served endpoint at its own t: ${v.about}`, async () => {
+      const endpoint = serve([], { signingKey: v.key, now: () => v.t });
+      const headers = { "x-durable-signature-v2": v.header };
+      const answer = await fetchCall(endpoint, Buffer.from(v.body, "utf8"), headers);
+      if (v.sender === "engine" && v.r === "") {
+        assert.equal(answer.status, 404, answer.body.toString());
+        assert.equal(answerProblem(answer, headers, v.key, v.t), null);
+      } else {
+        assert.equal(answer.status, 401);
+        assert.match(answer.json().error, v.sender === "app" ? /refused \(mac\)/ : /refused \(reply\)/);
       }
     });
   }

@@ -5,10 +5,11 @@ import { test } from "node:test";
 import * as sdk from "@durable/sdk";
 
 const dist = new URL("../", import.meta.url); // dist/, where the package's .js and .d.ts live
-const RUNTIME = ["DurableClient", "DurableError", "NonRetryableError", "createFunction", "serve", "sign", "verify", "version"];
+const RUNTIME = ["DurableClient", "DurableError", "NonRetryableError", "createFunction", "serve", "sign", "signV2", "verify", "verifyV2", "version"];
 const TYPES = [
   "DurableClientOptions", "DurableEvent", "DurableFunction", "DurableHandler", "Duration", "EventPayload", "FunctionOptions",
-  "Handler", "HandlerContext", "NodeLikeRequest", "NodeLikeResponse", "Op", "ServeOptions", "Step", "Trigger", "WaitOptions",
+  "Handler", "HandlerContext", "NodeLikeRequest", "NodeLikeResponse", "Op", "RefusalReason", "Sender", "ServeOptions",
+  "SignV2Options", "Step", "Trigger", "VerifyV2Options", "VerifyV2Result", "WaitOptions",
 ];
 const declarations = readdirSync(dist)
   .filter((name) => name.endsWith(".d.ts"))

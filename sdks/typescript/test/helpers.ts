@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
-import { sign, type DurableHandler } from "@durable/sdk";
+import { sign, signV2, verifyV2, type DurableHandler, type Sender } from "@durable/sdk";
 
 export const KEY = "signkey-test-1";
 
@@ -30,9 +30,50 @@ export function invokeBody(functionId = "hello", steps: Record<string, unknown> 
   return Buffer.from(JSON.stringify({ runId: "r1", functionId, attempt: 1, event, steps }));
 }
 
-/** Headers carrying the signature of `body` under `key`. */
-export function signed(body: Buffer | string, key = KEY): Record<string, string> {
+/** How {@link signed} signs: the key, the sender (default `engine`), the time (default now), the nonce, r. */
+export interface SignAs {
+  key?: string;
+  sender?: Sender;
+  t?: number;
+  n?: string;
+  r?: string;
+}
+
+/**
+ * Headers carrying the v2 signature of `body` (an invoke from the engine, fresh, a new nonce, unless
+ * `as` says otherwise) and its v1 signature, as an engine in compat mode sends them.
+ */
+export function signed(body: Buffer | string, as: SignAs = {}): Record<string, string> {
+  const { key = KEY, sender = "engine", t = Date.now(), n, r } = as;
+  return {
+    "content-type": "application/json",
+    "x-durable-signature-v2": signV2(body, key, { sender, t, n, r }),
+    "x-durable-signature": sign(body, key),
+  };
+}
+
+/** Headers carrying only the v1 signature of `body`, as the seed's engine sends them. */
+export function signedV1(body: Buffer | string, key = KEY): Record<string, string> {
   return { "content-type": "application/json", "x-durable-signature": sign(body, key) };
+}
+
+/** The nonce `n=` of a v2 header value. */
+export function nonceOf(header: string | undefined): string {
+  const n = /(?:^|,)n=([^,]*)/.exec(header ?? "")?.[1];
+  if (!n) throw new Error(`no n= in ${JSON.stringify(header)}`);
+  return n;
+}
+
+/**
+ * Why the answer's v2 signature does not hold as the app's answer to the invoke sent with
+ * `request` headers (r must be that invoke's nonce), or null when it holds. Its v1 signature must too.
+ */
+export function answerProblem(answer: Answer, request: Record<string, string>, key = KEY, now = Date.now()): string | null {
+  const replyTo = nonceOf(request["x-durable-signature-v2"]);
+  const checked = verifyV2(answer.body, answer.headers["x-durable-signature-v2"], { keys: [key], sender: "app", replyTo, now });
+  if (!checked.ok) return checked.message;
+  if (answer.headers["x-durable-signature"] !== sign(answer.body, key)) return "the v1 x-durable-signature is not the body's";
+  return null;
 }
 
 /** Call the handler the Fetch way: `Request` in, `Response` out. */

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createFunction, serve, sign, verify, type DurableHandler } from "@durable/sdk";
-import { expressCall, fetchCall, httpCall, invokeBody, KEY, nodeServer, signed, type Answer } from "./helpers.js";
+import { answerProblem, expressCall, fetchCall, httpCall, invokeBody, KEY, nodeServer, nonceOf, signed, type Answer } from "./helpers.js";
 
 const hello = createFunction({
   id: "hello",
@@ -29,10 +29,15 @@ for (const [form, call] of Object.entries(forms)) {
   describe(form, () => {
     test("an invoke is answered with one signed, compact op", async () => {
       const body = invokeBody();
-      const answer = await call(body, signed(body));
+      const request = signed(body);
+      const answer = await call(body, request);
       assert.equal(answer.status, 200);
       assert.equal(answer.headers["content-type"], "application/json");
+      assert.equal(answerProblem(answer, request), null); // v2 from the app with r = the invoke's n, and v1
       assert.equal(answer.headers["x-durable-signature"], sign(answer.body, KEY));
+      const answered = answer.headers["x-durable-signature-v2"]!;
+      assert.match(answered, /^t=\d+,n=[0-9a-f]{32},r=[0-9a-f]{32},s=[0-9a-f]{64}$/);
+      assert.notEqual(nonceOf(answered), nonceOf(request["x-durable-signature-v2"]), "the answer has a nonce of its own");
       assert.equal(answer.body.toString("utf8"), '{"op":"step","id":"greet","data":"hi Zoë ☕"}');
       assert.equal(Number(answer.headers["content-length"]), answer.body.length);
     });
@@ -44,10 +49,11 @@ for (const [form, call] of Object.entries(forms)) {
 
     test("an unknown function is 404", async () => {
       const body = invokeBody("nope");
-      const answer = await call(body, signed(body));
+      const request = signed(body);
+      const answer = await call(body, request);
       assert.equal(answer.status, 404);
       assert.deepStrictEqual(answer.json(), { error: "unknown function 'nope'" });
-      assert.ok(verify(answer.body, KEY, answer.headers["x-durable-signature"]));
+      assert.equal(answerProblem(answer, request), null);
     });
 
     for (const [body, problem] of <[string, string][]>[
@@ -59,8 +65,10 @@ for (const [form, call] of Object.entries(forms)) {
       ['{"functionId": "hello", "event": {}, "steps": {"a": {"type": "nap"}}}', "steps.a must be an object with type run, sleep or wait"],
     ]) {
       test(`a malformed invoke is 400: ${problem}`, async () => {
-        const answer = await call(Buffer.from(body), signed(body));
+        const request = signed(body);
+        const answer = await call(Buffer.from(body), request);
         assert.equal(answer.status, 400);
+        assert.equal(answerProblem(answer, request), null);
         assert.ok(answer.json().error.startsWith(`malformed invoke: ${problem}`), answer.json().error);
       });
     }
@@ -69,6 +77,7 @@ for (const [form, call] of Object.entries(forms)) {
       const listed = await call(Buffer.alloc(0), {}, "GET");
       assert.deepStrictEqual([listed.status, listed.json()], [200, { functions: ["hello", "plain"] }]);
       assert.ok(verify(listed.body, KEY, listed.headers["x-durable-signature"]));
+      assert.equal(listed.headers["x-durable-signature-v2"], undefined, "v2 signs only answers to authentic invokes");
       const refused = await call(Buffer.alloc(0), {}, "PUT");
       assert.deepStrictEqual([refused.status, refused.json()], [405, { error: "method PUT not allowed: the engine POSTs invokes" }]);
     });
@@ -101,7 +110,7 @@ describe("a body already parsed as JSON (express.json())", () => {
     const body = Buffer.from(JSON.stringify(JSON.parse(invokeBody().toString()), null, 1));
     const answer = await expressCall(handler, { headers: signed(body), body: JSON.parse(body.toString()) });
     assert.equal(answer.status, 401);
-    assert.match(answer.json().error, /^wrong x-durable-signature \(req.body was parsed as JSON: mount serve\(\) behind express.raw/);
+    assert.match(answer.json().error, /^x-durable-signature-v2 refused \(mac\): .* \(req.body was parsed as JSON: mount serve\(\) behind express.raw/);
   });
 });
 
@@ -120,6 +129,8 @@ test("calling the handler with something else is a TypeError", async () => {
 
 test("serve refuses bad arguments", () => {
   assert.throws(() => serve([hello], { signingKey: "" }), { message: "serve: signingKey must be a non-empty string" });
+  assert.throws(() => serve([hello], { signingKey: KEY, signingKeyFallback: "" }), { message: "serve: signingKeyFallback must be a non-empty string when given" });
+  assert.throws(() => serve([hello], { signingKey: KEY, now: 5 as never }), { message: "serve: now must be a function returning epoch milliseconds" });
   assert.throws(() => serve([hello, hello], { signingKey: KEY }), { message: "duplicate function id 'hello'" });
   assert.throws(() => serve([(() => null) as never], { signingKey: KEY }), { message: /^expected functions made by createFunction/ });
 });

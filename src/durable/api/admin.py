@@ -8,18 +8,19 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from durable.api import schemas
-from durable.api.auth import COOKIE, check_admin, session_value
+from durable.api.auth import check_admin, client_address, sign_in, sign_out
 from durable.api.http import JSON, ingest_and_hand_off, read_body
 from durable.api.stream import stream
+from durable.config import is_loopback
 from durable.core.events import parse_events
 from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.core.times import iso
 from durable.engine import apps, metrics, runs
-from durable.errors import InvalidInput, Unauthorized
+from durable.errors import Forbidden, InvalidInput, Unauthorized
 
 
 async def require_admin(request: Request) -> None:
-    check_admin(request, request.app.state.settings.admin_token)
+    await check_admin(request, request.app.state.settings.admin_token)
 
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)], tags=["admin"])
@@ -51,21 +52,19 @@ async def _json_object(request: Request) -> dict[str, Any]:
 @public.post(
     "/login",
     responses=schemas.answers(schemas.Ok),
-    summary="Exchange the admin token for an httpOnly session cookie",
+    summary="Exchange the admin token for a server-side session (httpOnly cookie; 5 failures/min/client)",
     openapi_extra=_body_schema({"token": {"type": "string"}}, ["token"]),
 )
 async def login(request: Request) -> Response:
-    token = request.app.state.settings.admin_token
     payload = await _json_object(request)
+    unknown = sorted(set(payload) - {"token"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} (expected token)")
     given = payload.get("token")
     if not isinstance(given, str):
         raise InvalidInput("token: must be a string")
-    import hmac
-
-    if token is None or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("the token is wrong")
     response = JSON({"ok": True})
-    response.set_cookie(COOKIE, session_value(token), httponly=True, samesite="strict", path="/")
+    await sign_in(request, given, response)
     return response
 
 
@@ -77,17 +76,19 @@ async def login(request: Request) -> Response:
 async def session(request: Request) -> Response:
     token = request.app.state.settings.admin_token
     try:
-        check_admin(request, token)
+        await check_admin(request, token)
         signed_in = True
     except Unauthorized:
         signed_in = False
     return JSON({"authRequired": token is not None, "signedIn": signed_in})
 
 
-@public.post("/logout", responses=schemas.answers(schemas.Ok), summary="Clear the session cookie")
-async def logout() -> Response:
+@public.post(
+    "/logout", responses=schemas.answers(schemas.Ok), summary="End the session server-side, clear its cookie"
+)
+async def logout(request: Request) -> Response:
     response = JSON({"ok": True})
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    await sign_out(request, response)
     return response
 
 
@@ -101,6 +102,15 @@ async def logout() -> Response:
     ),
 )
 async def create_app(request: Request) -> Response:
+    # The answer holds the workspace's signing key, existing workspaces included. With a token set the
+    # router's dependency has checked it; with none, only this machine may ask (the API is open).
+    address = client_address(request)
+    if request.app.state.settings.admin_token is None and not is_loopback(address):
+        raise Forbidden(
+            f"provisioning from {address} is refused: with no DURABLE_ADMIN_TOKEN only loopback clients "
+            "may create a workspace or fetch its signing key; set DURABLE_ADMIN_TOKEN and send it as "
+            "Authorization: Bearer"
+        )
     payload = await _json_object(request)
     unknown = sorted(set(payload) - {"name", "environment"})
     if unknown:
@@ -131,10 +141,61 @@ async def list_apps(request: Request) -> Response:
             "functionCount": r["function_count"],
             "createdAt": iso(r["created_at"]),
             "syncedAt": iso(r["synced_at"]),
+            "signatureMode": r["signature_mode"],
+            "rotating": r["rotating"],
         }
         for r in rows
     ]
     return JSON({"items": items, "nextCursor": None})
+
+
+# Signing keys and signature mode (docs/protocol.md, "Signing"). A key is shown only in the answer that
+# creates it; no list or GET returns one.
+
+
+@router.post(
+    "/apps/{app_id}/keys/rotate",
+    responses=schemas.answers(schemas.RotatedKey, 409),
+    summary="Give a workspace a new signing key; the previous one stays accepted (and signs) until removed",
+)
+async def rotate_key(request: Request, app_id: str) -> Response:
+    row = await apps.rotate_key(request.app.state.db, app_id)
+    request.app.state.apps.forget(app_id)
+    request.app.state.feed.touch(app_id, "apps")
+    return JSON({"id": row["id"], "signingKey": row["signing_key"], "signatureMode": row["signature_mode"]})
+
+
+@router.delete(
+    "/apps/{app_id}/keys/previous",
+    responses=schemas.answers(schemas.PreviousKeyRemoved),
+    summary="End a key rotation: the previous key stops working and the engine signs with the new one",
+)
+async def remove_previous_key(request: Request, app_id: str) -> Response:
+    removed = await apps.drop_previous_key(request.app.state.db, app_id)
+    request.app.state.apps.forget(app_id)
+    request.app.state.feed.touch(app_id, "apps")
+    return JSON({"id": app_id, "removed": removed})
+
+
+@router.patch(
+    "/apps/{app_id}",
+    responses=schemas.answers(schemas.SignatureMode),
+    summary="Switch a workspace's signature mode: v2 (v2 signatures only) or compat (v1 accepted too)",
+    openapi_extra=_body_schema(
+        {"signatureMode": {"type": "string", "enum": ["compat", "v2"]}}, ["signatureMode"]
+    ),
+)
+async def update_app(request: Request, app_id: str) -> Response:
+    payload = await _json_object(request)
+    unknown = sorted(set(payload) - {"signatureMode"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} (expected signatureMode)")
+    if "signatureMode" not in payload:
+        raise InvalidInput("signatureMode: required, one of compat, v2")
+    mode = await apps.set_signature_mode(request.app.state.db, app_id, payload["signatureMode"])
+    request.app.state.apps.forget(app_id)
+    request.app.state.feed.touch(app_id, "apps")
+    return JSON({"id": app_id, "signatureMode": mode})
 
 
 @router.get(

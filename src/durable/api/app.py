@@ -10,20 +10,22 @@ import asyncio
 from collections.abc import Callable
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import PlainTextResponse, Response
 
 from durable import __version__
-from durable.api import admin, signed
-from durable.api.http import JSON, error_body
+from durable.api import admin, docs, signed
+from durable.api.auth import SignInLimiter, check_metrics
+from durable.api.guard import BrowserWriteGuard, HostGuard, SecurityHeaders
+from durable.api.http import JSON, CheckUrl, error_body
 from durable.api.stream import Broadcaster
 from durable.config import Settings
 from durable.dashboard.mount import mount as mount_dashboard
 from durable.engine.apps import AppCache
 from durable.engine.changes import ChangeFeed
 from durable.engine.flow import Dispatcher
-from durable.errors import ApiError, Unavailable
+from durable.errors import ApiError, TooManyRequests, Unavailable
 from durable.metrics import render_metrics
 from durable.store.db import Database
 from durable.store.outage import RETRYABLE, is_unavailable
@@ -42,9 +44,17 @@ def create_app(
         title="Durable",
         version=__version__,
         description="Durable's engine API: SDK routes (signed) and the read/admin API.",
-        docs_url="/api/docs",
+        # Both are served by api/docs.py instead: behind the admin token, swagger-ui bundled (no CDN).
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(CheckUrl)  # innermost: a NUL in the path or query is a 400 naming it
+    # Outermost first: every answer (refusals included) gets the security headers; the Host check runs
+    # before the browser-write check, and both before any route or body read.
+    app.add_middleware(BrowserWriteGuard)
+    app.add_middleware(HostGuard, bound_host=settings.host, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders)
     app.state.db = db
     app.state.settings = settings
     app.state.apps = AppCache(db)
@@ -52,6 +62,7 @@ def create_app(
     app.state.feed = feed or ChangeFeed(db)
     app.state.dispatcher = dispatcher
     app.state.broadcaster = Broadcaster(settings.dsn)
+    app.state.sign_in_limiter = SignInLimiter()
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
@@ -91,7 +102,12 @@ def create_app(
             )
         return JSON({"ok": True, "database": "ready", "version": __version__})
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics (DURABLE_METRICS_TOKEN or the admin token when set)",
+        dependencies=[Depends(check_metrics)],
+    )
     async def metrics() -> Response:
         body, content_type = render_metrics()
         return PlainTextResponse(body, media_type=content_type)
@@ -99,10 +115,13 @@ def create_app(
     app.include_router(signed.router)
     app.include_router(admin.public)
     app.include_router(admin.router)
+    app.include_router(docs.router)
     mount_dashboard(app)  # last: its catch-all mount at / is tried after every API route
     return app
 
 
 def _error_response(exc: ApiError) -> Response:
-    headers = {"retry-after": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    headers = None
+    if isinstance(exc, Unavailable | TooManyRequests):
+        headers = {"retry-after": str(exc.retry_after_s)}
     return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=headers)

@@ -27,6 +27,29 @@ class Workspace(BaseModel):
     functionCount: int = 0
     createdAt: str | None = None
     syncedAt: str | None = None
+    signatureMode: Literal["compat", "v2"] = Field(
+        "v2", description="compat: v1 or v2 signatures accepted; v2: v2 only (docs/protocol.md)"
+    )
+    rotating: bool = Field(False, description="A previous signing key is still accepted (never shown)")
+
+
+class RotatedKey(BaseModel):
+    id: str
+    signingKey: str = Field(
+        description="The new key, shown here only. The previous key stays accepted, and the engine signs "
+        "with it, until DELETE /api/apps/{appId}/keys/previous"
+    )
+    signatureMode: Literal["compat", "v2"]
+
+
+class PreviousKeyRemoved(BaseModel):
+    id: str
+    removed: bool = Field(description="False when the workspace had no previous key")
+
+
+class SignatureMode(BaseModel):
+    id: str
+    signatureMode: Literal["compat", "v2"]
 
 
 class CreatedWorkspace(BaseModel):
@@ -219,6 +242,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "Bad input: the message names the field"),
         (401, "Missing or wrong credentials"),
         (404, "Not found"),
+        (409, "Conflicts with the resource's state: the message says what to do first"),
         (413, "Body over 4 MiB"),
         (503, "The database is unreachable (a restart, a failover): retry after Retry-After seconds"),
     )

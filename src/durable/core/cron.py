@@ -6,7 +6,11 @@ first (``"*/20 * * * * *"``), separated by spaces or tabs, optionally preceded b
 syntax is croniter's: ``*``, lists, ranges, steps, month and weekday names, ``L``, ``W``, ``#``
 and ``?``. Refused: any other field count, an unknown zone, ``@daily``-style aliases,
 croniter's hashed/random ``H``/``R`` values (occurrences must be identical in every process), and
-expressions that never occur (``0 0 30 2 *``).
+expressions that never occur (``0 0 30 2 *``), and expressions longer than :data:`MAX_LENGTH`
+characters or with more than :data:`MAX_LIST_ITEMS` items in one field's list. Those bounds keep
+validation cheap (it runs on the event loop that also answers the API): croniter expands a list in
+quadratic time, so one 600 KB minute list once held the loop for 21 s. No sane schedule needs more:
+every value of the widest field (0-59) listed one by one is 170 characters, and a longer list repeats.
 
 Occurrences are computed in the schedule's zone (UTC by default), on wall-clock time:
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # croniter ships no type information; everything used from it stays inside this module.
@@ -40,6 +45,10 @@ _HINT = 'use 5 fields "m h dom mon dow" or 6 with seconds first, e.g. "0 3 * * *
 # 2000-01-01T00:00:00Z: a leap year start, so a schedule that occurs at all occurs soon after it.
 _PROBE_MS = 946_684_800_000
 _MAX_SKIPS = 1_000
+MAX_LENGTH = 256
+"""Longest cron expression accepted, ``TZ=`` prefix included."""
+MAX_LIST_ITEMS = 60
+"""Most comma-separated items in one field: the size of the widest field's range (0-59)."""
 
 
 @dataclass(frozen=True)
@@ -56,37 +65,58 @@ def parse_cron(expr: object, field: str) -> Cron:
     """Validate a cron expression, or raise :class:`InvalidInput` naming ``field``."""
     if not isinstance(expr, str) or not expr.strip():
         raise InvalidInput(f"{field}: must be a cron expression string, got {show(expr)} ({_HINT})")
+    if len(expr) > MAX_LENGTH:
+        raise InvalidInput(
+            f"{field}: the cron expression is {len(expr)} characters; at most {MAX_LENGTH} are accepted"
+        )
+    parsed = _parse(expr)
+    if isinstance(parsed, str):
+        raise InvalidInput(f"{field}: {parsed}")
+    return parsed
+
+
+@lru_cache(maxsize=1024)
+def _parse(expr: str) -> Cron | str:
+    """parse_cron without the type and size checks: the schedule, or what is wrong with it. Cached by
+    expression, since a sync validates each schedule and then stores it, apps sync the same schedules at
+    every start, and probing a rare schedule for its next occurrence costs milliseconds."""
     text = expr.strip()
     tz = "UTC"
     prefixed = _TZ_PREFIX.fullmatch(text)
     if prefixed is not None:
         tz, text = prefixed.group(1), prefixed.group(2)
-        _zone(tz, field)
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            return f"unknown time zone {show(tz)} (use an IANA name such as 'Europe/Amsterdam')"
     elif text.upper().startswith(("TZ=", "CRON_TZ=")):
-        raise InvalidInput(f"{field}: {show(expr)} has a time zone but no schedule ({_HINT})")
+        return f"{show(expr)} has a time zone but no schedule ({_HINT})"
     fields = tuple(re.split(r"[ \t]+", text))
     if text.startswith("@"):
-        raise InvalidInput(f"{field}: aliases like {show(text)} are not supported ({_HINT})")
+        return f"aliases like {show(text)} are not supported ({_HINT})"
     if len(fields) not in (5, 6):
-        raise InvalidInput(f"{field}: {show(expr)} has {len(fields)} fields ({_HINT})")
+        return f"{show(expr)} has {len(fields)} fields ({_HINT})"
     for part in fields:
         if not _FIELD_CHARS.fullmatch(part):
-            raise InvalidInput(f"{field}: {show(expr)}: invalid field {show(part)} ({_HINT})")
-        if any(_HASHED.fullmatch(item) for item in part.split(",")):
-            raise InvalidInput(
-                f"{field}: {show(expr)}: hashed or random values like {show(part)} are not supported"
+            return f"{show(expr)}: invalid field {show(part)} ({_HINT})"
+        if part.count(",") >= MAX_LIST_ITEMS:
+            return (
+                f"{show(expr)}: the field {show(part)} lists {part.count(',') + 1} items; "
+                f"at most {MAX_LIST_ITEMS} are accepted (use a range or a step, e.g. 0-59 or */5)"
             )
+        if any(_HASHED.fullmatch(item) for item in part.split(",")):
+            return f"{show(expr)}: hashed or random values like {show(part)} are not supported"
     cron = Cron(expr=expr, tz=tz, fields=fields, has_seconds=len(fields) == 6)
     try:
         croniter.expand(" ".join(fields), second_at_beginning=cron.has_seconds)
     except (CroniterError, ValueError) as exc:
-        raise InvalidInput(f"{field}: invalid cron expression {show(expr)}: {exc}") from None
+        return f"invalid cron expression {show(expr)}: {exc}"
     try:
         next_after(cron, _PROBE_MS)
     except CroniterBadDateError:
-        raise InvalidInput(f"{field}: cron expression {show(expr)} never occurs") from None
+        return f"cron expression {show(expr)} never occurs"
     except (CroniterError, ValueError) as exc:
-        raise InvalidInput(f"{field}: invalid cron expression {show(expr)}: {exc}") from None
+        return f"invalid cron expression {show(expr)}: {exc}"
     return cron
 
 
@@ -108,12 +138,3 @@ def next_after(cron: Cron, after_ms: int) -> int:
 def _second_pass(moment: datetime) -> bool:
     """True for the later of two instants that share one wall-clock time (clocks went back)."""
     return moment.fold == 1 and moment.utcoffset() != moment.replace(fold=0).utcoffset()
-
-
-def _zone(name: str, field: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(
-            f"{field}: unknown time zone {show(name)} (use an IANA name such as 'Europe/Amsterdam')"
-        ) from None

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from durable.config import ENVIRONMENTS
-from durable.core.cron import next_after, parse_cron
+from durable.core.cron import Cron, next_after, parse_cron
 from durable.core.ids import new_app_id, new_signing_key
 from durable.core.jsonvalue import to_json_text
 from durable.core.options import FunctionDef, SyncRequest
+from durable.core.signing import MODES, Keys, Mode
 from durable.core.times import iso_ms
 from durable.engine.ingest import store_events
-from durable.errors import InvalidInput, NotFound
+from durable.engine.nonces import record_nonce
+from durable.errors import Conflict, InvalidInput, NotFound
 from durable.store.db import Database
 from durable.types import EventIn
 
@@ -24,6 +28,12 @@ class App:
     name: str
     environment: str
     signing_key: str
+    previous_key: str | None = None  # set while the key is rotated: accepted too, and signed with
+    signature_mode: Mode = "v2"
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.signing_key, self.previous_key, self.signature_mode)
 
 
 async def provision(db: Database, name: object, environment: object) -> dict[str, Any]:
@@ -38,25 +48,74 @@ async def provision(db: Database, name: object, environment: object) -> dict[str
 
 
 class AppCache:
-    """Signing keys by app id. A workspace's key never changes, so entries never go stale."""
+    """Workspaces (keys and signature mode) by app id, for the signed routes.
 
-    def __init__(self, db: Database) -> None:
+    Keys and modes change (rotation, PATCH), so an entry lives `max_age_s`: a change made through this
+    process is seen at once (`forget`), one made through another engine process within that time.
+    """
+
+    def __init__(self, db: Database, max_age_s: float = 2.0) -> None:
         self.db = db
-        self._apps: dict[str, App] = {}
+        self.max_age_s = max_age_s
+        self._apps: dict[str, tuple[float, App]] = {}
 
     async def get(self, app_id: str) -> App:
-        app = self._apps.get(app_id)
-        if app is None:
-            row = await self.db.fetchrow("app_get", app_id)
-            if row is None:
-                raise NotFound(f"no app with id {app_id!r}")
-            app = App(row["id"], row["name"], row["environment"], row["signing_key"])
-            self._apps[app_id] = app
+        cached = self._apps.get(app_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.max_age_s:
+            return cached[1]
+        row = await self.db.fetchrow("app_get", app_id)
+        if row is None:
+            raise NotFound(f"no app with id {app_id!r}")
+        app = App(
+            row["id"],
+            row["name"],
+            row["environment"],
+            row["signing_key"],
+            row["previous_signing_key"],
+            row["signature_mode"],
+        )
+        self._apps[app_id] = (now, app)
         return app
 
+    def forget(self, app_id: str) -> None:
+        self._apps.pop(app_id, None)
 
-async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
+
+async def rotate_key(db: Database, app_id: str) -> dict[str, Any]:
+    """Give the workspace a new key; the current one stays accepted (and signs) until removed."""
+    row = await db.fetchrow("app_rotate_key", app_id, new_signing_key())
+    if row is None:
+        await require_app(db, app_id)
+        raise Conflict(
+            f"app {app_id!r} is already rotating its key: remove the previous key first "
+            f"(DELETE /api/apps/{app_id}/keys/previous), then rotate again"
+        )
+    return dict(row)
+
+
+async def drop_previous_key(db: Database, app_id: str) -> bool:
+    """End a rotation: the previous key stops working. False when there was none."""
+    removed = await db.fetchval("app_drop_previous_key", app_id)
+    if removed is None:
+        raise NotFound(f"no app with id {app_id!r}")
+    return bool(removed)
+
+
+async def set_signature_mode(db: Database, app_id: str, mode: object) -> str:
+    if mode not in MODES:
+        raise InvalidInput(f"signatureMode: must be one of {', '.join(MODES)}, got {mode!r}")
+    row = await db.fetchrow("app_set_signature_mode", app_id, mode)
+    if row is None:
+        raise NotFound(f"no app with id {app_id!r}")
+    return str(row["signature_mode"])
+
+
+async def sync(db: Database, app_id: str, request: SyncRequest, *, nonce: str | None = None) -> int:
     """Make the app's function set exactly `request.functions`; return how many there are.
+
+    `nonce`: the v2 nonce of the signed request, recorded in the same transaction (a replay stores
+    nothing).
 
     Cron functions get a schedule at their next occurrence; a changed expression reschedules, a
     removed function (or one no longer on cron) loses its schedule.
@@ -65,9 +124,12 @@ async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
     crons = [f for f in functions if "cron" in f["trigger"]]
     parsed = [parse_cron(f["trigger"]["cron"], "trigger.cron") for f in crons]
     async with db.transaction() as tx:
+        if nonce is not None:
+            await record_nonce(tx, app_id, nonce)
         # The next occurrence after the database clock, which cron_due compares next_at with.
         now_ms = await tx.fetchval("clock_now_ms") if crons else 0
-        next_at = [datetime.fromtimestamp(next_after(cron, now_ms) / 1000, UTC) for cron in parsed]
+        # Milliseconds apiece for a rare schedule, up to 1000 of them: off the event loop.
+        next_at = await asyncio.to_thread(_occurrences_after, parsed, now_ms) if crons else []
         await tx.execute("app_set_url", app_id, request.url)
         await tx.execute("function_delete_missing", app_id, [f["id"] for f in functions])
         if functions:
@@ -90,6 +152,10 @@ async def sync(db: Database, app_id: str, request: SyncRequest) -> int:
                 next_at,
             )
     return len(functions)
+
+
+def _occurrences_after(parsed: list[Cron], now_ms: int) -> list[datetime]:
+    return [datetime.fromtimestamp(next_after(cron, now_ms) / 1000, UTC) for cron in parsed]
 
 
 def _config(function: FunctionDef) -> dict[str, Any]:

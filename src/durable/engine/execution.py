@@ -21,6 +21,7 @@ from durable.core.backoff import backoff_ms, unreachable_backoff_ms
 from durable.core.durations import format_duration
 from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
+from durable.core.signing import Keys, Mode
 from durable.engine.changes import ChangeFeed
 from durable.engine.group_commit import StepRow, StepWriter
 from durable.errors import InvalidInput
@@ -59,6 +60,11 @@ class Claim:
     # that (a slow statement, a Postgres restart, a paused process) only brings the deadline closer.
     lease_deadline: float = 0.0
     function_exists: bool = True
+    previous_key: str | None = None  # set while the workspace's key is rotated (core/signing.py Keys)
+    signature_mode: Mode = "v2"
+
+    def keys(self) -> Keys:
+        return Keys(self.signing_key, self.previous_key, self.signature_mode)
 
     def invoke_body(self) -> dict[str, Any]:
         return {
@@ -159,6 +165,8 @@ class Executor:
                     db_now=row["now"],
                     lease_deadline=sent + row["lease_left_ms"] / 1000,
                     function_exists=config is not None,
+                    previous_key=row["previous_signing_key"],
+                    signature_mode=row["signature_mode"],
                 )
             )
         return claims

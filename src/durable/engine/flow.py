@@ -113,7 +113,10 @@ class Planner:
     async def add_run(
         self, function_id: str, config: dict[str, Any], event: dict[str, Any], *, rerun_of: str
     ) -> str:
-        """A run outside any event flow (a rerun): gate and priority only."""
+        """A run outside any event flow (a rerun): throttle, gate and priority only."""
+        if throttle := config.get("throttle"):  # its start takes a throttle slot: lock that row first
+            keyed = {"data": _keys_data(event)}
+            await self._lock_state([(keyed, {"id": function_id, "config": {"throttle": throttle}})])
         run = self._new_run(function_id, config, event, None, None)
         run.rerun_of = rerun_of
         await self._write()
@@ -214,9 +217,7 @@ class Planner:
         due_ms: int | None,
         info: dict[str, Any] | None,
     ) -> _NewRun:
-        data = event["data"]
-        if isinstance(data, list):  # a batch: keys and priority come from its first event
-            data = data[0].get("data") if data and isinstance(data[0], dict) else {}
+        data = _keys_data(event)
         if throttle := config.get("throttle"):
             state = self._state_for(function_id, "throttle", throttle, data)
             earliest = self.now_ms if due_ms is None else due_ms
@@ -292,6 +293,8 @@ class Planner:
                     ready_at=created["ready_at"],
                     db_now=created["db_now"],
                     lease_deadline=sent + created["lease_left_ms"] / 1000,
+                    previous_key=created["previous_signing_key"],
+                    signature_mode=created["signature_mode"],
                 )
             )
 
@@ -348,3 +351,11 @@ class Planner:
         if self.outcomes:
             seqs = list(self.outcomes)
             await tx.execute("event_outcomes", self.app_id, seqs, [_json(self.outcomes[s]) for s in seqs])
+
+
+def _keys_data(event: dict[str, Any]) -> Any:
+    """The data option keys and priority are read from: a batch's first event's."""
+    data = event["data"]
+    if isinstance(data, list):
+        return data[0].get("data") if data and isinstance(data[0], dict) else {}
+    return data

@@ -14,16 +14,25 @@ from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
 from durable.engine.execution import Claim
 from durable.engine.flow import Handoff, Planner
+from durable.engine.nonces import record_nonce
 from durable.store.db import Conn, Database
 from durable.types import EventIn
 
 
 async def ingest(
-    db: Database, app_id: str, events: list[EventIn], handoff: Handoff | None = None
+    db: Database,
+    app_id: str,
+    events: list[EventIn],
+    handoff: Handoff | None = None,
+    *,
+    nonce: str | None = None,
 ) -> tuple[list[str], list[Claim]]:
     """Store `events` for the app (all or nothing); return their ids in order, and the runs claimed for
-    this process's workers when `handoff` offered them capacity (drive them at once)."""
+    this process's workers when `handoff` offered them capacity (drive them at once). `nonce`: the v2
+    nonce of the signed request, recorded first in the same transaction (a replay stores nothing)."""
     async with db.transaction() as tx:
+        if nonce is not None:
+            await record_nonce(tx, app_id, nonce)
         return await store_events(tx, app_id, events, handoff=handoff)
 
 

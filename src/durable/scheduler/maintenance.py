@@ -1,5 +1,5 @@
-"""Periodic maintenance of `durable start`: the metrics rollup, and pruning old metrics and the 24-hour
-event-id idempotency window.
+"""Periodic maintenance of `durable start`: the metrics rollup, and pruning old metrics, the 24-hour
+event-id idempotency window and expired dashboard sessions.
 
 Pruning is idempotent and the rollup takes a try-lock, so several engine processes may all run this;
 no leader is needed.
@@ -29,6 +29,8 @@ async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
             if time.monotonic() - last_prune > PRUNE_EVERY_S:
                 await db.execute("event_ids_prune")
                 await db.execute("metrics_prune")
+                await db.execute("signature_nonces_prune")  # replay window: 10 minutes
+                await db.execute("sessions_prune")  # expired sign-ins: already refused, now deleted
                 last_prune = time.monotonic()
         except RETRYABLE as exc:  # Postgres restarting or away: try again later
             log.warning("maintenance failed: %s", exc)

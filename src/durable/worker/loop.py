@@ -159,13 +159,18 @@ class WorkerLoop:
                 return
             started = self.executor.now()
             try:
-                op = await self.invoker.invoke(claim.url, claim.invoke_body(), claim.signing_key)
+                op = await self.invoker.invoke(claim.url, claim.invoke_body(), claim.keys())
             except InvokeError as exc:
                 timing = Timing(started, self.executor.now())
                 INVOKES.labels("error").inc()
                 INVOKE_SECONDS.observe(timing.app_ms / 1000)
                 outcome = await self.executor.attempt_failed(
-                    claim, exc.message, timing, step_id=None, retryable=True, unreachable=exc.unreachable
+                    claim,
+                    exc.message,
+                    timing,
+                    step_id=None,
+                    retryable=exc.retryable,
+                    unreachable=exc.unreachable,
                 )
                 if outcome is Outcome.ENDED:
                     RUNS_ENDED.labels("failed").inc()

@@ -51,6 +51,8 @@ SELECT count(*) AS created, durable_now() AS ready_at, clock_timestamp() AS db_n
        (extract(epoch FROM durable_now() + $14 * interval '1 millisecond' - durable_clock()) * 1000)::int
        AS lease_left_ms,
        (SELECT url FROM apps WHERE id = $1) AS url, (SELECT signing_key FROM apps WHERE id = $1) AS signing_key,
+       (SELECT previous_signing_key FROM apps WHERE id = $1) AS previous_signing_key,
+       (SELECT signature_mode FROM apps WHERE id = $1) AS signature_mode,
        CASE WHEN bool_or(token IS NULL) THEN pg_notify('durable_jobs', '') END AS notified
 FROM input;
 

@@ -59,6 +59,7 @@ WITH running AS (
     RETURNING r.id, r.function_id, r.event
 )
 SELECT c.run_id, c.lease_token, c.attempt, c.app_id, r.function_id, r.event, a.url, a.signing_key,
+       a.previous_signing_key, a.signature_mode,
        f.config, clock_timestamp() AS now, c.ready_at,
        (extract(epoch FROM c.lease_until - durable_clock()) * 1000)::int AS lease_left_ms,
        (SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
