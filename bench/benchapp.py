@@ -5,8 +5,9 @@
 `three_steps` runs three steps that do nothing; `parked` waits for an event that is never sent;
 `burst_gated` (concurrency 10 per tenant) and `burst_plain` (no concurrency option) run one step of
 5 ms simulated work, counting at the app how many of each tenant's runs are inside that step at once,
-answered as JSON on `GET /stats`. The bench starts one such process per scenario, next to the engine
-process, and imports FUNCTIONS to sync them.
+answered as JSON on `GET /stats`; `flood` (priority 100) runs one step that sleeps `workMs` (the
+fairness scenario's flooding workspace). The bench starts one such process per workspace of a scenario,
+next to the engine process, and imports FUNCTIONS to sync them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "FLOW_GATED_EVENT",
     "FLOW_LIMIT",
     "FLOW_PLAIN_EVENT",
+    "FLOOD_EVENT",
     "FUNCTIONS",
     "NEVER_EVENT",
     "PARK_EVENT",
@@ -44,6 +46,7 @@ PARK_EVENT = "bench.park"
 NEVER_EVENT = "bench.never"
 FLOW_GATED_EVENT = "bench.flow.gated"
 FLOW_PLAIN_EVENT = "bench.flow.plain"
+FLOOD_EVENT = "bench.flood"
 FLOW_LIMIT = 10
 FLOW_WORK_S = 0.005
 STATS_PATH = "/stats"
@@ -108,7 +111,12 @@ async def burst_plain(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     await step.run("work", lambda: STATS["burst-plain"].work(tenant))
 
 
-FUNCTIONS = [three_steps, parked, burst_gated, burst_plain]
+@durable_sdk.function(id="flood", trigger={"event": FLOOD_EVENT}, priority=100)
+async def flood(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    await step.run("work", lambda: asyncio.sleep(event["data"].get("workMs", 500) / 1000))
+
+
+FUNCTIONS = [three_steps, parked, burst_gated, burst_plain, flood]
 
 Asgi = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Awaitable[None]]
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -231,6 +232,16 @@ async def start_app(name: str, signing_key: str) -> tuple[Child, str]:
 # --- one engine + app pair on a fresh database ---------------------------------------------------
 
 
+@dataclass
+class Tenant:
+    """Another workspace on a Stack's engine, with its own app process (Stack.add_workspace)."""
+
+    app_id: str
+    signing_key: str
+    app: Child
+    app_url: str
+
+
 class Stack:
     """A fresh database `bench_<name>`, an engine process on it, and an app process synced to it.
 
@@ -254,6 +265,7 @@ class Stack:
         self.app_url = ""
         self.app_id = ""
         self.signing_key = ""
+        self.tenants: list[Tenant] = []
 
     async def __aenter__(self) -> Stack:
         try:
@@ -300,14 +312,24 @@ class Stack:
         if self.http is not None:
             await self.http.close()
             self.http = None
-        for child in (self.app, self.engine):
+        for child in (*(t.app for t in self.tenants), self.app, self.engine):
             if child is not None:
                 await asyncio.to_thread(child.stop)
                 child.report_problems()
         await self.pg.drop_database(self.database)
 
+    async def add_workspace(self, name: str) -> Tenant:
+        """Another workspace on this engine, its own app process synced to it."""
+        workspace = await self._admin_post("/api/apps", {"name": name, "environment": "dev"})
+        app, url = await start_app(f"app-{self.name}-{name}", workspace["signingKey"])
+        tenant = Tenant(workspace["id"], workspace["signingKey"], app, url)
+        self.tenants.append(tenant)
+        client = durable_sdk.Client(self.base_url, tenant.app_id, tenant.signing_key, url)
+        await asyncio.to_thread(client.sync, FUNCTIONS)
+        return tenant
+
     def check_alive(self) -> None:
-        for child in (self.engine, self.app):
+        for child in (self.engine, self.app, *(t.app for t in self.tenants)):
             if child is not None:
                 child.check_alive()
 
@@ -327,14 +349,16 @@ class Stack:
                 raise BenchError(f"POST {path}: {response.status} {await response.text()}")
             return await response.json()
 
-    async def send(self, events: list[dict[str, Any]]) -> list[str]:
-        """Send events (at most 1000) as the SDK does, signed; return their ids."""
+    async def send(self, events: list[dict[str, Any]], tenant: Tenant | None = None) -> list[str]:
+        """Send events (at most 1000) as the SDK does, signed, to the stack's workspace or `tenant`;
+        return their ids."""
         assert self.http is not None
         body = orjson.dumps(events)
+        app_id, key = (tenant.app_id, tenant.signing_key) if tenant else (self.app_id, self.signing_key)
         headers = {
             "content-type": "application/json",
-            "x-durable-app": self.app_id,
-            "x-durable-signature": durable_sdk.sign(body, self.signing_key),
+            "x-durable-app": app_id,
+            "x-durable-signature": durable_sdk.sign(body, key),
         }
         async with self.http.post(self.base_url + "/e", data=body, headers=headers) as response:
             if response.status != 200:

@@ -10,6 +10,8 @@ as two processes on a fresh database `bench_<scenario>`, dropped afterwards:
   parked      runs waiting for an event: the engine's CPU and RSS while idle, then one event wakes all
   flow        a burst of one-step runs over 100 keys with concurrency 10 per key: drain time, the most
               steps per key executing at once as counted by the app, and the same burst ungated
+  fairness    one workspace queues a deep backlog of slow priority-100 runs on 8 slots; a quiet
+              workspace's runs, one at a time: time to start, and the claim statement's cost
 
 Postgres: the server of DATABASE_URL when set (the scenarios create databases on it), otherwise the
 embedded one in .bench-pg/ on port BENCH_PG_PORT (default 5439), started and stopped by the bench.
@@ -33,7 +35,7 @@ import uvloop
 from benchapp import FLOW_LIMIT
 from harness import LOG_DIR, REPO, BenchError, Postgres, remove_logs
 
-SCENARIOS = ("reference", "throughput", "latency", "parked", "flow")
+SCENARIOS = ("reference", "throughput", "latency", "parked", "flow", "fairness")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -187,6 +189,24 @@ def summary(state: dict[str, Any], results: dict[str, Any]) -> str:
                 "",
             )
         )
+    fair = results.get("fairness")
+    if fair:
+        rows.append(
+            (
+                f"fairness: {fair['backlog']:,} slow priority-100 runs queued in one workspace, 8 slots;"
+                " a quiet workspace's run, time to start",
+                f"p50 {fair['p50']:.0f} ms, p90 {fair['p90']:.0f} ms, max {fair['max']:.0f} ms"
+                f" (idle engine {fair['idle_ms']:.1f} ms; before: ≈ {fair['old_order_s']:,.0f} s)",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "… the claim statement with that backlog (EXPLAIN ANALYZE), 1 / 64 runs",
+                f"{fair['claim_1']:.2f} / {fair['claim_64']:.2f} ms",
+                "",
+            )
+        )
     if ref:
         rows.append(
             (
@@ -232,6 +252,9 @@ async def bench(pg: Postgres, args: argparse.Namespace) -> bool:
         results["parked"] = await attempt("parked", scenarios.parked(pg, runs, window))
     if "flow" in args.only:
         results["flow"] = await attempt("flow", scenarios.flow(pg, 2000 if quick else 10_000))
+    if "fairness" in args.only:
+        backlog, quiet = (10_000, 10) if quick else (100_000, 20)
+        results["fairness"] = await attempt("fairness", scenarios.fairness(pg, backlog, quiet))
     print()
     print(summary(state, results))
     failed = [name for name in args.only if not results.get(name)]

@@ -12,8 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import orjson
 import psutil
 from benchapp import (
+    FLOOD_EVENT,
     FLOW_GATED_EVENT,
     FLOW_LIMIT,
     FLOW_PLAIN_EVENT,
@@ -22,7 +24,9 @@ from benchapp import (
     STATS_PATH,
     THREE_STEPS_EVENT,
 )
-from harness import BenchError, Child, Postgres, Stack, start_app
+from harness import BenchError, Child, Postgres, Stack, Tenant, start_app
+
+from durable.store.db import sql
 
 STEPS_PER_RUN = 3
 WARM_UP_RUNS = 10
@@ -488,3 +492,120 @@ async def flow(pg: Postgres, runs: int, workers: int = 2) -> dict[str, Any]:
         f" = ({gated['seconds']:.2f} s - {plain['seconds']:.2f} s) / {runs}"
     )
     return {"gated": gated, "plain": plain, "saturated": saturated, "overhead_us": overhead_us}
+
+
+# --- 5. fairness: a flooding workspace beside a quiet one ----------------------------------------
+
+FAIR_SLOTS = 8  # one worker loop of 8: small, so the flood holds every slot
+FAIR_WORK_MS = 500
+
+
+async def leased(stack: Stack, app_id: str) -> int:
+    assert stack.db is not None
+    return int(
+        await stack.db.fetchval(
+            "SELECT count(*) FROM jobs WHERE app_id = $1 AND lease_token IS NOT NULL"
+            " AND available_at > now()",
+            app_id,
+        )
+    )
+
+
+async def time_to_start(stack: Stack, tenant: Tenant, tag: str, timeout: float = 30.0) -> float:
+    """Send one three-step run to `tenant`; seconds from its creation to its start (database times)."""
+    assert stack.db is not None
+    [event_id] = await stack.send([{"name": THREE_STEPS_EVENT, "data": {"tag": tag}}], tenant)
+    start = time.monotonic()
+    while True:
+        row = await stack.db.fetchrow(
+            "SELECT extract(epoch FROM started_at - created_at) AS waited FROM runs"
+            " WHERE app_id = $1 AND event_id = $2 AND started_at IS NOT NULL",
+            tenant.app_id,
+            event_id,
+        )
+        if row is not None:
+            return float(row["waited"])
+        if time.monotonic() - start > timeout:
+            stack.check_alive()
+            raise BenchError(f"the quiet run of event {event_id} did not start within {timeout:.0f} s")
+        await asyncio.sleep(0.002)
+
+
+async def claim_ms(stack: Stack, limit: int, repeat: int = 5) -> float:
+    """The claim statement's execution time (EXPLAIN ANALYZE, rolled back: nothing is claimed), median."""
+    assert stack.db is not None
+    times = []
+    for _ in range(repeat):
+        tx = stack.db.transaction()
+        await tx.start()
+        try:
+            plan = await stack.db.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + sql("jobs_claim"), "bench", limit, 30_000, [], []
+            )
+        finally:
+            await tx.rollback()
+        times.append(float(orjson.loads(plan)[0]["Execution Time"]))
+    return statistics.median(times)
+
+
+async def fairness(pg: Postgres, backlog: int, quiet: int) -> dict[str, Any]:
+    """A workspace queues `backlog` runs of priority 100, each a 500 ms step, on an engine with 8 slots;
+    then a quiet workspace sends `quiet` three-step runs one at a time: how long each waits to start."""
+    env = {"DURABLE_INVOKES_PER_WORKER": str(FAIR_SLOTS)}
+    async with Stack(pg, "fairness", workers=1, engine_env=env) as stack:
+        await warm_up(stack)
+        other = await stack.add_workspace("quiet")
+        await time_to_start(stack, other, "warm-up")
+        idle = statistics.median([await time_to_start(stack, other, "idle") for _ in range(5)])
+        sending = time.perf_counter()
+        flood = [{"name": FLOOD_EVENT, "data": {"workMs": FAIR_WORK_MS, "i": i}} for i in range(backlog)]
+        await send_all(stack, flood, 1000)
+        send_s = time.perf_counter() - sending
+        await wait_for_slots(stack)
+        claim = {limit: await claim_ms(stack, limit) for limit in (1, 64)}
+        waits = []
+        for _ in range(quiet):
+            waits.append(await time_to_start(stack, other, "quiet") * 1000)
+            await asyncio.sleep(0.1)
+        assert stack.db is not None
+        left = await stack.db.fetchval(
+            "SELECT count(*) FROM jobs WHERE app_id = $1 AND available_at <= now()", stack.app_id
+        )
+    old_order_s = backlog * FAIR_WORK_MS / 1000 / FAIR_SLOTS
+    figures = {
+        "backlog": backlog,
+        "quiet": quiet,
+        "p50": percentile(waits, 50),
+        "p90": percentile(waits, 90),
+        "max": max(waits),
+        "idle_ms": idle * 1000,
+        "left": int(left),
+        "claim_1": claim[1],
+        "claim_64": claim[64],
+        "old_order_s": old_order_s,
+    }
+    print(
+        f"fairness: {backlog} runs of priority 100 (one {FAIR_WORK_MS} ms step each) queued in one workspace"
+        f" (sent in {send_s:.1f} s), {FAIR_SLOTS} slots; a quiet workspace's three-step runs, one at a time:"
+        f" time to start p50/p90/max {figures['p50']:.0f}/{figures['p90']:.0f}/{figures['max']:.0f} ms"
+        f" ({quiet} runs; {figures['left']} flood runs still queued at the end; on the idle engine"
+        f" {figures['idle_ms']:.1f} ms)"
+    )
+    print(
+        f"fairness: the claim statement with that backlog queued (EXPLAIN ANALYZE, median of 5):"
+        f" {claim[1]:.2f} ms for 1 run, {claim[64]:.2f} ms for 64"
+    )
+    print(
+        f"  without fair claiming a quiet run waited behind the whole backlog:"
+        f" {backlog} × {FAIR_WORK_MS} ms / {FAIR_SLOTS} slots ≈ {old_order_s:,.0f} s"
+    )
+    return figures
+
+
+async def wait_for_slots(stack: Stack, timeout: float = 60.0) -> None:
+    start = time.monotonic()
+    while await leased(stack, stack.app_id) < FAIR_SLOTS:
+        if time.monotonic() - start > timeout:
+            stack.check_alive()
+            raise BenchError(f"the flood did not fill the {FAIR_SLOTS} slots within {timeout:.0f} s")
+        await asyncio.sleep(0.05)

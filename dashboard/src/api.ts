@@ -24,6 +24,21 @@ export interface App {
   signatureMode?: SignatureMode;
   /** A previous signing key is still accepted (the engine signs with it until it is removed). */
   rotating?: boolean;
+  /** The operator's cap on the workspace's runs executing at once; null: no cap. */
+  maxConcurrency?: number | null;
+  /** Runs executing now (holding a worker's lease). */
+  executing?: number;
+  /** Runs due now, waiting for a slot; counted up to 10,001. */
+  queued?: number;
+  /** Runs due later (sleeps, wait deadlines, retry backoff, throttle/debounce starts); counted up to 10,001. */
+  scheduled?: number;
+}
+
+/** The answer of PATCH /api/apps/{id}: the workspace's settings as they are now. */
+export interface WorkspaceSettings {
+  id: string;
+  signatureMode: SignatureMode;
+  maxConcurrency: number | null;
 }
 
 export type SignatureMode = "compat" | "v2";
@@ -232,7 +247,9 @@ export const api = {
   removePreviousKey: (appId: string) =>
     request<{ id: string; removed: boolean }>("DELETE", `/api/apps/${enc(appId)}/keys/previous`),
   setSignatureMode: (appId: string, signatureMode: SignatureMode) =>
-    request<{ id: string; signatureMode: SignatureMode }>("PATCH", `/api/apps/${enc(appId)}`, { signatureMode }),
+    request<WorkspaceSettings>("PATCH", `/api/apps/${enc(appId)}`, { signatureMode }),
+  setMaxConcurrency: (appId: string, maxConcurrency: number | null) =>
+    request<WorkspaceSettings>("PATCH", `/api/apps/${enc(appId)}`, { maxConcurrency }),
   functions: (appId: string) => request<Page<DurableFunction>>("GET", `/api/apps/${enc(appId)}/functions`),
   runFunction: (appId: string, functionId: string, data: Record<string, unknown>) =>
     request<{ ids: string[] }>("POST", `/api/apps/${enc(appId)}/functions/${enc(functionId)}/run`, { data }),

@@ -1,16 +1,21 @@
-"""The claim statement (`jobs_claim`, with `jobs_due_gates` and `gates_lock` for gated runs) on a moved
+"""The claim statement (`jobs_claim`, with `claim_locks` for gated runs and capped workspaces) on a moved
 database clock: lease expiry and fencing, due sleeps, timed-out waits, retry backoff, concurrency
-gates, priority and FIFO order. No worker loop runs and no app is called: each test claims through the
-executor, stores ops as a worker would, and jumps the clock (`Database.set_clock_offset`) instead of
-waiting."""
+gates, priority and FIFO order, fairness across workspaces and keys, and the per-workspace cap. No
+worker loop runs and no app is called: each test claims through the executor, stores ops as a worker
+would, and jumps the clock (`Database.set_clock_offset`) instead of waiting."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from typing import Any
 
 import asyncpg
 
+from durable.engine.apps import update_settings
 from durable.engine.execution import Claim, Executor, Outcome, Timing
+from durable.engine.flow import Handoff
+from durable.engine.ingest import ingest
 from durable.store.db import Database
 from tests.harness import Engine, Workspace
 
@@ -19,11 +24,8 @@ URL = "http://127.0.0.1:9/never-called"
 
 
 async def _claim(executor: Executor, limit: int = 10, worker: str = "w1") -> list[Claim]:
-    """Both claim pools, as a worker loop does: ungated jobs, then gated ones under their gate locks."""
-    claims = await executor.claim(worker, limit)
-    if len(claims) < limit:
-        claims += await executor.claim_gated(worker, limit - len(claims))
-    return claims
+    """One claim, as a worker loop makes it: gated runs and capped workspaces under their locks."""
+    return await executor.claim(worker, limit)
 
 
 async def _db_now_ms(db: Database) -> int:
@@ -138,7 +140,8 @@ async def test_a_full_gate_is_not_claimed_until_a_lease_frees_its_slot(engine: E
     [holder] = await _claim(executor)
     assert holder.event["data"] == {"n": 1}  # first come, first served
     assert await _claim(executor, worker="w2") == []  # the gate is full
-    assert await db.fetchval("jobs_due_gates", 10) == []  # and left out of the gates to lock
+    [row] = await db.fetch("jobs_claim", "w2", 10, LEASE_MS, [], [])
+    assert row["run_id"] is None and row["lock_gates"] == []  # and left out of the gates to lock
     await db.set_clock_offset(LEASE_MS + 1_000)  # the holder's worker died: its lease expired
     [taker] = await _claim(executor, worker="w2")
     # One slot came free; the run next in line (due before the expired lease) takes it.
@@ -158,3 +161,105 @@ async def test_claims_follow_priority_then_due_time_then_arrival(engine: Engine)
     while claims := await _claim(executor, limit=1):
         order.append(claims[0].event["data"]["n"])
     assert order == ["high0", "high1", "mid", "low0", "low1", "bad"]  # "x" is no integer: priority 0
+
+
+# --- fairness across workspaces and keys, and the per-workspace cap ----------------------------
+
+
+async def _two_workspaces(
+    engine: Engine, flood: dict[str, Any], quiet: dict[str, Any]
+) -> tuple[Workspace, Workspace, Executor]:
+    a = await engine.workspace("flood")
+    b = await engine.workspace("quiet")
+    await engine.sync(a, URL, [{"trigger": {"event": "go"}, **flood}])
+    await engine.sync(b, URL, [{"trigger": {"event": "go"}, **quiet}])
+    return a, b, Executor(engine.db, lease_ms=LEASE_MS, default_max_attempts=3)
+
+
+async def _send_many(engine: Engine, ws: Workspace, count: int, **data: Any) -> None:
+    events = [{"name": "go", "data": {"i": i, **data}} for i in range(count)]
+    for start in range(0, count, 1000):
+        assert (await engine.signed(ws, "/e", events[start : start + 1000])).status_code == 200
+
+
+async def test_a_deep_backlog_does_not_hide_another_workspaces_run(engine: Engine) -> None:
+    a, b, executor = await _two_workspaces(engine, {"id": "bulk"}, {"id": "one"})
+    await _send_many(engine, a, 300)  # due first, all of them
+    held = await _claim(executor, limit=2)
+    assert {c.app_id for c in held} == {a.id}  # b has nothing due yet: a takes what is free
+    await engine.send(b, "go", {"i": "b"})
+    # One slot: a already runs 2, b none, so b's run goes first though 298 of a's were due before it.
+    [claim] = await _claim(executor, limit=1)
+    assert claim.app_id == b.id
+    # Then a's backlog, in its own order.
+    [nxt] = await _claim(executor, limit=1)
+    assert nxt.app_id == a.id and nxt.event["data"]["i"] == 2
+
+
+async def test_free_slots_are_shared_by_load_and_priority_never_crosses_workspaces(engine: Engine) -> None:
+    a, b, executor = await _two_workspaces(
+        engine, {"id": "loud", "priority": 1000}, {"id": "meek", "priority": -1000}
+    )
+    await _send_many(engine, b, 5)
+    await _send_many(engine, a, 5)  # a's runs: highest priority, but due after b's
+    order = [c.app_id for _ in range(6) for c in await _claim(executor, limit=1)]
+    # Turn by turn: the workspace running fewer goes next; a tie goes to the run due first.
+    assert order == [b.id, a.id, b.id, a.id, b.id, a.id]
+    # A bigger claim splits its slots the same way.
+    more = await _claim(executor, limit=4)
+    assert Counter(c.app_id for c in more) == {a.id: 2, b.id: 2}
+    # Within a workspace, priority still orders its runs.
+    loud = await engine.workspace("loud")
+    await engine.sync(loud, URL, [{"id": "ranked", "trigger": {"event": "go"}, "priority": {"key": "p"}}])
+    for n, p in [("low", 0), ("high", 10)]:
+        await engine.send(loud, "go", {"n": n, "p": p})
+    ranked = [c.event["data"]["n"] for _ in range(2) for c in await _claim(executor, limit=1)]
+    assert ranked == ["high", "low"]
+
+
+async def test_one_keys_backlog_never_delays_another_keys_run(engine: Engine) -> None:
+    ws, executor = await _setup(engine, {"id": "f", "concurrency": {"limit": 1, "key": "tenant"}})
+    await _send_many(engine, ws, 200, tenant="big")
+    await engine.send(ws, "go", {"tenant": "small"})
+    # One claim of two: big's slot, and small's run behind big's 199 queued ones.
+    claims = await _claim(executor, limit=2)
+    assert sorted(c.event["data"]["tenant"] for c in claims) == ["big", "small"]
+
+
+async def test_the_workspace_cap_is_exact_under_concurrent_claimers(engine: Engine) -> None:
+    db = engine.db
+    a, b, executor = await _two_workspaces(engine, {"id": "bulk"}, {"id": "one"})
+    await update_settings(db, a.id, {"maxConcurrency": 3})
+    await _send_many(engine, a, 40)
+    await _send_many(engine, b, 10)
+    executors = [Executor(db, lease_ms=LEASE_MS, default_max_attempts=3) for _ in range(6)]
+    for _ in range(2):  # the second time, after every lease expired
+        results = await asyncio.gather(*(e.claim(f"w{i}", 5) for i, e in enumerate(executors)))
+        taken = Counter(c.app_id for claims in results for c in claims)
+        assert taken[a.id] <= 3  # six claimers at once, 30 slots: never more than the cap
+        # Claimers that met each other's locked rows may have left some; one more claim takes them.
+        taken.update(c.app_id for c in await _claim(executor, limit=30))
+        assert taken == {a.id: 3, b.id: 10}  # the cap reached, the uncapped workspace unaffected
+        await db.set_clock_offset(db.clock_offset_ms + LEASE_MS + 1_000)
+    # Every lease expired again. A finished run frees a slot of the cap at once.
+    [held] = await _claim(executor, limit=1)
+    assert held.app_id == a.id  # a's queued runs were due before b's expired leases
+    running = Counter(c.app_id for c in await _claim(executor, limit=10))
+    assert running == {a.id: 2, b.id: 8}
+    assert await executor.apply(held, {"op": "done", "data": None}, _timing(db)) is Outcome.ENDED
+    again = Counter(c.app_id for c in await _claim(executor, limit=10))
+    assert again == {a.id: 1, b.id: 2}
+    # Without the cap the rest of the backlog runs: 39 active runs, 3 of them executing.
+    await update_settings(db, a.id, {"maxConcurrency": None})
+    rest = await _claim(executor, limit=50)
+    assert len(rest) == 36 and {c.app_id for c in rest} == {a.id}
+
+
+async def test_a_capped_workspace_gets_no_hand_off(engine: Engine) -> None:
+    a, _, _ = await _two_workspaces(engine, {"id": "bulk"}, {"id": "one"})
+    await update_settings(engine.db, a.id, {"maxConcurrency": 1})
+    events: Any = [{"id": None, "name": "go", "data": {"i": i}, "ts": None} for i in range(3)]
+    handoff = Handoff("local:0", capacity=10, lease_ms=5000, default_max_attempts=3)
+    _, claims = await ingest(engine.db, a.id, events, handoff)
+    assert claims == []  # counted at claim, under the workspace's lock
+    assert sorted(r["activity"] for r in await engine.runs(a)) == ["queued"] * 3

@@ -21,6 +21,8 @@ import { navigate } from "../router";
 export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
   const [creating, setCreating] = useState(false);
   const [rotated, setRotated] = useState<{ app: App; key: RotatedKey } | null>(null);
+  // The workspace whose cap is being edited: the dialog sits outside the table, whose rows navigate on click.
+  const [capping, setCapping] = useState<App | null>(null);
   const now = useNow(5000);
   const items = apps.data?.items ?? [];
   const order: Record<string, number> = { prod: 0, acc: 1, dev: 2 };
@@ -48,7 +50,7 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
         </div>
       )}
       {items.length > 0 && (
-        <div class="card">
+        <div class="card table-scroll">
           <table class="table" data-testid="workspaces-table">
             <thead>
               <tr>
@@ -58,6 +60,9 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
                 <th class="num">Functions</th>
                 <th>App URL</th>
                 <th>Last sync</th>
+                <th title="Runs executing now (over the workspace's cap, if it has one), queued (due now, waiting for a slot) and scheduled (due later: sleeps, wait deadlines, retry backoff, throttled starts)">
+                  Runs
+                </th>
                 <th>Signatures</th>
               </tr>
             </thead>
@@ -80,6 +85,9 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
                       {app.url ?? <span class="muted">not synced yet</span>}
                     </td>
                     <td class="muted">{app.syncedAt ? <Time iso={app.syncedAt} now={now} /> : "never"}</td>
+                    <td data-testid="workspace-load">
+                      <LoadCell app={app} onEdit={() => setCapping(app)} />
+                    </td>
                     <td class="sig-cell">
                       <SignatureModeSwitch app={app} onChanged={() => apps.reload()} />
                       <KeyActions
@@ -98,6 +106,7 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
           </table>
         </div>
       )}
+      {capping && <CapModal app={capping} onClose={() => setCapping(null)} onChanged={() => apps.reload()} />}
       {rotated && <RotatedKeyModal app={rotated.app} rotated={rotated.key} onClose={() => setRotated(null)} />}
       {creating && (
         <NewWorkspace
@@ -106,6 +115,109 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
         />
       )}
     </>
+  );
+}
+
+/** A load count: the API counts queued and scheduled runs up to 10,001, so more shows as 10,000+. */
+function count(value: number | undefined): string {
+  const n = value ?? 0;
+  return n > 10_000 ? "10,000+" : n.toLocaleString();
+}
+
+/**
+ * What the workspace runs now: executing (over its cap when it has one), queued and scheduled, and the
+ * control that sets the cap: the most runs of this workspace executing at once, across every worker
+ * (none: the workspace still shares the workers fairly with the others).
+ */
+function LoadCell({ app, onEdit }: { app: App; onEdit: () => void }) {
+  const cap = app.maxConcurrency ?? null;
+  return (
+    <div class="load-cell" data-cap={cap ?? ""}>
+      <span title={cap === null ? "No cap: the workspace shares the workers fairly" : `At most ${cap} at once`}>
+        <strong data-testid="workspace-executing">
+          {count(app.executing)}
+          {cap !== null && ` / ${cap.toLocaleString()}`}
+        </strong>{" "}
+        executing
+      </span>
+      <span class="muted small">
+        <span data-testid="workspace-queued">{count(app.queued)}</span> queued ·{" "}
+        <span data-testid="workspace-scheduled">{count(app.scheduled)}</span> scheduled
+      </span>
+      <Button size="sm" variant="ghost" testId="edit-cap" onClick={onEdit}>
+        {cap === null ? "Set cap" : "Change cap"}
+      </Button>
+    </div>
+  );
+}
+
+function CapModal({ app, onClose, onChanged }: { app: App; onClose: () => void; onChanged: () => void }) {
+  const [value, setValue] = useState(app.maxConcurrency ? String(app.maxConcurrency) : "");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  const save = async (cap: number | null) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await api.setMaxConcurrency(app.id, cap);
+      onChanged();
+      onClose();
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const submit = (event: Event) => {
+    event.preventDefault();
+    const cap = Number(value.trim());
+    if (!/^\d+$/.test(value.trim()) || cap < 1) {
+      setError("Give a whole number of runs, 1 or more, or remove the cap.");
+      return;
+    }
+    void save(cap);
+  };
+
+  return (
+    <Modal
+      title="Cap on runs executing at once"
+      onClose={onClose}
+      testId="cap-modal"
+      footer={
+        <>
+          {app.maxConcurrency != null && (
+            <Button variant="ghost" busy={busy} onClick={() => save(null)} testId="remove-cap">
+              Remove cap
+            </Button>
+          )}
+          <Button variant="primary" busy={busy} onClick={submit} testId="save-cap">
+            Save
+          </Button>
+        </>
+      }
+    >
+      <div class="created-head">
+        <strong>{app.name}</strong> <EnvBadge env={app.environment} />
+      </div>
+      <form onSubmit={submit} class="form">
+        <Field
+          label="Most runs executing at once"
+          hint="Counted across every engine and worker process. Without a cap the workspace still shares the workers fairly with the others."
+        >
+          <input
+            class="input"
+            inputMode="numeric"
+            value={value}
+            autofocus
+            placeholder="no cap"
+            data-testid="cap-input"
+            onInput={(e) => setValue((e.target as HTMLInputElement).value)}
+          />
+        </Field>
+        <ErrorBox error={error ?? undefined} />
+      </form>
+    </Modal>
   );
 }
 

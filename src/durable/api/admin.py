@@ -132,6 +132,7 @@ async def create_app(request: Request) -> Response:
 @router.get("/apps", responses=schemas.answers(schemas.WorkspaceList), summary="List workspaces")
 async def list_apps(request: Request) -> Response:
     rows = await request.app.state.db.fetch("app_list")
+    loads = {r["id"]: r for r in await request.app.state.db.fetch("jobs_load_by_app")}
     items = [
         {
             "id": r["id"],
@@ -143,10 +144,24 @@ async def list_apps(request: Request) -> Response:
             "syncedAt": iso(r["synced_at"]),
             "signatureMode": r["signature_mode"],
             "rotating": r["rotating"],
+            **_load(loads.get(r["id"])),
         }
         for r in rows
     ]
     return JSON({"items": items, "nextCursor": None})
+
+
+def _load(row: Any) -> dict[str, Any]:
+    """A workspace's cap and what it runs now (jobs_load_by_app); a workspace created since the list
+    was read has none of either."""
+    if row is None:
+        return {"maxConcurrency": None, "executing": 0, "queued": 0, "scheduled": 0}
+    return {
+        "maxConcurrency": row["max_concurrency"],
+        "executing": row["executing"],
+        "queued": row["queued"],
+        "scheduled": row["scheduled"],
+    }
 
 
 # Signing keys and signature mode (docs/protocol.md, "Signing"). A key is shown only in the answer that
@@ -179,23 +194,30 @@ async def remove_previous_key(request: Request, app_id: str) -> Response:
 
 @router.patch(
     "/apps/{app_id}",
-    responses=schemas.answers(schemas.SignatureMode),
-    summary="Switch a workspace's signature mode: v2 (v2 signatures only) or compat (v1 accepted too)",
+    responses=schemas.answers(schemas.WorkspaceSettings),
+    summary="Change a workspace's settings: its signature mode (v2: v2 signatures only; compat: v1 "
+    "accepted too) and its cap on runs executing at once (maxConcurrency, null for none)",
     openapi_extra=_body_schema(
-        {"signatureMode": {"type": "string", "enum": ["compat", "v2"]}}, ["signatureMode"]
+        {
+            "signatureMode": {"type": "string", "enum": ["compat", "v2"]},
+            "maxConcurrency": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": apps.MAX_CONCURRENCY},
+                    {"type": "null"},
+                ]
+            },
+        },
+        [],
     ),
 )
 async def update_app(request: Request, app_id: str) -> Response:
     payload = await _json_object(request)
-    unknown = sorted(set(payload) - {"signatureMode"})
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r} (expected signatureMode)")
-    if "signatureMode" not in payload:
-        raise InvalidInput("signatureMode: required, one of compat, v2")
-    mode = await apps.set_signature_mode(request.app.state.db, app_id, payload["signatureMode"])
+    row = await apps.update_settings(request.app.state.db, app_id, payload)
     request.app.state.apps.forget(app_id)
     request.app.state.feed.touch(app_id, "apps")
-    return JSON({"id": app_id, "signatureMode": mode})
+    return JSON(
+        {"id": row["id"], "signatureMode": row["signature_mode"], "maxConcurrency": row["max_concurrency"]}
+    )
 
 
 @router.get(

@@ -31,6 +31,18 @@ class Workspace(BaseModel):
         "v2", description="compat: v1 or v2 signatures accepted; v2: v2 only (docs/protocol.md)"
     )
     rotating: bool = Field(False, description="A previous signing key is still accepted (never shown)")
+    maxConcurrency: int | None = Field(
+        None, description="The operator's cap on this workspace's runs executing at once; null: no cap"
+    )
+    executing: int = Field(0, description="Runs executing now (holding a worker's lease)")
+    queued: int = Field(
+        0, description="Runs due now, waiting for a slot; counted up to 10,001 (show 10,000+ above that)"
+    )
+    scheduled: int = Field(
+        0,
+        description="Runs due later (a sleep, a wait's deadline, a retry's backoff, a throttle or debounce"
+        " start); counted up to 10,001",
+    )
 
 
 class RotatedKey(BaseModel):
@@ -47,9 +59,15 @@ class PreviousKeyRemoved(BaseModel):
     removed: bool = Field(description="False when the workspace had no previous key")
 
 
-class SignatureMode(BaseModel):
+class WorkspaceSettings(BaseModel):
     id: str
     signatureMode: Literal["compat", "v2"]
+    maxConcurrency: int | None = Field(
+        None, description="The cap on the workspace's runs executing at once; null: no cap"
+    )
+
+
+SignatureMode = WorkspaceSettings  # the name this answer had when it held the signature mode only
 
 
 class CreatedWorkspace(BaseModel):

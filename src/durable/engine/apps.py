@@ -102,13 +102,31 @@ async def drop_previous_key(db: Database, app_id: str) -> bool:
     return bool(removed)
 
 
-async def set_signature_mode(db: Database, app_id: str, mode: object) -> str:
-    if mode not in MODES:
+MAX_CONCURRENCY = 100_000  # a workspace cap above every worker's slots would mean no cap
+
+
+async def update_settings(db: Database, app_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Apply `PATCH /api/apps/{id}`: `signatureMode` and/or `maxConcurrency` (the cap on the workspace's
+    runs executing at once, null for none), all or nothing. Returns the settings as they are now."""
+    unknown = sorted(set(payload) - {"signatureMode", "maxConcurrency"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} (expected signatureMode or maxConcurrency)")
+    if not payload:
+        raise InvalidInput("body: give signatureMode (compat or v2) or maxConcurrency (an integer, or null)")
+    mode = payload.get("signatureMode")
+    if "signatureMode" in payload and mode not in MODES:
         raise InvalidInput(f"signatureMode: must be one of {', '.join(MODES)}, got {mode!r}")
-    row = await db.fetchrow("app_set_signature_mode", app_id, mode)
+    cap = payload.get("maxConcurrency")
+    if cap is not None and (
+        not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= MAX_CONCURRENCY
+    ):
+        raise InvalidInput(
+            f"maxConcurrency: must be an integer 1..{MAX_CONCURRENCY} or null (no cap), got {cap!r}"
+        )
+    row = await db.fetchrow("app_update_settings", app_id, mode, "maxConcurrency" in payload, cap)
     if row is None:
         raise NotFound(f"no app with id {app_id!r}")
-    return str(row["signature_mode"])
+    return dict(row)
 
 
 async def sync(db: Database, app_id: str, request: SyncRequest, *, nonce: str | None = None) -> int:

@@ -103,6 +103,11 @@ def _step_of(op: Op) -> str | None:
 
 log = logging.getLogger("durable.worker")
 
+# Statements one claim may take: the lock-free round, a round under the locks it named, and, when a
+# gate's free slots cut its candidates short, the same pair again (the gate is full then, so the jobs
+# behind its backlog are seen). Runs outside gates and caps take one statement.
+CLAIM_ROUNDS = 4
+
 
 class Executor:
     """The transactional rules for claimed runs."""
@@ -126,26 +131,39 @@ class Executor:
         self.steps = StepWriter(db)
 
     async def claim(self, worker_id: str, limit: int) -> list[Claim]:
-        """Claim up to `limit` due runs outside concurrency gates: one statement, no transaction."""
-        sent = time.monotonic()
-        rows = await self.db.fetch("jobs_claim", worker_id, limit, self.lease_ms, [])
-        return self._claims(rows, sent)
+        """Claim up to `limit` due runs, shared fairly among workspaces (jobs_claim).
 
-    async def claim_gated(self, worker_id: str, limit: int) -> list[Claim]:
-        """Claim up to `limit` due runs in concurrency gates, under each gate's advisory lock, so a
-        gate's running count is exact however many processes claim at once."""
-        gates = await self.db.fetchval("jobs_due_gates", limit)
-        if not gates:
-            return []
-        sent = time.monotonic()
-        async with self.db.transaction() as tx:
-            await tx.execute("gates_lock", gates)
-            rows = await tx.fetch("jobs_claim", worker_id, limit, self.lease_ms, gates)
-        return self._claims(rows, sent)
+        The first statement runs alone and takes what needs no lock. When the fair order picked runs of
+        concurrency gates or capped workspaces, it names them; the next round takes their advisory locks
+        in a transaction and claims again, counting inside the locks, so every limit is exact however
+        many processes claim at once. A round whose candidates a gate's free slots cut short is followed
+        by another too (the gate is full now, so its backlog no longer hides the jobs behind it).
+        """
+        claims: list[Claim] = []
+        gates: list[str] = []
+        apps: list[str] = []
+        for _ in range(CLAIM_ROUNDS):
+            wanted = limit - len(claims)
+            sent = time.monotonic()
+            if gates or apps:
+                async with self.db.transaction() as tx:
+                    await tx.execute("claim_locks", gates, apps)
+                    rows = await tx.fetch("jobs_claim", worker_id, wanted, self.lease_ms, gates, apps)
+            else:
+                rows = await self.db.fetch("jobs_claim", worker_id, wanted, self.lease_ms, [], [])
+            got = self._claims(rows, sent)
+            claims += got
+            head = rows[0]
+            gates, apps = list(head["lock_gates"]), list(head["lock_apps"])
+            if len(claims) >= limit or not (gates or apps or (head["trimmed"] and got)):
+                break
+        return claims
 
     def _claims(self, rows: list[Any], sent: float) -> list[Claim]:
         claims = []
         for row in rows:
+            if row["run_id"] is None:  # jobs_claim answers one row even when it claims nothing
+                continue
             self.feed.touch(row["app_id"], "runs", row["run_id"])
             config = row["config"]
             retries = (config or {}).get("retries")

@@ -72,7 +72,11 @@ class _Merge:
 @dataclass(frozen=True)
 class Handoff:
     """Up to `capacity` new runs due now and outside any concurrency gate are claimed for `worker`
-    inside the ingest transaction and returned as claims, to be driven at once by that process."""
+    inside the ingest transaction and returned as claims, to be driven at once by that process.
+
+    Offered only by a worker loop with room and no claimable work waiting (worker.loop.LocalDispatch),
+    so a hand-off never takes a slot the fair claim would give another workspace; a capped workspace
+    gets none (runs_create), its cap being counted at claim."""
 
     worker: str
     capacity: int
@@ -273,6 +277,8 @@ class Planner:
 
     def _make_claims(self, runs: list[_NewRun], handed: dict[str, UUID], created: Any, sent: float) -> None:
         assert self.handoff is not None or not handed
+        if not created["handed_off"]:  # a capped workspace: runs_create queued them all
+            return
         for run in runs:
             token = handed.get(run.run_id)
             if token is None or self.handoff is None:

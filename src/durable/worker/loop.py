@@ -34,11 +34,18 @@ class Wakeup:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        # Counts notifications (work became due somewhere, perhaps in another process) and listener
+        # restorations: a loop that claimed since the last one has seen all the due work there is.
+        self.generation = 0
         self._listener: Listener | None = None
 
     async def start(self, dsn: str) -> None:
-        self._listener = Listener(dsn, "durable_jobs", lambda _: self.event.set(), on_restored=self.event.set)
+        self._listener = Listener(dsn, "durable_jobs", lambda _: self.notified(), on_restored=self.notified)
         await self._listener.start()
+
+    def notified(self) -> None:
+        self.generation += 1
+        self.event.set()
 
     def set(self) -> None:
         self.event.set()
@@ -60,26 +67,36 @@ class WorkerLoop:
         self.inflight: set[asyncio.Task[None]] = set()
         self.stopping = False
         self._slot_freed = asyncio.Event()
+        # The last claim took everything it could (fewer than it asked for), as of `_seen`.
+        self._caught_up = False
+        self._seen = -1
+
+    def drained(self) -> bool:
+        """Whether no claimable work is waiting, as far as this loop knows: its last claim took less than
+        it asked for, no notification arrived since, and it has not been full since (work due while a
+        loop is full goes unseen). A hand-off is fair only then (docs/decisions.md, "Hand-off")."""
+        return self._caught_up and self._seen == self.wakeup.generation
 
     async def run(self) -> None:
         while not self.stopping:
             free = self.capacity - len(self.inflight)
             if free <= 0:
+                self._caught_up = False
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             self.wakeup.event.clear()
+            seen = self.wakeup.generation
             wanted = min(free, 64)
             try:
-                # Runs outside concurrency gates first, in one statement: they start at once; then
-                # gated runs, whose claim locks the gates.
+                # One claim, fair across workspaces; gated runs and capped workspaces under their locks.
                 claims = self._spawn(await self.executor.claim(self.name, wanted))
-                if len(claims) < wanted:
-                    claims += self._spawn(await self.executor.claim_gated(self.name, wanted - len(claims)))
             except RETRYABLE as exc:  # Postgres restarting or away: the loop must outlive it
                 log.warning("%s: claim failed (%s); retrying in 1s", self.name, exc)
+                self._caught_up = False
                 await asyncio.sleep(1)
                 continue
+            self._caught_up, self._seen = len(claims) < wanted, seen
             if len(claims) == wanted:
                 continue  # more may be due right now
             await self._sleep_until_due()
@@ -209,7 +226,13 @@ def worker_name(index: int) -> str:
 
 
 class LocalDispatch:
-    """Hands runs created by this process's API straight to one of its worker loops (engine.flow.Dispatcher)."""
+    """Hands runs created by this process's API straight to one of its worker loops (engine.flow.Dispatcher).
+
+    Only to a loop that is drained (`WorkerLoop.drained`): while any claimable work waits, new runs go
+    through the queue, where the fair claim decides, so a workspace that floods events cannot take the
+    slots freed for the others. A capped workspace's runs are never handed off (runs_create): its cap is
+    counted under its lock, at claim.
+    """
 
     MAX_PER_INGEST = 16  # leave most of the capacity to batched claims, which keep the queue fair
 
@@ -219,7 +242,7 @@ class LocalDispatch:
         self.default_max_attempts = default_max_attempts
 
     def offer(self) -> Handoff | None:
-        open_loops = [loop for loop in self.loops.values() if not loop.stopping]
+        open_loops = [loop for loop in self.loops.values() if not loop.stopping and loop.drained()]
         if not open_loops:
             return None
         loop = max(open_loops, key=lambda w: w.capacity - len(w.inflight))

@@ -41,9 +41,15 @@ FROM (SELECT id, previous_signing_key IS NOT NULL AS had FROM apps WHERE id = $1
 WHERE a.id = old.id
 RETURNING old.had AS removed;
 
--- name: app_set_signature_mode
--- Switch a workspace between 'compat' (v1 or v2 accepted) and 'v2' (v2 only).
-UPDATE apps SET signature_mode = $2 WHERE id = $1 RETURNING id, signature_mode;
+-- name: app_update_settings
+-- Change a workspace's settings in one statement: the signature mode ($2: 'compat' accepts v1 or v2,
+-- 'v2' only v2; unchanged when null) and, when $3, the cap on its runs executing at once ($4, null for
+-- none). No row: no such app.
+UPDATE apps
+SET signature_mode = coalesce($2, signature_mode),
+    max_concurrency = CASE WHEN $3 THEN $4::int ELSE max_concurrency END
+WHERE id = $1
+RETURNING id, signature_mode, max_concurrency;
 
 -- name: app_set_url
 UPDATE apps SET url = $2, synced_at = now() WHERE id = $1;

@@ -29,9 +29,15 @@ WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.
 -- Create runs with their jobs (one job per active run), due at `due` (now when null). A run with a
 -- lease token ($12) is handed straight to a worker of the ingesting process (claimed by $13 with a
 -- lease of $14 ms): it starts executing without a trip through the queue. Others wake the workers.
-WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[],
-                         $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[])
+-- A workspace with a cap (apps.max_concurrency) gets no hand-off (`handed_off` false): its runs are
+-- counted under its lock, at claim.
+WITH app AS (
+    SELECT max_concurrency IS NULL AS handed_off FROM apps WHERE id = $1
+), input AS (
+    SELECT i.run_id, i.function_id, i.event_id, i.event, i.due, i.priority, i.gate, i.gate_limit, i.flow,
+           i.rerun_of, CASE WHEN (SELECT handed_off FROM app) THEN i.token END AS token
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[],
+                $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[])
          AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of, token)
 ), r AS (
     INSERT INTO runs (id, app_id, function_id, event_id, event, activity, flow, rerun_of, started_at)
@@ -53,6 +59,7 @@ SELECT count(*) AS created, durable_now() AS ready_at, clock_timestamp() AS db_n
        (SELECT url FROM apps WHERE id = $1) AS url, (SELECT signing_key FROM apps WHERE id = $1) AS signing_key,
        (SELECT previous_signing_key FROM apps WHERE id = $1) AS previous_signing_key,
        (SELECT signature_mode FROM apps WHERE id = $1) AS signature_mode,
+       coalesce((SELECT handed_off FROM app), false) AS handed_off,
        CASE WHEN bool_or(token IS NULL) THEN pg_notify('durable_jobs', '') END AS notified
 FROM input;
 

@@ -1,43 +1,91 @@
 -- name: jobs_claim
--- Claim up to $2 due jobs (or jobs whose lease expired) for worker $1 with a lease of $3 ms, taking
--- jobs of a concurrency gate only for the gates in $4, whose advisory locks the caller holds (gates_lock),
--- so each gate's count of running jobs is exact across processes. It also
--- prepares each run's next invoke in the same statement: a due sleep completes, a wait still parked at
--- its deadline times out (its step becomes null). The `due` CTE is an optimisation fence: Postgres
--- locks exactly the LIMITed rows it picked, skipping rows other workers hold.
+-- Claim up to $2 due jobs (or jobs whose lease expired) for worker $1 with a lease of $3 ms, shared fairly
+-- among workspaces: each workspace with due work offers candidates in its own order (priority, due time,
+-- arrival), and a candidate's turn is its workspace's load (runs executing) plus its place in that order,
+-- so the free slots go to the least-loaded workspaces first and priority never crosses workspaces.
+-- Jobs of a concurrency gate are taken only for the gates in $4, and jobs of a capped workspace
+-- (apps.max_concurrency) only for the workspaces in $5: the caller holds their advisory locks
+-- (claim_locks), so each count of running jobs is exact across processes. Chosen jobs that need a lock
+-- the caller does not hold are left, and named in lock_gates / lock_apps: the caller takes those locks
+-- and claims again. `trimmed`: candidates were cut by a gate's free slots, so another claim may find
+-- more. The statement answers one row even when it claims nothing (run_id null) to carry these.
+-- It also prepares each run's next invoke in the same statement: a due sleep completes, a wait still
+-- parked at its deadline times out (its step becomes null).
 -- Data-modifying CTEs do not see each other's writes, so the memo is built from the pre-statement rows:
 -- a 'sleeping' step of a claimed run is due, a 'waiting' step whose wait row this statement deleted
 -- timed out.
-WITH running AS (
-    -- Load of each locked gate: its jobs holding a live lease (an expired lease does not count; that
-    -- run is a candidate again).
+WITH RECURSIVE job_apps (app_id) AS (
+    -- Every workspace with an active run: a skip scan of jobs_by_app_due, one index probe each.
+    (SELECT app_id FROM jobs ORDER BY app_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.app_id FROM jobs j WHERE j.app_id > p.app_id ORDER BY j.app_id LIMIT 1)
+    FROM job_apps p WHERE p.app_id IS NOT NULL
+), loads AS (
+    -- Those with a job due now (one probe each), with their load: runs executing, i.e. live leases.
+    SELECT p.app_id, a.max_concurrency AS cap,
+           (SELECT count(*) FROM jobs l
+            WHERE l.app_id = p.app_id AND l.lease_token IS NOT NULL AND l.available_at > durable_now()) AS running
+    FROM job_apps p
+    JOIN apps a ON a.id = p.app_id
+    WHERE EXISTS (SELECT 1 FROM jobs d WHERE d.app_id = p.app_id AND d.available_at <= durable_now())
+), due_apps AS (
+    -- A workspace at its cap offers nothing.
+    SELECT * FROM loads WHERE cap IS NULL OR running < cap
+), gate_load AS (
+    -- Load of each gate: its jobs holding a live lease (an expired lease does not count; that run is a
+    -- candidate again). Exact for the gates in $4, whose locks the caller holds.
     SELECT gate, count(*) AS n, max(gate_limit) AS lim
     FROM jobs
-    WHERE gate = ANY($4::text[]) AND lease_token IS NOT NULL AND available_at > durable_now()
+    WHERE gate IS NOT NULL AND lease_token IS NOT NULL AND available_at > durable_now()
     GROUP BY gate
 ), candidates AS (
-    SELECT j.run_id, j.gate, j.gate_limit, j.priority, j.available_at, j.seq
-    FROM jobs j
-    WHERE j.available_at <= durable_now()
-      AND (j.gate IS NULL
-           OR (j.gate = ANY($4::text[]) AND j.gate NOT IN (SELECT gate FROM running WHERE n >= lim)))
-    ORDER BY j.priority DESC, j.available_at, j.seq
-    LIMIT $2 * 4
-    FOR UPDATE SKIP LOCKED
-), due AS (
+    -- Per workspace, its first due jobs outside full gates, locked (SKIP LOCKED: rows another claim
+    -- holds are passed over). 4 × $2 candidates in all, at least 4 per workspace: room for the gate
+    -- and cap cuts below without locking a whole backlog.
+    SELECT c.*, d.cap, d.running
+    FROM due_apps d
+    CROSS JOIN LATERAL (
+        SELECT j.run_id, j.app_id, j.gate, j.gate_limit, j.priority, j.available_at, j.seq
+        FROM jobs j
+        WHERE j.app_id = d.app_id AND j.available_at <= durable_now()
+          AND (j.gate IS NULL OR j.gate NOT IN (SELECT gate FROM gate_load WHERE n >= lim))
+        ORDER BY j.priority DESC, j.available_at, j.seq
+        LIMIT greatest(4, 4 * $2 / greatest(1, (SELECT count(*) FROM due_apps)))
+        FOR UPDATE OF j SKIP LOCKED
+    ) c
+), in_gate AS (
     -- Per gate, no more than its free slots: higher priority first, then first come first served.
-    SELECT c.run_id
+    SELECT c.*
     FROM (SELECT c.*, row_number() OVER (PARTITION BY c.gate ORDER BY c.priority DESC, c.available_at, c.seq)
-                 AS rank
+                 AS gate_rank
           FROM candidates c) AS c
-    LEFT JOIN running r ON r.gate = c.gate
-    WHERE c.gate IS NULL OR c.rank <= c.gate_limit - coalesce(r.n, 0)
-    ORDER BY c.priority DESC, c.available_at, c.seq
+    LEFT JOIN gate_load g ON g.gate = c.gate
+    WHERE c.gate IS NULL OR c.gate_rank <= c.gate_limit - coalesce(g.n, 0)
+), turns AS (
+    -- A candidate's turn: its workspace's load plus its place in the workspace's own order. A capped
+    -- workspace offers no more than its free slots (turn <= cap).
+    SELECT t.*
+    FROM (SELECT c.*, c.running + row_number() OVER (PARTITION BY c.app_id
+                                                      ORDER BY c.priority DESC, c.available_at, c.seq) AS turn
+          FROM in_gate c) AS t
+    WHERE t.cap IS NULL OR t.turn <= t.cap
+), chosen AS (
+    SELECT t.run_id, t.app_id, t.gate, t.cap,
+           (t.gate IS NULL OR t.gate = ANY($4::text[])) AND (t.cap IS NULL OR t.app_id = ANY($5::text[])) AS ready
+    FROM turns t
+    ORDER BY t.turn, t.available_at, t.seq
     LIMIT $2
+), pending AS (
+    SELECT coalesce(array_agg(DISTINCT c.gate) FILTER (WHERE NOT c.ready AND c.gate IS NOT NULL
+                                                         AND NOT c.gate = ANY($4::text[])), '{}') AS lock_gates,
+           coalesce(array_agg(DISTINCT c.app_id) FILTER (WHERE NOT c.ready AND c.cap IS NOT NULL
+                                                           AND NOT c.app_id = ANY($5::text[])), '{}') AS lock_apps,
+           (SELECT count(*) FROM candidates) > (SELECT count(*) FROM in_gate) AS trimmed
+    FROM chosen c
 ), claimed AS (
     UPDATE jobs j
     SET available_at = durable_now() + $3 * interval '1 millisecond', lease_token = gen_random_uuid(), claimed_by = $1
-    FROM due WHERE j.run_id = due.run_id
+    FROM chosen c WHERE c.ready AND j.run_id = c.run_id
     RETURNING j.run_id, j.app_id, j.lease_token, j.attempt, j.ready_at, j.available_at AS lease_until
 ), timed_out AS (
     DELETE FROM waits w USING claimed c WHERE w.run_id = c.run_id
@@ -58,41 +106,49 @@ WITH running AS (
     FROM claimed c WHERE r.id = c.run_id AND r.status = 'active'
     RETURNING r.id, r.function_id, r.event
 )
-SELECT c.run_id, c.lease_token, c.attempt, c.app_id, r.function_id, r.event, a.url, a.signing_key,
-       a.previous_signing_key, a.signature_mode,
-       f.config, clock_timestamp() AS now, c.ready_at,
-       (extract(epoch FROM c.lease_until - durable_clock()) * 1000)::int AS lease_left_ms,
-       (SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
-                   'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)), '{}')
-        FROM steps s
-        WHERE s.run_id = c.run_id
-          AND (s.status IN ('completed', 'sleeping')
-               OR (s.status = 'waiting' AND EXISTS (SELECT 1 FROM timed_out t WHERE t.run_id = s.run_id))))
-       AS steps
-FROM claimed c
-JOIN started r ON r.id = c.run_id
-JOIN apps a ON a.id = c.app_id
-LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id;
+SELECT p.lock_gates, p.lock_apps, p.trimmed, x.*
+FROM pending p
+LEFT JOIN (
+    SELECT c.run_id, c.lease_token, c.attempt, c.app_id, r.function_id, r.event, a.url, a.signing_key,
+           a.previous_signing_key, a.signature_mode,
+           f.config, clock_timestamp() AS now, c.ready_at,
+           (extract(epoch FROM c.lease_until - durable_clock()) * 1000)::int AS lease_left_ms,
+           (SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
+                       'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)), '{}')
+            FROM steps s
+            WHERE s.run_id = c.run_id
+              AND (s.status IN ('completed', 'sleeping')
+                   OR (s.status = 'waiting' AND EXISTS (SELECT 1 FROM timed_out t WHERE t.run_id = s.run_id))))
+           AS steps
+    FROM claimed c
+    JOIN started r ON r.id = c.run_id
+    JOIN apps a ON a.id = c.app_id
+    LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id
+) AS x ON true;
 
--- name: jobs_due_gates
--- The concurrency gates among the first due jobs, leaving out gates already full: the gates a claim
--- will lock. A full gate's backlog does not hide the gates and jobs behind it.
-WITH full_gates AS (
-    SELECT gate FROM jobs
-    WHERE gate IS NOT NULL AND lease_token IS NOT NULL AND available_at > durable_now()
-    GROUP BY gate HAVING count(*) >= max(gate_limit)
-)
-SELECT coalesce(array_agg(DISTINCT g.gate), '{}') AS gates
-FROM (
-    SELECT j.gate FROM jobs j
-    WHERE j.available_at <= durable_now() AND j.gate IS NOT NULL AND j.gate NOT IN (SELECT gate FROM full_gates)
-    ORDER BY j.priority DESC, j.available_at, j.seq
-    LIMIT $1
-) AS g;
+-- name: claim_locks
+-- Serialise claims per concurrency gate ($1) and per capped workspace ($2): transaction-scoped advisory
+-- locks, taken in one global order (of their keys) so two claimers never deadlock.
+SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+FROM (SELECT 'gate/' || g AS k FROM unnest($1::text[]) AS g
+      UNION
+      SELECT 'app/' || a FROM unnest($2::text[]) AS a) AS keys
+ORDER BY k;
 
--- name: gates_lock
--- Serialise claims per concurrency gate (transaction-scoped advisory locks, in gate order).
-SELECT pg_advisory_xact_lock(hashtextextended('gate/' || g, 0)) FROM unnest($1::text[]) AS g ORDER BY g;
+-- name: jobs_load_by_app
+-- Per workspace: its cap, its runs executing (live leases), queued (due now, waiting for a slot) and
+-- scheduled (due later: a sleep, a wait's deadline, a retry's backoff, a throttle or debounce start).
+-- Queued and scheduled are counted up to 10,001 each, so a deep backlog costs a bounded index range.
+SELECT a.id, a.max_concurrency,
+       (SELECT count(*) FROM jobs l
+        WHERE l.app_id = a.id AND l.lease_token IS NOT NULL AND l.available_at > durable_now()) AS executing,
+       (SELECT count(*) FROM (SELECT 1 FROM jobs q
+                              WHERE q.app_id = a.id AND q.available_at <= durable_now() LIMIT 10001) AS q)
+       AS queued,
+       (SELECT count(*) FROM (SELECT 1 FROM jobs s
+                              WHERE s.app_id = a.id AND s.available_at > durable_now() AND s.lease_token IS NULL
+                              LIMIT 10001) AS s) AS scheduled
+FROM apps a;
 
 -- name: jobs_next_due
 -- Milliseconds until the earliest job (free or leased) becomes available (negative: overdue; null: no
