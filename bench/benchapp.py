@@ -6,7 +6,9 @@
 `burst_gated` (concurrency 10 per tenant) and `burst_plain` (no concurrency option) run one step of
 5 ms simulated work, counting at the app how many of each tenant's runs are inside that step at once,
 answered as JSON on `GET /stats`; `flood` (priority 100) runs one step that sleeps `workMs` (the
-fairness scenario's flooding workspace). The bench starts one such process per workspace of a scenario,
+fairness scenario's flooding workspace); `fan-parent` invokes `size` runs of `fan-child` at once and
+sums their outputs, `parallel-10` / `sequential-10` run ten 20 ms steps side by side or one after the
+other (the compose scenario; `GET /stats` also counts each function's invokes). The bench starts one such process per workspace of a scenario,
 next to the engine process, and imports FUNCTIONS to sync them.
 """
 
@@ -33,6 +35,10 @@ __all__ = [
     "FLOW_LIMIT",
     "FLOW_PLAIN_EVENT",
     "FLOOD_EVENT",
+    "FAN_EVENT",
+    "PARALLEL_EVENT",
+    "SEQUENTIAL_EVENT",
+    "BRANCHES",
     "FUNCTIONS",
     "NEVER_EVENT",
     "PARK_EVENT",
@@ -47,6 +53,11 @@ NEVER_EVENT = "bench.never"
 FLOW_GATED_EVENT = "bench.flow.gated"
 FLOW_PLAIN_EVENT = "bench.flow.plain"
 FLOOD_EVENT = "bench.flood"
+FAN_EVENT = "bench.fan"
+PARALLEL_EVENT = "bench.parallel"
+SEQUENTIAL_EVENT = "bench.sequential"
+BRANCHES = 10
+BRANCH_S = 0.02
 FLOW_LIMIT = 10
 FLOW_WORK_S = 0.005
 STATS_PATH = "/stats"
@@ -116,7 +127,49 @@ async def flood(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     await step.run("work", lambda: asyncio.sleep(event["data"].get("workMs", 500) / 1000))
 
 
-FUNCTIONS = [three_steps, parked, burst_gated, burst_plain, flood]
+INVOKES: defaultdict[str, int] = defaultdict(int)  # handler replays (= invokes) per function
+
+
+@durable_sdk.function(id="fan-child", trigger=None)
+async def fan_child(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["fan-child"] += 1
+    return await step.run("work", lambda: event["data"]["n"] * 2)
+
+
+@durable_sdk.function(id="fan-parent", trigger={"event": FAN_EVENT})
+async def fan_parent(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["fan-parent"] += 1
+    size = event["data"]["size"]
+    calls = [step.invoke(f"child-{i}", function=fan_child, data={"n": i}) for i in range(size)]
+    return sum(await asyncio.gather(*calls))
+
+
+@durable_sdk.function(id="parallel-10", trigger={"event": PARALLEL_EVENT})
+async def parallel_10(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["parallel-10"] += 1
+    branches = [step.run(f"b{i}", lambda: asyncio.sleep(BRANCH_S)) for i in range(BRANCHES)]
+    return len(await asyncio.gather(*branches))
+
+
+@durable_sdk.function(id="sequential-10", trigger={"event": SEQUENTIAL_EVENT})
+async def sequential_10(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["sequential-10"] += 1
+    for i in range(BRANCHES):
+        await step.run(f"b{i}", lambda: asyncio.sleep(BRANCH_S))
+    return BRANCHES
+
+
+FUNCTIONS = [
+    three_steps,
+    parked,
+    burst_gated,
+    burst_plain,
+    flood,
+    fan_parent,
+    fan_child,
+    parallel_10,
+    sequential_10,
+]
 
 Asgi = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Awaitable[None]]
 
@@ -126,7 +179,7 @@ def with_stats(app: Asgi) -> Asgi:
 
     async def wrapper(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == STATS_PATH:
-            body = orjson.dumps({fn: stats.report() for fn, stats in STATS.items()})
+            body = orjson.dumps({**{fn: stats.report() for fn, stats in STATS.items()}, "invokes": INVOKES})
             headers = [(b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -35,7 +35,7 @@ import uvloop
 from benchapp import FLOW_LIMIT
 from harness import LOG_DIR, REPO, BenchError, Postgres, remove_logs
 
-SCENARIOS = ("reference", "throughput", "latency", "parked", "flow", "fairness")
+SCENARIOS = ("reference", "throughput", "latency", "parked", "flow", "fairness", "compose")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -207,6 +207,24 @@ def summary(state: dict[str, Any], results: dict[str, Any]) -> str:
                 "",
             )
         )
+    comp = results.get("compose")
+    if comp:
+        rows.append(
+            (
+                f"compose: a parent invoking {comp['fan_size']} children at once, gathering their outputs",
+                f"p50 {comp['fan_ms_p50']:.0f} ms; invokes: parent {comp['fan_parent_invokes']:.1f},"
+                f" children {comp['fan_child_invokes']:.0f}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "… ten 20 ms steps in parallel / one after the other",
+                f"p50 {comp['parallel_ms_p50']:.0f} / {comp['sequential_ms_p50']:.0f} ms"
+                f" in {comp['parallel_invokes']:.0f} / {comp['sequential_invokes']:.0f} invokes",
+                "",
+            )
+        )
     if ref:
         rows.append(
             (
@@ -255,6 +273,8 @@ async def bench(pg: Postgres, args: argparse.Namespace) -> bool:
     if "fairness" in args.only:
         backlog, quiet = (10_000, 10) if quick else (100_000, 20)
         results["fairness"] = await attempt("fairness", scenarios.fairness(pg, backlog, quiet))
+    if "compose" in args.only:
+        results["compose"] = await attempt("compose", scenarios.compose(pg, 100, 3 if quick else 5))
     print()
     print(summary(state, results))
     failed = [name for name in args.only if not results.get(name)]

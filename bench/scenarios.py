@@ -15,12 +15,16 @@ import asyncpg
 import orjson
 import psutil
 from benchapp import (
+    BRANCHES,
+    FAN_EVENT,
     FLOOD_EVENT,
     FLOW_GATED_EVENT,
     FLOW_LIMIT,
     FLOW_PLAIN_EVENT,
     NEVER_EVENT,
+    PARALLEL_EVENT,
     PARK_EVENT,
+    SEQUENTIAL_EVENT,
     STATS_PATH,
     THREE_STEPS_EVENT,
 )
@@ -163,23 +167,8 @@ async def throughput(pg: Postgres, runs: int, workers: int, batch: int = 500) ->
 
 
 async def one_run(stack: Stack, tag: str, timeout: float = 10.0) -> tuple[float, str]:
-    """Send one event, poll its run until completed; return (seconds, run id)."""
-    assert stack.db is not None
-    start = time.perf_counter()
-    [event_id] = await stack.send([{"name": THREE_STEPS_EVENT, "data": {"tag": tag}}])
-    while True:
-        row = await stack.db.fetchrow(
-            "SELECT id, status FROM runs WHERE app_id = $1 AND event_id = $2", stack.app_id, event_id
-        )
-        elapsed = time.perf_counter() - start
-        if row is not None and row["status"] == "completed":
-            return elapsed, row["id"]
-        if row is not None and row["status"] != "active":
-            raise BenchError(f"run {row['id']} ended {row['status']}")
-        if elapsed > timeout:
-            stack.check_alive()
-            raise BenchError(f"run of event {event_id} not completed after {timeout:.0f} s")
-        await asyncio.sleep(0.0005)
+    """Send one three-step event, poll its run until completed; return (seconds, run id)."""
+    return await timed_run(stack, THREE_STEPS_EVENT, {"tag": tag}, timeout)
 
 
 async def latency(pg: Postgres, runs: int, workers: int = 2) -> dict[str, float]:
@@ -609,3 +598,64 @@ async def wait_for_slots(stack: Stack, timeout: float = 60.0) -> None:
             stack.check_alive()
             raise BenchError(f"the flood did not fill the {FAIR_SLOTS} slots within {timeout:.0f} s")
         await asyncio.sleep(0.05)
+
+
+# --- 7. composition ------------------------------------------------------------------------------
+
+
+async def timed_run(
+    stack: Stack, name: str, data: dict[str, Any], timeout: float = 60.0
+) -> tuple[float, str]:
+    """Send one event and poll until the run it started completed: (seconds, run id)."""
+    assert stack.db is not None
+    start = time.perf_counter()
+    [event_id] = await stack.send([{"name": name, "data": data}])
+    while True:
+        row = await stack.db.fetchrow(
+            "SELECT id, status FROM runs WHERE app_id = $1 AND event_id = $2", stack.app_id, event_id
+        )
+        elapsed = time.perf_counter() - start
+        if row is not None and row["status"] == "completed":
+            return elapsed, row["id"]
+        if row is not None and row["status"] != "active":
+            raise BenchError(f"run {row['id']} ended {row['status']}")
+        if elapsed > timeout:
+            stack.check_alive()
+            raise BenchError(f"run of {name} not completed after {timeout:.0f} s")
+        await asyncio.sleep(0.001)
+
+
+async def compose(pg: Postgres, fan_size: int, repeats: int, workers: int = 2) -> dict[str, Any]:
+    """A parent invoking `fan_size` children at once and gathering their outputs (time to complete,
+    invokes sent), and a 10-branch parallel step against the same ten steps one after the other."""
+    async with Stack(pg, "compose", workers) as stack:
+        await warm_up(stack)
+        before = await app_stats(stack, "invokes")
+        fan = [(await timed_run(stack, FAN_EVENT, {"size": fan_size}))[0] * 1000 for _ in range(repeats)]
+        after = await app_stats(stack, "invokes")
+        parent_invokes = (after.get("fan-parent", 0) - before.get("fan-parent", 0)) / repeats
+        child_invokes = (after.get("fan-child", 0) - before.get("fan-child", 0)) / repeats
+        parallel = [(await timed_run(stack, PARALLEL_EVENT, {}))[0] * 1000 for _ in range(repeats * 3)]
+        sequential = [(await timed_run(stack, SEQUENTIAL_EVENT, {}))[0] * 1000 for _ in range(repeats * 3)]
+        final = await app_stats(stack, "invokes")
+    figures = {
+        "fan_size": fan_size,
+        "fan_ms_p50": statistics.median(fan),
+        "fan_parent_invokes": parent_invokes,
+        "fan_child_invokes": child_invokes,
+        "parallel_ms_p50": statistics.median(parallel),
+        "sequential_ms_p50": statistics.median(sequential),
+        "parallel_invokes": (final.get("parallel-10", 0)) / (repeats * 3),
+        "sequential_invokes": (final.get("sequential-10", 0)) / (repeats * 3),
+    }
+    print(
+        f"compose: a parent invoking {fan_size} children at once and gathering their outputs: p50 "
+        f"{figures['fan_ms_p50']:.0f} ms event -> parent completed ({repeats} runs); invokes per fan-out: "
+        f"parent {parent_invokes:.1f}, children {child_invokes:.0f} ({child_invokes / fan_size:.1f} each)"
+    )
+    print(
+        f"compose: {BRANCHES} branches of a 20 ms step: parallel p50 {figures['parallel_ms_p50']:.0f} ms in "
+        f"{figures['parallel_invokes']:.1f} invokes, sequential p50 {figures['sequential_ms_p50']:.0f} ms in "
+        f"{figures['sequential_invokes']:.1f} invokes"
+    )
+    return figures

@@ -57,10 +57,20 @@ export interface CreatedApp {
   signingKey: string;
 }
 
+export type PauseMode = "queue" | "skip";
+
+/** A paused function: `queue` holds new runs (and runs not yet started) until resumed; `skip` starts nothing. */
+export interface FunctionPause {
+  mode: PauseMode;
+  since: string;
+}
+
 export interface DurableFunction {
   id: string;
   name: string;
-  trigger: { event?: string; cron?: string };
+  /** null: the function starts only through `invoke`, as a failure handler, or from the dashboard. */
+  trigger: { event?: string; cron?: string } | null;
+  paused?: FunctionPause | null;
   [option: string]: unknown;
 }
 
@@ -106,16 +116,42 @@ export interface RetryView {
 
 export interface StepView {
   id: string;
-  type: "run" | "sleep" | "wait" | string;
+  type: "run" | "sleep" | "wait" | "invoke" | "send" | string;
   status: string;
   attempts: number;
   output: unknown;
-  error: { message: string } | null;
+  /** An invoke step whose child did not complete also says why (`failed`, `timeout`, `cancelled`, `not_found`). */
+  error: { message: string; reason?: string; runId?: string | null; functionId?: string } | null;
   errors?: AttemptError[];
   queuedMs: number;
   appMs: number;
   startedAt: string | null;
   endedAt: string | null;
+}
+
+/** A run started by one of this run's `invoke` steps. */
+export interface RunChild {
+  runId: string;
+  functionId: string;
+  stepId: string;
+  status: RunStatus;
+}
+
+export interface CancelledBy {
+  kind: "user" | "event" | "singleton" | "parent" | "bulk" | string;
+  eventId?: string | null;
+  eventName?: string | null;
+  runId?: string | null;
+}
+
+/** What the bulk cancel and rerun act on; every field narrows it. */
+export interface RunFilter {
+  functionId?: string;
+  status?: string;
+  from?: string;
+  to?: string;
+  /** A subset of the runs' `event.data`. */
+  match?: Record<string, unknown>;
 }
 
 export interface Run {
@@ -136,6 +172,10 @@ export interface Run {
   retry?: RetryView | null;
   errors?: AttemptError[];
   steps?: StepView[];
+  /** The run whose `invoke` step started this one. */
+  parentRunId?: string | null;
+  children?: RunChild[];
+  cancelledBy?: CancelledBy | null;
 }
 
 export type MetricsRange = "1h" | "24h" | "7d";
@@ -251,6 +291,10 @@ export const api = {
   setMaxConcurrency: (appId: string, maxConcurrency: number | null) =>
     request<WorkspaceSettings>("PATCH", `/api/apps/${enc(appId)}`, { maxConcurrency }),
   functions: (appId: string) => request<Page<DurableFunction>>("GET", `/api/apps/${enc(appId)}/functions`),
+  pauseFunction: (appId: string, functionId: string, mode: PauseMode) =>
+    request<unknown>("POST", `/api/apps/${enc(appId)}/functions/${enc(functionId)}/pause`, { mode }),
+  resumeFunction: (appId: string, functionId: string) =>
+    request<unknown>("POST", `/api/apps/${enc(appId)}/functions/${enc(functionId)}/resume`),
   runFunction: (appId: string, functionId: string, data: Record<string, unknown>) =>
     request<{ ids: string[] }>("POST", `/api/apps/${enc(appId)}/functions/${enc(functionId)}/run`, { data }),
   events: (appId: string, cursor: string | null, limit = 50) =>
@@ -259,10 +303,23 @@ export const api = {
     request<{ ids: string[] }>("POST", `/api/apps/${enc(appId)}/events`, { name, data }),
   runs: (
     appId: string,
-    filters: { status?: string | null; activity?: string | null; functionId?: string | null },
+    /** `match` and `output` are JSON texts (an object for match), sent as they are. */
+    filters: {
+      status?: string | null;
+      activity?: string | null;
+      functionId?: string | null;
+      match?: string | null;
+      output?: string | null;
+    },
     cursor: string | null,
     limit = 50,
   ) => request<Page<Run>>("GET", `/api/apps/${enc(appId)}/runs${query({ ...filters, cursor, limit })}`),
+  /** Cancel every active run the filter selects; `dryRun` only counts them. */
+  cancelRuns: (appId: string, filter: RunFilter, dryRun: boolean) =>
+    request<{ count: number }>("POST", `/api/apps/${enc(appId)}/runs/cancel`, dryRun ? { filter, dryRun } : { filter }),
+  /** Rerun every run the filter selects; `dryRun` only counts them. */
+  rerunRuns: (appId: string, filter: RunFilter, dryRun: boolean) =>
+    request<{ count: number }>("POST", `/api/apps/${enc(appId)}/runs/rerun`, dryRun ? { filter, dryRun } : { filter }),
   run: (runId: string) => request<Run>("GET", `/api/runs/${enc(runId)}`),
   cancel: (runId: string) => request<Run>("POST", `/api/runs/${enc(runId)}/cancel`),
   rerun: (runId: string, fromStep?: string) =>

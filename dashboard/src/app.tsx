@@ -1,9 +1,9 @@
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useState } from "preact/hooks";
-import { type Session, api, onUnauthorized } from "./api";
+import { type App as Workspace, type Session, api, onUnauthorized } from "./api";
 import { Logo } from "./components/logo";
-import { EnvBadge, Link, Loading, Toasts, toast } from "./components/ui";
-import { useLiveRefresh, useLiveState, useResource } from "./hooks";
+import { EnvBadge, Link, Loading, PauseIcon, Toasts, toast } from "./components/ui";
+import { changeTouches, useLiveRefresh, useLiveState, useResource } from "./hooks";
 import { live } from "./live";
 import { navigate, useLocation } from "./router";
 import { EventsPage } from "./pages/events";
@@ -213,10 +213,39 @@ function Shell({ signOut }: { signOut: (() => Promise<void>) | null }) {
             )}
           </nav>
         </div>
+        {workspace && <PausedBanner app={workspace} onFunctions={section === "functions"} />}
         <div class="content">{page}</div>
       </main>
       {workspace && runId && <RunDrawer runId={runId} app={workspace} />}
       <Toasts />
+    </div>
+  );
+}
+
+/** Loud on every screen of a workspace while any of its functions is paused. */
+function PausedBanner({ app, onFunctions }: { app: Workspace; onFunctions: boolean }) {
+  const functions = useResource(() => api.functions(app.id), [app.id]);
+  useLiveRefresh((c) => changeTouches(c, app.id, ["functions", "apps"]), functions.reload);
+  const paused = (functions.data?.items ?? []).filter((f) => f.paused);
+  if (paused.length === 0) return null;
+  return (
+    <div class="paused-banner" role="status" data-testid="paused-banner" data-count={paused.length}>
+      <PauseIcon />
+      <strong>
+        {paused.length === 1 ? "1 function is paused" : `${paused.length} functions are paused`}:
+      </strong>{" "}
+      {paused.map((f, i) => (
+        <span key={f.id}>
+          {i > 0 && ", "}
+          <span class="mono">{f.id}</span> ({f.paused!.mode === "skip" ? "skipping new events" : "queueing new runs"})
+        </span>
+      ))}
+      {!onFunctions && (
+        <>
+          {" · "}
+          <Link href={`/w/${encodeURIComponent(app.id)}/functions`}>Resume on Functions</Link>
+        </>
+      )}
     </div>
   );
 }

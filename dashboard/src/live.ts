@@ -48,6 +48,11 @@ class LiveStream {
     return () => this.subscribers.delete(subscriber);
   }
 
+  /** Tell this page's screens of a change it made itself (at once, without waiting for the stream). */
+  local(change: Change): void {
+    for (const subscriber of [...this.subscribers]) subscriber.change(change);
+  }
+
   watchState(listener: (state: LiveState) => void): () => void {
     this.stateListeners.add(listener);
     return () => this.stateListeners.delete(listener);

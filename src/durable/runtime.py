@@ -110,6 +110,7 @@ class Runtime:
             allow=settings.app_url_allow,
         )
         feed = ChangeFeed(db)
+        db.on_change = feed.touch  # what engine transactions changed, announced after each commit
         executor = Executor(
             db,
             lease_ms=settings.lease_ms,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 JSON = Any
 """Any value that round-trips through JSON."""
@@ -36,6 +36,7 @@ class EventIn(TypedDict):
     name: str
     data: dict[str, Any]
     ts: int | None
+    idempotencyKey: NotRequired[str]
 
 
 class StepOp(TypedDict):
@@ -70,4 +71,25 @@ class ErrorOp(TypedDict):
     retryable: bool
 
 
-Op = StepOp | SleepOp | WaitOp | DoneOp | ErrorOp
+class InvokeOp(TypedDict):
+    op: Literal["invoke"]
+    id: str
+    function: str
+    data: dict[str, Any]
+    until_ms: int | None  # epoch milliseconds; None: no timeout
+
+
+class SendOp(TypedDict):
+    op: Literal["send"]
+    id: str
+    events: list[EventIn]
+
+
+class ParallelOp(TypedDict):
+    """Several ops reached at once: steps, step errors, invokes and sends, in the order reached."""
+
+    op: Literal["parallel"]
+    ops: list[StepOp | ErrorOp | InvokeOp | SendOp]
+
+
+Op = StepOp | SleepOp | WaitOp | DoneOp | ErrorOp | InvokeOp | SendOp | ParallelOp

@@ -13,7 +13,8 @@ from typing import Any
 import asyncpg
 
 from durable.engine.apps import update_settings
-from durable.engine.execution import Claim, Executor, Outcome, Timing
+from durable.engine.claim import Claim
+from durable.engine.execution import Executor, Outcome, Timing
 from durable.engine.flow import Handoff
 from durable.engine.ingest import ingest
 from durable.store.db import Database

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import durable_sdk
 
-from durable.engine.execution import Claim
+from durable.engine.claim import Claim
 from tests.harness import AppServer, Engine, make_settings
 
 LEASE_MS = 1000

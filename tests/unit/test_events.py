@@ -60,10 +60,16 @@ def test_list_messages_name_the_index() -> None:
         ({"name": "a", "ts": -1}, "ts: must be integer epoch milliseconds, got -1"),
         ({"name": "a", "ts": 1.5}, "ts: must be integer epoch milliseconds, got 1.5"),
         ({"name": "a", "ts": 10**20}, "ts: must be integer epoch milliseconds, got 100000000000000000000"),
-        ({"name": "a", "nmae": 1}, "event: unknown field 'nmae' (an event has name, data, id and ts)"),
+        (
+            {"name": "a", "nmae": 1},
+            "event: unknown field 'nmae' (an event has name, data, id, ts and idempotencyKey)",
+        ),
         ([], "events: the list must not be empty"),
         ([{"name": "a"}, 3], "events[1]: must be an object {name, data, id?, ts?}, got 3"),
-        ([{"name": "a", "x": 1}], "events[0]: unknown field 'x' (an event has name, data, id and ts)"),
+        (
+            [{"name": "a", "x": 1}],
+            "events[0]: unknown field 'x' (an event has name, data, id, ts and idempotencyKey)",
+        ),
         ("hello", "body must be an event object or a non-empty list of events, got 'hello'"),
         (None, "body must be an event object or a non-empty list of events, got null"),
     ],

@@ -83,3 +83,11 @@ def test_json_equal_is_reflexive(value: object) -> None:
 @given(json_values, json_values)
 def test_json_equal_is_symmetric(a: object, b: object) -> None:
     assert json_equal(a, b) == json_equal(b, a)
+
+
+def test_numbers_compare_by_the_value_of_their_json_text() -> None:
+    # jsonb keeps 1.0808639105687894e+17 as 108086391056878940 and gives it back as that integer
+    assert matches({"n": 1.0808639105687894e17}, {"n": 108086391056878940})
+    assert not matches({"n": 1.0808639105687894e17}, {"n": 108086391056878944})  # the float's binary value
+    assert not matches({"n": float(2**62)}, {"n": 2**62})  # 4.611686018427388e18 is not 2**62
+    assert matches({"n": 2**62}, {"n": 2**62}) and matches({"n": 1}, {"n": 1.0})

@@ -96,10 +96,16 @@ def test_error_full() -> None:
     [
         (b"{", "malformed JSON:"),
         ([1], "answer must be a JSON object with an 'op' field, got an array"),
-        ({}, "answer has no 'op' field (expected step, sleep, wait, done or error)"),
-        ({"op": "foo"}, "unknown op 'foo' (expected step, sleep, wait, done or error)"),
-        ({"op": 1}, "unknown op 1 (expected step, sleep, wait, done or error)"),
-        ({"op": ["step"]}, "unknown op an array (expected step, sleep, wait, done or error)"),
+        ({}, "answer has no 'op' field (expected step, sleep, wait, done, error, invoke, send or parallel)"),
+        (
+            {"op": "foo"},
+            "unknown op 'foo' (expected step, sleep, wait, done, error, invoke, send or parallel)",
+        ),
+        ({"op": 1}, "unknown op 1 (expected step, sleep, wait, done, error, invoke, send or parallel)"),
+        (
+            {"op": ["step"]},
+            "unknown op an array (expected step, sleep, wait, done, error, invoke, send or parallel)",
+        ),
         ({"op": "step", "id": "a"}, "step.data: missing (send null when the step returned nothing)"),
         ({"op": "step", "data": 1}, "step.id: must be a non-empty string, got null"),
         ({"op": "step", "id": "", "data": 1}, "step.id: must be a non-empty string, got ''"),

@@ -44,7 +44,80 @@ def test_minimal_function_gets_defaults() -> None:
         "rateLimit": None,
         "debounce": None,
         "batch": None,
+        "onFailure": None,
+        "cancelOn": None,
+        "idempotency": None,
+        "singleton": None,
     }
+
+
+def test_composition_options_normalised() -> None:
+    body = {
+        "url": URL,
+        "functions": [
+            {
+                "id": "ship",
+                "trigger": {"event": "order.paid"},
+                "onFailure": "ship:failure",
+                "cancelOn": [
+                    {"event": "order.cancelled", "match": "order.id", "timeout": "7d"},
+                    {"event": "stop"},
+                ],
+                "idempotency": "orderId",
+                "singleton": {"key": "userId", "mode": "cancel"},
+            },
+            {"id": "ship:failure", "trigger": None},
+        ],
+    }
+    ship, handler = parse_sync(body).functions
+    assert ship["onFailure"] == "ship:failure"
+    assert ship["cancelOn"] == [
+        {"event": "order.cancelled", "match": "order.id", "timeout": 604_800_000},
+        {"event": "stop"},
+    ]
+    assert ship["idempotency"] == "orderId"
+    assert ship["singleton"] == {"key": "userId", "mode": "cancel"}
+    assert handler["trigger"] == {}  # trigger: null, started only by invoke or as a failure handler
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"onFailure": "nope"}, "function 'fn': onFailure: names no function of this sync ('nope')"),
+        ({"onFailure": "fn"}, "function 'fn': onFailure: cannot name the function itself"),
+        ({"onFailure": 3}, "function 'fn': onFailure: must be the id of a function of this sync, got 3"),
+        ({"cancelOn": {"event": "x"}}, "function 'fn': cancelOn: must be a non-empty list"),
+        ({"cancelOn": [{"event": "x", "when": 1}]}, "function 'fn': cancelOn[0]: unknown field 'when'"),
+        ({"cancelOn": [{"event": 7}]}, "function 'fn': cancelOn[0].event: must be a non-empty event name"),
+        (
+            {"cancelOn": [{"event": "x", "match": "a..b"}]},
+            "function 'fn': cancelOn[0].match: must be a dotted path",
+        ),
+        (
+            {"cancelOn": [{"event": "x", "timeout": "soon"}]},
+            "function 'fn': cancelOn[0].timeout: invalid duration",
+        ),
+        (
+            {"cancelOn": [{"event": f"e{i}"} for i in range(11)]},
+            "function 'fn': cancelOn: at most 10 entries (got 11)",
+        ),
+        ({"idempotency": ""}, "function 'fn': idempotency: must be a dotted path"),
+        (
+            {"singleton": {"key": "u"}},
+            'function \'fn\': singleton.mode: must be "skip" or "cancel", got null',
+        ),
+        ({"singleton": {"mode": "skip", "x": 1}}, "function 'fn': singleton: unknown field 'x'"),
+    ],
+)
+def test_composition_refusals_name_function_and_field(fields: dict[str, Any], message: str) -> None:
+    assert refused_fn(**fields).startswith(message)
+
+
+def test_missing_trigger_is_refused_but_null_is_allowed() -> None:
+    assert refused({"url": URL, "functions": [{"id": "fn"}]}).endswith("got nothing (the field is missing)")
+    assert (
+        parse_sync({"url": URL, "functions": [{"id": "fn", "trigger": None}]}).functions[0]["trigger"] == {}
+    )
 
 
 def test_empty_function_list() -> None:
@@ -192,9 +265,8 @@ def test_the_brief_example_message() -> None:
         ({"trigger": {"evnt": "e"}}, "function 'fn': trigger: unknown field 'evnt' (expected event, cron)"),
         (
             {"trigger": "e"},
-            'function \'fn\': trigger: must be {"event": "order.paid"} or {"cron": "0 3 * * *"}, got \'e\'',
+            'function \'fn\': trigger: must be {"event": "order.paid"}, {"cron": "0 3 * * *"} or null (started only by invoke), got \'e\'',
         ),
-        ({"trigger": None}, "function 'fn': trigger: must be"),
     ],
 )
 def test_function_refusals_name_function_and_field(fields: dict[str, Any], message: str) -> None:

@@ -1,6 +1,6 @@
 import type { ButtonHTMLAttributes, ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { Environment, RunActivity, RunStatus } from "../api";
+import type { Environment, FunctionPause, RunActivity, RunStatus } from "../api";
 import { formatFull, formatRelative } from "../format";
 import { onLinkClick } from "../router";
 
@@ -26,6 +26,32 @@ export function StatusBadge({ status, activity }: { status: RunStatus | string; 
       <span class="status-dot" />
       {label}
     </span>
+  );
+}
+
+export const PAUSE_LABEL: Record<string, string> = { queue: "Paused (queueing)", skip: "Paused (skipping)" };
+const PAUSE_TITLE: Record<string, string> = {
+  queue: "New runs are created but held until the function is resumed",
+  skip: "New events start no run of this function until it is resumed",
+};
+
+/** Two bars, drawn in CSS: the system fonts the dashboard relies on may have no ⏸ glyph. */
+export function PauseIcon() {
+  return <span class="pause-icon" aria-hidden="true" />;
+}
+
+/** The loud mark of a paused function: mode and since when. */
+export function PausedBadge({ paused, now }: { paused: FunctionPause; now?: number }) {
+  return (
+    <div class="paused-line">
+      <span class={`paused-badge paused-${paused.mode}`} title={PAUSE_TITLE[paused.mode]} data-testid="paused-badge" data-mode={paused.mode}>
+        <PauseIcon />
+        {PAUSE_LABEL[paused.mode] ?? `Paused (${paused.mode})`}
+      </span>
+      <span class="small muted" data-testid="paused-since">
+        since <Time iso={paused.since} now={now} />
+      </span>
+    </div>
   );
 }
 

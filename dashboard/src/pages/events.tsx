@@ -105,6 +105,14 @@ function openRun(runId: string) {
   setQuery({ run: runId });
 }
 
+/** Why an event started no run of a function (the events list's `skipped: <reason>`). */
+const SKIP_REASON: Record<string, string> = {
+  rateLimit: "The function's rate limit was full",
+  idempotency: "A run for this idempotency key already exists (within 24 h)",
+  singleton: "A run for this singleton key is still active",
+  paused: "The function is paused (skipping new events)",
+};
+
 export function EventOutcomes({ event }: { event: DurableEvent }) {
   const runs = event.runs ?? [];
   const outcomes = event.outcomes ?? [];
@@ -132,7 +140,13 @@ export function EventOutcomes({ event }: { event: DurableEvent }) {
                   ? `${o.outcome}: ${o.reason}`
                   : o.outcome;
         return (
-          <span class={`outcome outcome-${o.outcome}`} key={`${o.functionId}-${i}`} data-testid="event-outcome">
+          <span
+            class={`outcome outcome-${o.outcome}`}
+            key={`${o.functionId}-${i}`}
+            data-testid="event-outcome"
+            data-reason={o.reason ?? ""}
+            title={o.outcome === "skipped" ? SKIP_REASON[o.reason ?? ""] : undefined}
+          >
             <span class="outcome-fn">{o.functionId}</span>
             <span class="outcome-text">{label}</span>
             {o.runId && o.outcome !== "skipped" && (
@@ -154,7 +168,7 @@ export function FireEvent({ app, onClose, onFired, functions }: { app: App; onCl
   const [text, setText] = useState(EXAMPLE);
   const [error, setError] = useState<string | null>(null);
   const fns = useResource(() => (functions ? Promise.resolve({ items: functions, nextCursor: null }) : api.functions(app.id)), [app.id]);
-  const names = [...new Set((fns.data?.items ?? []).map((f) => f.trigger.event).filter((n): n is string => !!n))];
+  const names = [...new Set((fns.data?.items ?? []).map((f) => f.trigger?.event).filter((n): n is string => !!n))];
   const parsed = parseJson(text);
   const prod = app.environment === "prod";
   const nameError = name.trim() ? null : "Required";

@@ -1,11 +1,12 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { type App, type AttemptError, type Run, type RetryView, type StepView, api } from "../api";
+import { type App, type AttemptError, type Run, type RunChild, type RetryView, type StepView, api } from "../api";
 import { JsonTree } from "../components/json";
 import { ActionButton, CopyButton, ErrorBox, Loading, StatusBadge, Time, toast } from "../components/ui";
 import { useLiveRefresh, useNow, useResource } from "../hooks";
 import { formatAbsolute, formatMs, parseTime } from "../format";
 import { setQuery } from "../router";
+import { CancelledByNotice, Children, RunLink } from "./run-links";
 import { FlowNote } from "./runs";
 
 export function RunDrawer({ runId, app }: { runId: string; app: App }) {
@@ -136,6 +137,13 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
             </button>
           </div>
         )}
+        {run.parentRunId && (
+          <div class="notice notice-link" data-testid="run-parent">
+            <span class="link-icon">⤴</span> Invoked by{" "}
+            <RunLink runId={run.parentRunId} testId="run-parent-link" />
+          </div>
+        )}
+        {run.status === "cancelled" && run.cancelledBy && <CancelledByNotice by={run.cancelledBy} />}
         {run.flow && (
           <div class="notice">
             Held by flow control: <FlowNote flow={run.flow} now={now} />
@@ -172,6 +180,8 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
           </div>
           <Waterfall run={run} now={now} selected={selected} onSelect={(id) => setSelected(selected === id ? null : id)} guarded={guarded} onRerunFrom={rerun} />
         </section>
+
+        {(run.children?.length ?? 0) > 0 && <Children items={run.children!} />}
 
         <section class="section">
           <div class="section-head">
@@ -252,14 +262,14 @@ interface StepGeometry {
   live: boolean;
 }
 
-/** Where a step's two segments lie in time. A `run` step waits in the queue, then the app executes it;
- * a sleep or wait is answered by the app (app time), then parks (durable time). */
+/** Where a step's two segments lie in time. A `run` (or `send`) step waits in the queue, then the app
+ * executes it; a sleep, wait or invoke is answered by the app (app time), then parks (durable time). */
 export function stepGeometry(step: StepView, runCreated: number, now: number, runActive: boolean): StepGeometry {
   const started = parseTime(step.startedAt);
   const ended = parseTime(step.endedAt);
   const reused = ended !== null && ended < runCreated;
   if (started === null || reused) return { step, queued: null, app: null, reused, live: false };
-  if (step.type === "sleep" || step.type === "wait") {
+  if (step.type === "sleep" || step.type === "wait" || step.type === "invoke") {
     const parked = !ended && runActive && (step.status === "sleeping" || step.status === "waiting");
     const queuedEnd = ended ?? (parked ? now : started + (step.queuedMs || 0));
     return {
@@ -302,6 +312,7 @@ function Waterfall({
   guarded: boolean;
   onRerunFrom: (step: string) => Promise<void>;
 }) {
+  const childOf = (stepId: string) => (run.children ?? []).find((c) => c.stepId === stepId);
   const created = parseTime(run.createdAt) ?? now;
   const active = run.status === "active";
   const steps = run.steps ?? [];
@@ -365,9 +376,16 @@ function Waterfall({
         return (
           <div class={`wf-step ${isOpen ? "is-open" : ""}`} key={s.id}>
             <div class={`wf-row clickable step-${s.status}`} onClick={() => onSelect(s.id)} data-testid="step-row" data-step-id={s.id} data-step-status={s.status}>
-              <div class="wf-label" title={s.id}>
-                <span class="wf-icon">{s.type === "sleep" ? "☾" : s.type === "wait" ? "◌" : "◆"}</span>
+              <div class="wf-label" title={`${STEP_KIND[s.type] ?? s.type} step ${s.id}`}>
+                <span class={`wf-icon wf-icon-${s.type}`} data-testid="step-icon">
+                  {STEP_ICON[s.type] ?? "◆"}
+                </span>
                 <span class="wf-name">{s.id}</span>
+                {(s.type === "invoke" || s.type === "send") && (
+                  <span class={`step-kind step-kind-${s.type}`} data-testid="step-kind">
+                    {s.type}
+                  </span>
+                )}
                 {s.status !== "completed" && <span class={`mini-status mini-${s.status}`}>{s.status}</span>}
                 {s.attempts > 1 && <span class="mini-status">×{s.attempts}</span>}
               </div>
@@ -405,7 +423,7 @@ function Waterfall({
                 </span>
               </div>
             </div>
-            {isOpen && <StepDetail step={s} guarded={guarded} onRerunFrom={onRerunFrom} />}
+            {isOpen && <StepDetail step={s} child={s.type === "invoke" ? childOf(s.id) : undefined} guarded={guarded} onRerunFrom={onRerunFrom} />}
           </div>
         );
       })}
@@ -426,6 +444,9 @@ function Waterfall({
   );
 }
 
+const STEP_ICON: Record<string, string> = { run: "◆", sleep: "☾", wait: "◌", invoke: "⤷", send: "✉" };
+const STEP_KIND: Record<string, string> = { run: "Run", sleep: "Sleep", wait: "Wait", invoke: "Invoke", send: "Send" };
+
 function Grid({ ticks, span }: { ticks: number[]; span: number }) {
   return (
     <>
@@ -436,13 +457,15 @@ function Grid({ ticks, span }: { ticks: number[]; span: number }) {
   );
 }
 
-function StepDetail({ step, guarded, onRerunFrom }: { step: StepView; guarded: boolean; onRerunFrom: (step: string) => Promise<void> }) {
+function StepDetail({ step, child, guarded, onRerunFrom }: { step: StepView; child?: RunChild; guarded: boolean; onRerunFrom: (step: string) => Promise<void> }) {
+  // The child run an invoke step started: from the run's children, else from the step's error.
+  const childRunId = child?.runId ?? (step.type === "invoke" ? step.error?.runId ?? null : null);
   return (
     <div class="step-detail" data-testid="step-detail">
       <div class="step-detail-head">
         <dl class="meta meta-inline">
           <dt>Type</dt>
-          <dd>{step.type}</dd>
+          <dd>{STEP_KIND[step.type] ?? step.type}</dd>
           <dt>Status</dt>
           <dd>{step.status}</dd>
           <dt>Attempts</dt>
@@ -461,8 +484,29 @@ function StepDetail({ step, guarded, onRerunFrom }: { step: StepView; guarded: b
           ↻ Rerun from here
         </ActionButton>
       </div>
+      {step.type === "invoke" && (
+        <div class="notice notice-link" data-testid="step-child">
+          <span class="link-icon">⤷</span> Invoked{" "}
+          <span class="strong">{child?.functionId ?? step.error?.functionId ?? "a function"}</span>
+          {childRunId ? (
+            <>
+              {" "}
+              as run <RunLink runId={childRunId} testId="step-child-link" />
+              {child && (
+                <>
+                  {" "}
+                  <StatusBadge status={child.status} />
+                </>
+              )}
+            </>
+          ) : (
+            <span class="muted"> (no child run)</span>
+          )}
+        </div>
+      )}
       {step.error && (
         <ErrorBox>
+          {step.type === "invoke" && step.error.reason && <strong>{INVOKE_REASON[step.error.reason] ?? step.error.reason}: </strong>}
           <span data-testid="step-error">{step.error.message}</span>
         </ErrorBox>
       )}
@@ -472,10 +516,18 @@ function StepDetail({ step, guarded, onRerunFrom }: { step: StepView; guarded: b
           <AttemptList errors={step.errors!} />
         </>
       )}
-      <div class="section-label">{step.type === "wait" ? "Event received" : step.type === "sleep" ? "Result" : "Output"}</div>
+      <div class="section-label">{OUTPUT_LABEL[step.type] ?? "Output"}</div>
       <div class="code-card">
         {step.output === undefined || (step.output === null && step.type === "sleep") ? <span class="muted small">none</span> : <JsonTree value={step.output} openDepth={2} />}
       </div>
     </div>
   );
 }
+
+const OUTPUT_LABEL: Record<string, string> = { wait: "Event received", sleep: "Result", invoke: "Child output", send: "Sent event ids" };
+const INVOKE_REASON: Record<string, string> = {
+  failed: "The child run failed",
+  timeout: "Timed out before the child ended",
+  cancelled: "The child run was cancelled",
+  not_found: "No such function",
+};

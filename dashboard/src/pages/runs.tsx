@@ -1,24 +1,32 @@
-import { type App, RUN_ACTIVITIES, RUN_STATUSES, type Run, api } from "../api";
+import { type App, ApiError, RUN_ACTIVITIES, RUN_STATUSES, type Run, api } from "../api";
 import { Pager, usePager } from "../components/pager";
 import { Empty, ErrorBox, Loading, PageHeader, Segmented, StatusBadge, Time } from "../components/ui";
 import { changeTouches, useLiveRefresh, useNow, useResource } from "../hooks";
 import { durationBetween, formatMs, parseTime } from "../format";
 import { setQuery, useLocation } from "../router";
+import { BulkActions, RunSearch } from "./runs-search";
 
 export function RunsPage({ app }: { app: App }) {
   const { query } = useLocation();
   const status = query.get("status");
   const activity = query.get("activity");
   const functionId = query.get("fn");
+  const match = query.get("match");
+  const output = query.get("output");
   const selected = query.get("run");
-  const filterKey = `${app.id}|${status}|${activity}|${functionId}`;
+  const filterKey = `${app.id}|${status}|${activity}|${functionId}|${match}|${output}`;
   const pager = usePager(filterKey);
-  const runs = useResource(() => api.runs(app.id, { status, activity, functionId }, pager.cursor, 50), [filterKey, pager.cursor]);
+  const runs = useResource(
+    () => api.runs(app.id, { status, activity, functionId, match, output }, pager.cursor, 50),
+    [filterKey, pager.cursor],
+  );
   const functions = useResource(() => api.functions(app.id), [app.id]);
   useLiveRefresh((c) => changeTouches(c, app.id, ["runs"]), runs.reload);
   const now = useNow(1000);
   const items = runs.data?.items ?? [];
-  const filtered = !!(status || activity || functionId);
+  const filtered = !!(status || activity || functionId || match || output);
+  // A search the engine refused (400) is told beside the search fields, not as a page error.
+  const refused = runs.error instanceof ApiError && runs.error.status === 400 ? runs.error.message : null;
 
   return (
     <>
@@ -62,21 +70,31 @@ export function RunsPage({ app }: { app: App }) {
           </select>
         </label>
         {filtered && (
-          <button type="button" class="btn btn-ghost btn-sm" onClick={() => setQuery({ status: null, activity: null, fn: null })}>
+          <button type="button" class="btn btn-ghost btn-sm" onClick={() => setQuery({ status: null, activity: null, fn: null, match: null, output: null })}>
             Clear filters
           </button>
         )}
       </div>
-      {runs.error && <ErrorBox error={runs.error} />}
+      <RunSearch key={`${app.id}|${match}|${output}`} match={match} output={output} refused={refused} />
+      <BulkActions
+        app={app}
+        filterKey={filterKey}
+        functionId={functionId}
+        status={status}
+        match={match}
+        blockedBy={[activity ? "the activity filter" : null, output ? "the output search" : null].filter((x): x is string => x !== null)}
+        onDone={runs.reload}
+      />
+      {runs.error && !refused && <ErrorBox error={runs.error} />}
       {!runs.data && !runs.error && <Loading rows={6} />}
-      {runs.data && items.length === 0 && (
+      {runs.data && !refused && items.length === 0 && (
         <div class="card">
           <Empty title={filtered ? "No runs match these filters" : pager.page > 0 ? "No more runs" : "No runs yet"} icon="▶">
-            {filtered ? "Try another status, activity or function." : "Runs appear here the moment an event starts a function."}
+            {filtered ? "Try another status, activity, function or search." : "Runs appear here the moment an event starts a function."}
           </Empty>
         </div>
       )}
-      {items.length > 0 && (
+      {items.length > 0 && !refused && (
         <div class="card">
           <table class="table" data-testid="runs-table">
             <thead>

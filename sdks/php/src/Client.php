@@ -49,7 +49,8 @@ final class Client
     }
 
     /**
-     * Make $functions the app's whole function set in the engine; returns the engine's answer.
+     * Make $functions the app's whole function set in the engine (each onFailure handler synced as
+     * '<id>:failure'); returns the engine's answer.
      *
      * @param list<DurableFunction> $functions
      * @return array<string, mixed>
@@ -59,25 +60,27 @@ final class Client
         if ($this->appUrl === null || $this->appUrl === '') {
             throw new \InvalidArgumentException('Client::sync needs $appUrl: where the engine reaches your app');
         }
-        $definitions = array_map(fn (DurableFunction $f) => $f->definition, array_values($functions));
+        $definitions = array_map(fn (DurableFunction $f) => $f->definition, Serve::expand(array_values($functions)));
         return $this->post('/fn/sync', ['url' => $this->appUrl, 'functions' => $definitions]);
     }
 
     /**
-     * Send one event; an $id makes the send idempotent (24 h), $ts is epoch milliseconds.
+     * Send one event; an $id makes the send idempotent (24 h), $ts is epoch milliseconds. An
+     * $idempotencyKey (at most 256 characters) starts at most one run per key per 24 h of every
+     * function it triggers that has no `idempotency` option of its own.
      *
      * @param array<string, mixed> $data the event's JSON object payload
      * @return list<string> the stored event's id
      */
-    public function send(string $name, array $data = [], ?string $id = null, ?int $ts = null): array
+    public function send(string $name, array $data = [], ?string $id = null, ?int $ts = null, ?string $idempotencyKey = null): array
     {
-        return self::ids($this->post('/e', self::event(['name' => $name, 'data' => $data, 'id' => $id, 'ts' => $ts])));
+        return self::ids($this->post('/e', self::event(['name' => $name, 'data' => $data, 'id' => $id, 'ts' => $ts, 'idempotencyKey' => $idempotencyKey])));
     }
 
     /**
-     * Send events ['name' => …, 'data' => […], 'id' => …, 'ts' => …] all-or-nothing.
+     * Send events ['name' => …, 'data' => […], 'id' => …, 'ts' => …, 'idempotencyKey' => …] all-or-nothing.
      *
-     * @param list<array{name: string, data?: array<string, mixed>, id?: string|null, ts?: int|null}> $events
+     * @param list<array{name: string, data?: array<string, mixed>, id?: string|null, ts?: int|null, idempotencyKey?: string|null}> $events
      * @return list<string> their ids, in order
      */
     public function sendMany(array $events): array
@@ -99,7 +102,11 @@ final class Client
         if (!is_array($data) || ($data !== [] && array_is_list($data))) {
             throw new \InvalidArgumentException("event '$name': data must be an associative array (a JSON object)");
         }
-        $wire = ['name' => $name, 'data' => $data === [] ? new \stdClass() : $data, 'id' => $event['id'] ?? null, 'ts' => $event['ts'] ?? null];
+        $key = $event['idempotencyKey'] ?? null;
+        if ($key !== null && (!is_string($key) || $key === '' || strlen($key) > 256)) {
+            throw new \InvalidArgumentException("event '$name': idempotencyKey must be a non-empty string of at most 256 characters");
+        }
+        $wire = ['name' => $name, 'data' => $data === [] ? new \stdClass() : $data, 'id' => $event['id'] ?? null, 'ts' => $event['ts'] ?? null, 'idempotencyKey' => $key];
         return array_filter($wire, fn ($value) => $value !== null);
     }
 

@@ -5,11 +5,13 @@ declare(strict_types=1);
 namespace Durable;
 
 /**
- * A handler with its trigger and flow-control options; pass it to Serve::handle and Client::sync.
+ * A handler with its trigger, flow-control and composition options; pass it to Serve::handle and Client::sync.
  *
  * Every option is checked here: a bad one throws \InvalidArgumentException naming the function and
  * the field, e.g. "function 'x': throttle.period: invalid duration 'abc'". Periods take '500ms',
- * '3s', '1h30m', '7d', '1w' or integer milliseconds.
+ * '3s', '1h30m', '7d', '1w' or integer milliseconds. A function without trigger starts only through
+ * Step::invoke (or from the dashboard). With onFailure, the handler is served and synced as a second
+ * function '<id>:failure' (see $failureHandler).
  */
 final class DurableFunction
 {
@@ -22,6 +24,9 @@ final class DurableFunction
         'batch' => [['maxSize', 'timeout'], ['key']],
     ];
     private const ID = '/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/D';
+    /** The suffix of a failure handler's id: '<id>:failure' must stay within the 128 characters of an id. */
+    private const FAILURE_SUFFIX = ':failure';
+    private const MAX_CANCEL_ON = 10;
     private const KEY = '/^[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*$/D';
 
     /** The function id, unique within the app. */
@@ -34,9 +39,19 @@ final class DurableFunction
     public readonly array $definition;
 
     /**
-     * @param string $id 1-128 characters of letters, digits and _ . : - (starting with a letter or digit)
-     * @param array{event?: string, cron?: string} $trigger ['event' => 'user.created'] or ['cron' => '0 3 * * *']
-     * @param callable(array, Step): mixed $handler replayed from the top on every invoke
+     * The onFailure handler as its own function: id '<id>:failure', name '<name> (failure)', no trigger.
+     * The engine starts one run of it when a run of this function fails for good, with the event
+     * {name: 'durable/run.failed', data: {runId, functionId, error: {message}, event}}.
+     */
+    public readonly ?DurableFunction $failureHandler;
+
+    /**
+     * @param string $id 1-128 characters of letters, digits and _ . : - (starting with a letter or digit);
+     *        at most 120 with onFailure
+     * @param array{event?: string, cron?: string}|null $trigger ['event' => 'user.created'] or
+     *        ['cron' => '0 3 * * *']; null (the default): started only by Step::invoke
+     * @param (callable(array, Step): mixed)|null $handler required: replayed from the top on every invoke
+     *        (nullable only so that $trigger can be left out)
      * @param string|null $name display name (default: the id)
      * @param int|null $retries 0..20 retries of a failing step (default: the engine's DURABLE_MAX_ATTEMPTS)
      * @param array{limit: int, key?: string}|null $concurrency at most `limit` runs executing at once (per key)
@@ -45,12 +60,20 @@ final class DurableFunction
      * @param array{limit: int, period: string|int, key?: string}|null $rateLimit excess events per `period` start no run
      * @param array{period: string|int, key?: string, timeout?: string|int}|null $debounce run `period` after a burst's last event
      * @param array{maxSize: int, timeout: string|int, key?: string}|null $batch run on `maxSize` events or `timeout` after the first
+     * @param (callable(array, Step): mixed)|null $onFailure a handler run once when a run fails for good;
+     *        its event's data is {runId, functionId, error: {message}, event}
+     * @param list<array{event: string, match?: string, timeout?: string|int}>|null $cancelOn 1-10 events that
+     *        cancel an active run: named `event`, with the same value as the run's event at data.`match`
+     *        (none: any such event), within `timeout` of the run's start
+     * @param string|null $idempotency a key path into event.data: at most one run per value per 24 h
+     * @param array{key?: string, mode: 'skip'|'cancel'}|null $singleton at most one active run (per key):
+     *        a new event is skipped, or cancels the active run
      * @throws \InvalidArgumentException naming the function and the field
      */
     public function __construct(
         string $id,
-        array $trigger,
-        callable $handler,
+        ?array $trigger = null,
+        ?callable $handler = null,
         ?string $name = null,
         ?int $retries = null,
         ?array $concurrency = null,
@@ -59,17 +82,28 @@ final class DurableFunction
         ?array $rateLimit = null,
         ?array $debounce = null,
         ?array $batch = null,
+        ?callable $onFailure = null,
+        ?array $cancelOn = null,
+        ?string $idempotency = null,
+        ?array $singleton = null,
     ) {
         if (!preg_match(self::ID, $id)) {
             throw new \InvalidArgumentException("function id must be 1-128 characters of letters, digits and _ . : - starting with a letter or digit, got '$id'");
         }
         $this->id = $id;
-        $this->handler = \Closure::fromCallable($handler);
-        $kind = array_keys($trigger) === ['event'] ? 'event' : (array_keys($trigger) === ['cron'] ? 'cron' : null);
-        if ($kind === null) {
-            $this->fail('trigger', "must be ['event' => name] or ['cron' => expr]");
+        if ($handler === null) {
+            $this->fail('handler', 'is required: function (array $event, Step $step): mixed');
         }
-        $definition = ['id' => $id, 'name' => $name, 'trigger' => [$kind => $this->text("trigger.$kind", $trigger[$kind])]];
+        $this->handler = \Closure::fromCallable($handler);
+        $kind = null;
+        if ($trigger !== null) {
+            $kind = array_keys($trigger) === ['event'] ? 'event' : (array_keys($trigger) === ['cron'] ? 'cron' : null);
+            if ($kind === null) {
+                $this->fail('trigger', "must be ['event' => name], ['cron' => expr] or null (started only by invoke)");
+            }
+        }
+        $wireTrigger = $kind === null ? null : [$kind => $this->text("trigger.$kind", $trigger[$kind])];
+        $definition = ['id' => $id, 'name' => $name, 'trigger' => $wireTrigger];
         if ($name !== null) {
             $this->text('name', $name);
         }
@@ -97,7 +131,57 @@ final class DurableFunction
         foreach (array_keys(array_filter($conflicts)) as $pair) {
             throw new \InvalidArgumentException("function '$id': $pair cannot be combined");
         }
-        $this->definition = array_filter($definition, fn ($value) => $value !== null);
+        $definition['cancelOn'] = $cancelOn === null ? null : $this->cancelOn($cancelOn);
+        $definition['idempotency'] = $idempotency === null ? null : $this->keyPath('idempotency', $idempotency);
+        if ($singleton !== null) {
+            $definition['singleton'] = $this->option('singleton', $singleton, ['mode'], ['key']);
+            if (!in_array($singleton['mode'], ['skip', 'cancel'], true)) {
+                $this->fail('singleton.mode', "must be 'skip' or 'cancel', got " . var_export($singleton['mode'], true));
+            }
+        }
+        $this->failureHandler = $onFailure === null ? null : $this->failureFunction($onFailure, $name);
+        $definition['onFailure'] = $this->failureHandler?->id;
+        // A function without trigger is synced with `trigger: null`; other absent options are left out.
+        $this->definition = array_filter($definition, fn ($value, $field) => $value !== null || $field === 'trigger', ARRAY_FILTER_USE_BOTH);
+    }
+
+    /** The onFailure handler as a function of its own: '<id>:failure', no trigger, no other options. */
+    private function failureFunction(callable $onFailure, ?string $name): self
+    {
+        $longest = 128 - strlen(self::FAILURE_SUFFIX);
+        if (strlen($this->id) > $longest) {
+            $this->fail('onFailure', "needs an id of at most $longest characters (the handler is synced as '<id>" . self::FAILURE_SUFFIX . "'), the id has " . strlen($this->id));
+        }
+        return new self(id: $this->id . self::FAILURE_SUFFIX, handler: $onFailure, name: ($name ?? $this->id) . ' (failure)');
+    }
+
+    /**
+     * @param array<mixed> $entries
+     * @return list<array<string, mixed>>
+     */
+    private function cancelOn(array $entries): array
+    {
+        if ($entries === [] || !array_is_list($entries)) {
+            $this->fail('cancelOn', "must be a non-empty list like [['event' => 'order.cancelled', 'match' => 'orderId', 'timeout' => '7d']]");
+        }
+        if (count($entries) > self::MAX_CANCEL_ON) {
+            $this->fail('cancelOn', 'at most ' . self::MAX_CANCEL_ON . ' entries, got ' . count($entries));
+        }
+        foreach ($entries as $i => $entry) {
+            if (!is_array($entry)) {
+                $this->fail("cancelOn[$i]", "must be ['event' => name, 'match' => key path, 'timeout' => duration], got " . get_debug_type($entry));
+            }
+            $this->option("cancelOn[$i]", $entry, ['event'], ['match', 'timeout']);
+        }
+        return $entries;
+    }
+
+    private function keyPath(string $field, mixed $value): string
+    {
+        if (!is_string($value) || strlen($value) > 256 || !preg_match(self::KEY, $value)) {
+            $this->fail($field, "must be a dotted path into event.data such as 'tenantId' or 'user.id', got " . var_export($value, true));
+        }
+        return $value;
     }
 
     private function fail(string $field, string $problem): never
@@ -144,10 +228,12 @@ final class DurableFunction
             $path = "$field.$sub";
             if ($sub === 'limit' || $sub === 'maxSize') {
                 $this->integer($path, $item, 1, $sub === 'limit' ? 100_000 : 1000);
-            } elseif ($sub === 'key') {
-                if (!is_string($item) || strlen($item) > 256 || !preg_match(self::KEY, $item)) {
-                    $this->fail($path, "must be a dotted path into event.data such as 'tenantId' or 'user.id', got " . var_export($item, true));
-                }
+            } elseif ($sub === 'key' || $sub === 'match') {
+                $this->keyPath($path, $item);
+            } elseif ($sub === 'event') {
+                $this->text($path, $item);
+            } elseif ($sub === 'mode') {
+                continue; // checked by the option itself
             } else {
                 try {
                     $ms = Duration::toMs($item);

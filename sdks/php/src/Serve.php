@@ -15,6 +15,9 @@ final class Serve
     /** The engine refuses bodies over 4 MiB; so does the app. */
     public const MAX_BODY = 4 * 1024 * 1024;
 
+    /** The types of a memoized step: one per step primitive (parallel is made of the others). */
+    private const MEMO_TYPES = ['run', 'sleep', 'wait', 'invoke', 'send'];
+
     /**
      * Answer the current request: read php://input and the signature headers, write status, headers
      * and body. Returns the response it wrote.
@@ -157,21 +160,40 @@ final class Serve
 
     /**
      * @param list<DurableFunction> $functions
-     * @return array<string, DurableFunction> by id
+     * @return array<string, DurableFunction> by id, onFailure handlers ('<id>:failure') included
      */
     private static function index(array $functions): array
     {
         $byId = [];
-        foreach ($functions as $function) {
-            if (!$function instanceof DurableFunction) {
-                throw new \InvalidArgumentException('expected DurableFunction instances, got ' . get_debug_type($function));
-            }
+        foreach (self::expand($functions) as $function) {
             if (isset($byId[$function->id])) {
                 throw new \InvalidArgumentException("duplicate function id '{$function->id}'");
             }
             $byId[$function->id] = $function;
         }
         return $byId;
+    }
+
+    /**
+     * $functions with each one's onFailure handler right after it: the functions the app serves and syncs.
+     *
+     * @internal used by Client::sync
+     * @param list<DurableFunction> $functions
+     * @return list<DurableFunction>
+     */
+    public static function expand(array $functions): array
+    {
+        $all = [];
+        foreach ($functions as $function) {
+            if (!$function instanceof DurableFunction) {
+                throw new \InvalidArgumentException('expected DurableFunction instances, got ' . get_debug_type($function));
+            }
+            $all[] = $function;
+            if ($function->failureHandler !== null) {
+                $all[] = $function->failureHandler;
+            }
+        }
+        return $all;
     }
 
     /** @return array<string, mixed> the invoke, checked just enough to replay it */
@@ -193,8 +215,8 @@ final class Serve
             throw new \UnexpectedValueException('steps must be an object');
         }
         foreach ($invoke['steps'] as $id => $memo) {
-            if (!is_array($memo) || !in_array($memo['type'] ?? null, ['run', 'sleep', 'wait'], true)) {
-                throw new \UnexpectedValueException("steps.$id must be an object with type run, sleep or wait");
+            if (!is_array($memo) || !in_array($memo['type'] ?? null, self::MEMO_TYPES, true)) {
+                throw new \UnexpectedValueException("steps.$id must be an object with type run, sleep, wait, invoke or send");
             }
         }
         return $invoke;

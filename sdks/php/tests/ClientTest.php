@@ -71,6 +71,31 @@ final class ClientTest extends TestCase
         );
     }
 
+    public function testSyncSendsTheFailureHandlerAsAFunctionWithoutTrigger(): void
+    {
+        $ship = new DurableFunction(
+            id: 'ship',
+            trigger: ['event' => 'order.paid'],
+            handler: fn () => null,
+            name: 'Ship',
+            retries: 1,
+            onFailure: fn () => null,
+            cancelOn: [['event' => 'order.cancelled', 'match' => 'orderId', 'timeout' => '7d']],
+            idempotency: 'orderId',
+            singleton: ['key' => 'userId', 'mode' => 'cancel'],
+        );
+        $child = new DurableFunction(id: 'charge', handler: fn () => null);
+        $this->assertSame(['synced' => 3], $this->client()->sync([$ship, $child]));
+        $this->assertSame(
+            '{"url":"http://localhost:4002/api/durable","functions":['
+            . '{"id":"ship","name":"Ship","trigger":{"event":"order.paid"},"retries":1,"cancelOn":[{"event":"order.cancelled","match":"orderId","timeout":"7d"}],'
+            . '"idempotency":"orderId","singleton":{"key":"userId","mode":"cancel"},"onFailure":"ship:failure"},'
+            . '{"id":"ship:failure","name":"Ship (failure)","trigger":null},'
+            . '{"id":"charge","trigger":null}]}',
+            $this->requests()[0]['body'],
+        );
+    }
+
     public function testSyncOfNoFunctionsSendsAnEmptyList(): void
     {
         $this->client()->sync([]);
@@ -102,6 +127,25 @@ final class ClientTest extends TestCase
         $ids = $this->client()->sendMany([['name' => 'a'], ['name' => 'b', 'data' => ['n' => 1], 'id' => 'x']]);
         $this->assertSame(['evt-0', 'evt-1'], $ids);
         $this->assertSame('[{"name":"a","data":{}},{"name":"b","data":{"n":1},"id":"x"}]', $this->requests()[0]['body']);
+    }
+
+    public function testEventsMayCarryAnIdempotencyKey(): void
+    {
+        $this->client()->send('order.paid', ['orderId' => 'o1'], idempotencyKey: 'pay-o1');
+        $this->client()->sendMany([['name' => 'a', 'idempotencyKey' => 'k-a'], ['name' => 'b', 'idempotencyKey' => null]]);
+        $this->assertSame([
+            '{"name":"order.paid","data":{"orderId":"o1"},"idempotencyKey":"pay-o1"}',
+            '[{"name":"a","data":{},"idempotencyKey":"k-a"},{"name":"b","data":{}}]',
+        ], array_column($this->requests(), 'body'));
+        foreach (['', str_repeat('k', 257)] as $key) {
+            try {
+                $this->client()->send('a', idempotencyKey: $key);
+                $this->fail('an invalid idempotencyKey was sent');
+            } catch (\InvalidArgumentException $e) {
+                $this->assertSame("event 'a': idempotencyKey must be a non-empty string of at most 256 characters", $e->getMessage());
+            }
+        }
+        $this->assertCount(2, $this->requests());
     }
 
     public function testEventsAreCheckedBeforeSending(): void

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Durable\Tests;
 
 use Durable\DurableFunction;
+use Durable\InvokeError;
 use Durable\MemoryNonceStore;
 use Durable\NonRetryableError;
 use Durable\Serve;
@@ -86,6 +87,43 @@ final class ConformanceTest extends TestCase
                 return ['count' => count($event['data']), 'sum' => $total];
             },
             'cron_echo' => fn (array $event, Step $step) => $event['data']['cron'],
+            'invoke_child' => function (array $event, Step $step) {
+                try {
+                    $r = $step->invoke('charge', function: 'charge-card', data: ['orderId' => $event['data']['orderId']], timeout: '1h');
+                    return ['charged' => $r];
+                } catch (InvokeError $e) {
+                    return ['failed' => $e->getMessage(), 'reason' => $e->reason, 'child' => $e->runId];
+                }
+            },
+            'invoke_forever' => fn (array $event, Step $step) => $step->invoke('child', function: 'child-fn', data: []),
+            'send_events' => function (array $event, Step $step) {
+                $ids = $step->sendEvent('notify', [
+                    ['name' => 'order.shipped', 'data' => ['orderId' => $event['data']['orderId']]],
+                    ['name' => 'audit', 'data' => [], 'id' => 'audit-' . $event['id']],
+                ]);
+                $one = $step->sendEvent('single', ['name' => 'ping.sent', 'data' => ['n' => 1]]);
+                return ['ids' => $ids, 'one' => $one];
+            },
+            'parallel_two' => function (array $event, Step $step) {
+                [$a, $b] = $step->parallel([fn () => $step->run('a', fn () => 1), fn () => $step->run('b', fn () => 2)]);
+                return $step->run('c', fn () => $a + $b);
+            },
+            'parallel_mixed' => function (array $event, Step $step) {
+                [$x, $child, $ids] = $step->parallel([
+                    fn () => $step->run('x', fn () => 'x'),
+                    fn () => $step->invoke('kid', function: 'child-fn', data: ['n' => 1]),
+                    fn () => $step->sendEvent('tell', ['name' => 'told', 'data' => []]),
+                ]);
+                return ['x' => $x, 'child' => $child, 'ids' => $ids];
+            },
+            'parallel_error' => function (array $event, Step $step) {
+                $step->parallel([fn () => $step->run('ok', fn () => 1), fn () => $step->run('bad', fn () => throw new \Exception('boom'))]);
+                return 'unreachable';
+            },
+            'parallel_sleep' => function (array $event, Step $step) {
+                $step->parallel([fn () => $step->run('a', fn () => 1), fn () => $step->sleep('nap', '1m')]);
+                return 'unreachable';
+            },
         ];
     }
 

@@ -86,6 +86,56 @@ final class OptionsTest extends TestCase
         );
     }
 
+    public function testCompositionOptionsAreKeptAsWrittenUnderTheirWireNames(): void
+    {
+        $fn = self::define(
+            cancelOn: [['event' => 'order.cancelled', 'match' => 'order.id', 'timeout' => '7d'], ['event' => 'user.deleted', 'timeout' => 60_000], ['event' => 'stop']],
+            idempotency: 'orderId',
+            singleton: ['key' => 'userId', 'mode' => 'skip'],
+        );
+        $this->assertSame([
+            'id' => 'hello',
+            'trigger' => ['event' => 'demo.hello'],
+            'cancelOn' => [['event' => 'order.cancelled', 'match' => 'order.id', 'timeout' => '7d'], ['event' => 'user.deleted', 'timeout' => 60_000], ['event' => 'stop']],
+            'idempotency' => 'orderId',
+            'singleton' => ['key' => 'userId', 'mode' => 'skip'],
+        ], $fn->definition);
+        $this->assertNull($fn->failureHandler);
+        $this->assertSame(['id' => 'hello', 'trigger' => ['event' => 'demo.hello'], 'singleton' => ['mode' => 'cancel']], self::define(singleton: ['mode' => 'cancel'])->definition);
+    }
+
+    public function testAFunctionWithoutTriggerIsSyncedWithTriggerNull(): void
+    {
+        $child = new DurableFunction(id: 'child', handler: fn () => 'out');
+        $this->assertSame(['id' => 'child', 'trigger' => null], $child->definition);
+        $this->assertSame('{"id":"child","trigger":null}', json_encode($child->definition));
+        $this->assertSame(['id' => 'child', 'trigger' => null], self::define(id: 'child', trigger: null)->definition);
+    }
+
+    public function testOnFailureBecomesAFunctionOfItsOwn(): void
+    {
+        $notify = fn (array $event) => $event['data']['runId'];
+        $fn = self::define(name: 'Hello', onFailure: $notify, retries: 2, concurrency: ['limit' => 1]);
+        $this->assertSame('hello:failure', $fn->definition['onFailure']);
+        $this->assertSame(['id' => 'hello:failure', 'name' => 'Hello (failure)', 'trigger' => null], $fn->failureHandler?->definition);
+        $this->assertSame('run-1', ($fn->failureHandler->handler)(['data' => ['runId' => 'run-1']]));
+        $this->assertSame('hello (failure)', self::define(onFailure: $notify)->failureHandler?->definition['name'], 'the name defaults to the id');
+        $this->assertSame(str_repeat('a', 120) . ':failure', self::define(id: str_repeat('a', 120), onFailure: $notify)->failureHandler?->id);
+    }
+
+    public function testOnFailureNeedsAnIdOfAtMost120Characters(): void
+    {
+        $id = str_repeat('a', 121);
+        $this->expectExceptionMessage("function '$id': onFailure: needs an id of at most 120 characters (the handler is synced as '<id>:failure'), the id has 121");
+        self::define(id: $id, onFailure: fn () => null);
+    }
+
+    public function testTheHandlerIsRequired(): void
+    {
+        $this->expectExceptionMessage("function 'child': handler: is required");
+        new DurableFunction(id: 'child');
+    }
+
     public function testTheHandlerIsKeptAsAClosure(): void
     {
         $fn = new DurableFunction(id: 'h', trigger: ['event' => 'e'], handler: 'strtoupper');
@@ -132,6 +182,22 @@ final class OptionsTest extends TestCase
             [['debounce' => ['period' => '1s'], 'throttle' => ['limit' => 1, 'period' => '1s']], 'debounce and throttle cannot be combined'],
             [['batch' => ['maxSize' => 2, 'timeout' => '1s'], 'trigger' => ['cron' => '* * * * *']], 'batch and trigger.cron cannot be combined'],
             [['debounce' => ['period' => '1s'], 'trigger' => ['cron' => '* * * * *']], 'debounce and trigger.cron cannot be combined'],
+            [['cancelOn' => []], 'cancelOn: must be a non-empty list like'],
+            [['cancelOn' => ['event' => 'a']], 'cancelOn: must be a non-empty list like'],
+            [['cancelOn' => array_fill(0, 11, ['event' => 'a'])], 'cancelOn: at most 10 entries, got 11'],
+            [['cancelOn' => ['a']], "cancelOn[0]: must be ['event' => name, 'match' => key path, 'timeout' => duration], got string"],
+            [['cancelOn' => [['match' => 'orderId']]], 'cancelOn[0].event: is required'],
+            [['cancelOn' => [['event' => '']]], 'cancelOn[0].event: must be a non-empty string'],
+            [['cancelOn' => [['event' => 'a', 'match' => 'a b']]], "cancelOn[0].match: must be a dotted path into event.data such as 'tenantId' or 'user.id', got 'a b'"],
+            [['cancelOn' => [['event' => 'a', 'timeout' => 'soon']]], "cancelOn[0].timeout: invalid duration 'soon'"],
+            [['cancelOn' => [['event' => 'a', 'timeout' => 0]]], 'cancelOn[0].timeout: must be a positive duration, got 0'],
+            [['cancelOn' => [['event' => 'a'], ['event' => 'b', 'if' => 'x']]], 'cancelOn[1].if: unknown option (expected event, match, timeout)'],
+            [['idempotency' => ''], "idempotency: must be a dotted path into event.data such as 'tenantId' or 'user.id', got ''"],
+            [['idempotency' => 'order..id'], 'idempotency: must be a dotted path'],
+            [['singleton' => []], 'singleton.mode: is required'],
+            [['singleton' => ['mode' => 'queue']], "singleton.mode: must be 'skip' or 'cancel', got 'queue'"],
+            [['singleton' => ['mode' => 'skip', 'key' => '1x']], 'singleton.key: must be a dotted path'],
+            [['singleton' => ['mode' => 'skip', 'limit' => 1]], 'singleton.limit: unknown option (expected mode, key)'],
         ];
         foreach ($cases as [$options, $message]) {
             yield json_encode($options) => [$options, $message];

@@ -225,8 +225,8 @@ final class ServeTest extends TestCase
         yield 'no functionId' => ['{"event":{}}', 'malformed invoke: functionId must be a string'];
         yield 'event not an object' => ['{"functionId":"hello","event":"x"}', 'malformed invoke: event must be an object'];
         yield 'steps a list' => ['{"functionId":"hello","event":{},"steps":[1]}', 'malformed invoke: steps must be an object'];
-        yield 'step without type' => ['{"functionId":"hello","event":{},"steps":{"a":{"data":1}}}', 'malformed invoke: steps.a must be an object with type run, sleep or wait'];
-        yield 'step of unknown type' => ['{"functionId":"hello","event":{},"steps":{"a":{"type":"nap"}}}', 'malformed invoke: steps.a must be an object with type run, sleep or wait'];
+        yield 'step without type' => ['{"functionId":"hello","event":{},"steps":{"a":{"data":1}}}', 'malformed invoke: steps.a must be an object with type run, sleep, wait, invoke or send'];
+        yield 'step of unknown type' => ['{"functionId":"hello","event":{},"steps":{"a":{"type":"nap"}}}', 'malformed invoke: steps.a must be an object with type run, sleep, wait, invoke or send'];
     }
 
     /** @dataProvider malformed */

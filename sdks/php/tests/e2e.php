@@ -7,8 +7,10 @@
  *
  * Serves tests/fixtures/e2e_functions.php on `php -S` (4 workers), syncs them, sends events for a
  * 3-step function, a sleeping one and a waiting one (then the event that resumes it), and checks
- * that every run completes with the expected output. Exits 0 on success, 1 with a message otherwise.
- * DURABLE_ADMIN_TOKEN is sent to the read API when set.
+ * that every run completes with the expected output. Then composition: a parent that invokes a child
+ * (a function without trigger) and uses its output, runs two steps in parallel and sends an event that
+ * starts a third function; and a function that fails for good, whose onFailure handler then runs.
+ * Exits 0 on success, 1 with a message otherwise. DURABLE_ADMIN_TOKEN is sent to the read API when set.
  */
 
 declare(strict_types=1);
@@ -46,6 +48,17 @@ function poll(string $what, float $seconds, callable $probe): mixed
         usleep(200_000);
     }
     fail("timed out after {$seconds}s waiting for $what");
+}
+
+/** The first run of $query whose $probe holds (null when none does). */
+function findRun(string $appId, string $query, callable $probe): ?array
+{
+    foreach (api("/api/apps/$appId/runs?$query")['items'] as $run) {
+        if ($probe($run)) {
+            return $run;
+        }
+    }
+    return null;
 }
 
 /** @param list<string> $eventIds */
@@ -88,13 +101,16 @@ $server = null;
 try {
     [$server, $port] = Server::start(__DIR__ . '/fixtures/e2e_router.php', ['DURABLE_SIGNING_KEY' => $key, 'PHP_CLI_SERVER_WORKERS' => '4'], $log);
     $client = new Client($url, $appId, $key, "http://127.0.0.1:$port/");
-    $client->sync(require __DIR__ . '/fixtures/e2e_functions.php');
-    echo "e2e: synced 3 functions -> http://127.0.0.1:$port/\n";
+    $functions = require __DIR__ . '/fixtures/e2e_functions.php';
+    $client->sync($functions);
+    echo 'e2e: synced ' . count($functions) . " functions (and one onFailure handler) -> http://127.0.0.1:$port/\n";
 
     $nonce = bin2hex(random_bytes(6));
     [$three] = $client->send('php-e2e.three', ['nonce' => $nonce]);
     [$sleep] = $client->send('php-e2e.sleep', ['nonce' => $nonce]);
     [$order] = $client->send('php-e2e.order', ['orderId' => "o-$nonce"]);
+    [$parent] = $client->send('php-e2e.parent', ['orderId' => "p-$nonce"]);
+    [$doomed] = $client->send('php-e2e.doomed', ['nonce' => $nonce]);
     $ids = [$three, $sleep, $order];
 
     poll('the wait run to park', 30, fn () => runsOf($appId, 'activity=waiting&limit=500', [$order])[$order] ?? null);
@@ -118,6 +134,41 @@ try {
     expect(array_column($r['steps'], 'type') === ['run', 'sleep', 'run'], 'steps run, sleep, run', array_column($r['steps'], 'type'));
     $r = $run($order);
     expect(sorted($r['output']) === sorted(['approved' => true, 'by' => 'ana']), 'the wait was resumed by the matching event', $r['output']);
+
+    // Composition: invoke, parallel, sendEvent.
+    $parentRun = poll('the parent run to complete', 30, function () use ($appId, $parent) {
+        if ($failed = runsOf($appId, 'status=failed&limit=500', [$parent])) {
+            fail('the parent run failed: ' . json_encode(array_values($failed)));
+        }
+        return runsOf($appId, 'status=completed&limit=500', [$parent])[$parent] ?? null;
+    });
+    $r = api('/api/runs/' . $parentRun['id']);
+    $receipt = ['charged' => 300, 'orderId' => "p-$nonce"];
+    expect(sorted($r['output']['receipt'] ?? null) === sorted($receipt), "the parent got the child's output {charged: 300, orderId}", $r['output']);
+    expect(($r['output']['total'] ?? null) === 301 && ($r['output']['label'] ?? null) === "label-p-$nonce", 'the parallel steps used it: total 301, label', $r['output']);
+    $stepIds = array_column($r['steps'], 'id');
+    sort($stepIds);
+    expect($stepIds === ['charge', 'label', 'notify', 'total'], 'the parent has steps charge, label, total and notify', array_column($r['steps'], 'id'));
+    $children = $r['children'] ?? [];
+    expect(count($children) === 1 && $children[0]['functionId'] === 'php-e2e-charge' && $children[0]['stepId'] === 'charge', 'the parent lists its child run', $children);
+    $child = api('/api/runs/' . $children[0]['runId']);
+    expect($child['status'] === 'completed' && ($child['parentRunId'] ?? null) === $parentRun['id'], 'the child completed and names its parent', array_intersect_key($child, ['status' => 1, 'parentRunId' => 1]));
+    $sent = $r['output']['sent'] ?? [];
+    expect(is_array($sent) && count($sent) === 1 && is_string($sent[0]), 'sendEvent returned the id of the one event it sent', $sent);
+    $shipped = poll('the run started by the sent event to complete', 30, fn () => runsOf($appId, 'status=completed&limit=500', $sent)[$sent[0]] ?? null);
+    $r = api('/api/runs/' . $shipped['id']);
+    expect($r['functionId'] === 'php-e2e-shipped' && sorted($r['output']) === sorted(['shipped' => "p-$nonce", 'label' => "label-p-$nonce"]), 'the sent event started php-e2e-shipped with its data', $r['output']);
+
+    // onFailure: the handler runs once the function failed for good.
+    $doomedRun = poll('the doomed run to fail', 30, fn () => runsOf($appId, 'status=failed&limit=500', [$doomed])[$doomed] ?? null);
+    $handled = poll('the onFailure handler to complete', 30, fn () => findRun(
+        $appId,
+        'status=completed&limit=500&functionId=' . rawurlencode('php-e2e-doomed:failure'),
+        fn (array $run) => (api('/api/runs/' . $run['id'])['output']['failedRun'] ?? null) === $doomedRun['id'],
+    ));
+    $r = api('/api/runs/' . $handled['id']);
+    $report = ['failedRun' => $doomedRun['id'], 'functionId' => 'php-e2e-doomed', 'message' => "doomed $nonce", 'nonce' => $nonce];
+    expect(sorted($r['output']) === sorted($report), 'the onFailure handler got {runId, functionId, error.message, event} of the failed run', $r['output']);
     echo "e2e: PASS\n";
     $code = 0;
 } catch (Throwable $e) {

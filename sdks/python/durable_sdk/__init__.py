@@ -4,20 +4,24 @@ Standard library only. See ``sdks/python/README.md`` for a walk-through.
 """
 
 from ._client import Client
-from ._errors import DurableError, NonRetryableError, SignatureError, StepInterrupt
-from ._options import Function, function
+from ._errors import DurableError, InvokeError, NonRetryableError, SignatureError, StepInterrupt
+from ._options import CancelOn, Function, Singleton, function
 from ._serve import serve, serve_wsgi
 from ._signing import sign, sign_v2, verify, verify_v2
-from ._step import Step
+from ._step import SentEvent, Step
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CancelOn",
     "Client",
     "DurableError",
     "Function",
+    "InvokeError",
     "NonRetryableError",
+    "SentEvent",
     "SignatureError",
+    "Singleton",
     "Step",
     "StepInterrupt",
     "__version__",

@@ -13,7 +13,9 @@ from ._errors import DurableError, SignatureError
 from ._options import Function
 from ._serve import index
 from ._signing import V1_HEADER, V2_HEADER, new_nonce, sign, sign_v2, verify, verify_v2
-from ._step import encode
+from ._step import SentEvent, encode
+
+MAX_IDEMPOTENCY_KEY = 256  # characters; the engine refuses a longer idempotencyKey
 
 
 class Client:
@@ -56,13 +58,22 @@ class Client:
         data: dict[str, Any] | None = None,
         id: str | None = None,
         ts: int | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> list[str]:
-        """Send one event and return its id; an ``id`` makes the send idempotent, ``ts`` is epoch ms."""
-        return self._ids(self._post("/e", _event(name, data, id, ts)))
+        """Send one event and return its id; an ``id`` makes the send idempotent, ``ts`` is epoch ms.
 
-    def send_many(self, events: Iterable[dict[str, Any]]) -> list[str]:
-        """Send events ``{name, data?, id?, ts?}`` all-or-nothing; returns their ids in order."""
-        batch = [_event(e.get("name"), e.get("data"), e.get("id"), e.get("ts")) for e in events]
+        With ``idempotency_key``, each function the event triggers runs at most once per key per 24 h
+        (unless the function has an ``idempotency`` option of its own).
+        """
+        return self._ids(self._post("/e", _event(name, data, id, ts, idempotency_key)))
+
+    def send_many(self, events: Iterable[SentEvent | dict[str, Any]]) -> list[str]:
+        """Send events ``{name, data?, id?, ts?, idempotencyKey?}`` all-or-nothing; returns their ids."""
+        batch = [
+            _event(e.get("name"), e.get("data"), e.get("id"), e.get("ts"), e.get("idempotencyKey"))
+            for e in events
+        ]
         return self._ids(self._post("/e", batch))
 
     def _check_answer(
@@ -117,7 +128,7 @@ class Client:
             raise DurableError(f"POST {path}: the answer is not JSON ({exc})", status) from None
 
 
-def _event(name: Any, data: Any, id: Any, ts: Any) -> dict[str, Any]:
+def _event(name: Any, data: Any, id: Any, ts: Any, idempotency_key: Any = None) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise ValueError(f"event name must be a non-empty string, got {name!r}")
     event: dict[str, Any] = {"name": name, "data": {} if data is None else data}
@@ -125,6 +136,13 @@ def _event(name: Any, data: Any, id: Any, ts: Any) -> dict[str, Any]:
         event["id"] = id
     if ts is not None:
         event["ts"] = ts
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ValueError(
+                f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters, "
+                f"got {idempotency_key!r}"
+            )
+        event["idempotencyKey"] = idempotency_key
     return event
 
 

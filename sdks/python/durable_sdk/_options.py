@@ -4,11 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Required, TypedDict
 
 Duration = str | int | dt.timedelta
 Handler = Callable[[dict[str, Any], Any], Any]
+MAX_FAILURE_ID = 120  # a function id is at most 128 characters, and ``<id>:failure`` must be one too
+MAX_CANCEL_ON = 10
+
+
+class CancelOn(TypedDict, total=False):
+    """One ``cancel_on`` entry: an event named ``event`` cancels the active run.
+
+    With ``match`` (a dotted key path into ``event.data``), only an event whose data has the same value
+    there as the run's triggering event; ``timeout`` bounds how long after the run's start it applies.
+    """
+
+    event: Required[str]
+    match: str
+    timeout: Duration
+
+
+class Singleton(TypedDict, total=False):
+    """The ``singleton`` option: at most one active run per value of ``key`` (or per function).
+
+    ``mode="skip"`` skips a new event while a run is active; ``mode="cancel"`` cancels the active run
+    and starts the new one.
+    """
+
+    key: str
+    mode: Required[Literal["skip", "cancel"]]
+
 
 _UNIT_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
 _DURATION = re.compile(r"(?:\d+(?:ms|[wdhms]))+")
@@ -36,10 +62,13 @@ def iso_ms(epoch_ms: int) -> str:
 class Function:
     """A handler with its trigger and options, made by :func:`function`; pass it to ``serve`` and ``sync``."""
 
-    def __init__(self, handler: Handler, id: str, wire: dict[str, Any]) -> None:
+    def __init__(
+        self, handler: Handler, id: str, wire: dict[str, Any], failure: Function | None = None
+    ) -> None:
         self.handler = handler
         self.id = id
         self.wire = wire  # the definition as sent by sync: camelCase keys, values as the user wrote them
+        self.failure = failure  # the on_failure handler, served and synced as function ``<id>:failure``
 
     def __repr__(self) -> str:
         return f"<durable_sdk.Function {self.id!r}>"
@@ -47,7 +76,7 @@ class Function:
 
 def function(
     id: str,
-    trigger: dict[str, str],
+    trigger: dict[str, str] | None,
     name: str | None = None,
     retries: int | None = None,
     concurrency: dict[str, Any] | None = None,
@@ -56,10 +85,19 @@ def function(
     rate_limit: dict[str, Any] | None = None,
     debounce: dict[str, Any] | None = None,
     batch: dict[str, Any] | None = None,
+    on_failure: Handler | None = None,
+    cancel_on: Sequence[CancelOn] | None = None,
+    idempotency: str | None = None,
+    singleton: Singleton | None = None,
 ) -> Callable[[Handler], Function]:
     """Declare a durable function; decorates an ``async def`` or ``def`` handler taking ``(event, step)``.
 
-    Every option is checked here: a bad one raises ``ValueError`` naming the function and the field.
+    ``trigger`` is ``{"event": name}``, ``{"cron": expr}`` or None (the function then starts only
+    through ``step.invoke``). ``on_failure`` is a handler ``(event, step)`` run once when a run fails for
+    good, with ``event["data"]`` = ``{"runId", "functionId", "error", "event"}``; it is synced as the
+    function ``<id>:failure``. ``cancel_on``, ``idempotency`` and ``singleton`` are described in
+    ``docs/protocol.md`` ("Composition"). Every option is checked here: a bad one raises ``ValueError``
+    naming the function and the field.
     """
     if not isinstance(id, str) or not id.strip():
         raise ValueError(f"function id must be a non-empty string, got {id!r}")
@@ -92,11 +130,24 @@ def function(
             wire["priority"] = check.option("priority", priority, {"key"}, set())
         else:
             wire["priority"] = check.integer("priority", priority)
+    if cancel_on is not None:
+        wire["cancelOn"] = check.cancel_on(cancel_on)
+    if idempotency is not None:
+        wire["idempotency"] = check.key_path("idempotency", idempotency)
+    if singleton is not None:
+        wire["singleton"] = check.singleton(singleton)
+    failure = None
+    if on_failure is not None:
+        check.on_failure(on_failure)
+        failure_id = f"{id}:failure"
+        failure_wire = {"id": failure_id, "name": f"{name or id} (failure)", "trigger": None}
+        failure = Function(on_failure, failure_id, failure_wire)
+        wire["onFailure"] = failure_id
 
     def decorate(handler: Handler) -> Function:
         if not callable(handler):
             raise ValueError(f"function {id!r}: the handler must be callable")
-        return Function(handler, id, wire)
+        return Function(handler, id, wire, failure)
 
     return decorate
 
@@ -110,9 +161,13 @@ class _Checker:
     def fail(self, field: str, problem: str) -> ValueError:
         return ValueError(f"function {self.function_id!r}: {field}: {problem}")
 
-    def trigger(self, trigger: object) -> dict[str, str]:
+    def trigger(self, trigger: object) -> dict[str, str] | None:
+        if trigger is None:
+            return None
         if not isinstance(trigger, dict) or len(trigger) != 1 or not {"event", "cron"} & trigger.keys():
-            raise self.fail("trigger", f'must be {{"event": name}} or {{"cron": expr}}, got {trigger!r}')
+            raise self.fail(
+                "trigger", f'must be {{"event": name}}, {{"cron": expr}} or None, got {trigger!r}'
+            )
         kind, value = next(iter(trigger.items()))
         return {kind: self.text(f"trigger.{kind}", value)}
 
@@ -126,6 +181,71 @@ class _Checker:
             bound = f" >= {minimum}" if minimum is not None else ""
             raise self.fail(field, f"must be an integer{bound}, got {value!r}")
         return value
+
+    def key_path(self, field: str, value: object) -> str:
+        if not isinstance(value, str) or not _KEY.fullmatch(value):
+            raise self.fail(field, f"must be a dotted path into event.data, got {value!r}")
+        return value
+
+    def duration(self, field: str, value: object) -> int | str:
+        """A positive duration, kept as written (a ``timedelta`` becomes milliseconds)."""
+        try:
+            ms = parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(field, str(exc)) from None
+        if ms <= 0:
+            raise self.fail(field, f"must be a positive duration, got {value!r}")
+        return value if isinstance(value, str | int) else ms
+
+    def on_failure(self, handler: object) -> None:
+        if isinstance(handler, Function):
+            raise self.fail("on_failure", f"must be a handler (event, step), not the function {handler.id!r}")
+        if not callable(handler):
+            raise self.fail("on_failure", f"must be a handler (event, step), got {handler!r}")
+        if len(self.function_id) > MAX_FAILURE_ID:
+            raise self.fail(
+                "on_failure",
+                f"the function id must be at most {MAX_FAILURE_ID} characters, so that "
+                f"'<id>:failure' is a valid function id (it has {len(self.function_id)})",
+            )
+
+    def cancel_on(self, entries: object) -> list[dict[str, Any]]:
+        if isinstance(entries, dict | str) or not isinstance(entries, Sequence) or not entries:
+            raise self.fail(
+                "cancel_on", f'must be a non-empty list of {{"event": name, ...}}, got {entries!r}'
+            )
+        if len(entries) > MAX_CANCEL_ON:
+            raise self.fail("cancel_on", f"at most {MAX_CANCEL_ON} entries (got {len(entries)})")
+        wire = []
+        for index, entry in enumerate(entries):
+            field = f"cancel_on[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(field, f"must be a dict {{event, match?, timeout?}}, got {entry!r}")
+            for unknown in sorted(entry.keys() - {"event", "match", "timeout"}):
+                raise self.fail(
+                    f"{field}.{unknown}", "unknown option (expected ['event', 'match', 'timeout'])"
+                )
+            item: dict[str, Any] = {"event": self.text(f"{field}.event", entry.get("event"))}
+            if entry.get("match") is not None:
+                item["match"] = self.key_path(f"{field}.match", entry["match"])
+            if entry.get("timeout") is not None:
+                item["timeout"] = self.duration(f"{field}.timeout", entry["timeout"])
+            wire.append(item)
+        return wire
+
+    def singleton(self, value: object) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(
+                "singleton", f'must be a dict {{"mode": "skip" | "cancel", "key"?}}, got {value!r}'
+            )
+        for unknown in sorted(value.keys() - {"key", "mode"}):
+            raise self.fail(f"singleton.{unknown}", "unknown option (expected ['key', 'mode'])")
+        if value.get("mode") not in ("skip", "cancel"):
+            raise self.fail("singleton.mode", f'must be "skip" or "cancel", got {value.get("mode")!r}')
+        wire: dict[str, Any] = {"mode": value["mode"]}
+        if "key" in value:
+            wire["key"] = self.key_path("singleton.key", value["key"])
+        return wire
 
     def option(self, field: str, value: object, required: set[str], optional: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -143,15 +263,7 @@ class _Checker:
             if sub in ("limit", "max_size"):
                 wire["maxSize" if sub == "max_size" else sub] = self.integer(path, item, minimum=1)
             elif sub == "key":
-                if not isinstance(item, str) or not _KEY.fullmatch(item):
-                    raise self.fail(path, f"must be a dotted path into event.data, got {item!r}")
-                wire[sub] = item
+                wire[sub] = self.key_path(path, item)
             else:  # period, timeout
-                try:
-                    ms = parse_duration(item)
-                except ValueError as exc:
-                    raise self.fail(path, str(exc)) from None
-                if ms <= 0:
-                    raise self.fail(path, f"must be a positive duration, got {item!r}")
-                wire[sub] = ms if isinstance(item, dt.timedelta) else item
+                wire[sub] = self.duration(path, item)
         return wire

@@ -16,6 +16,7 @@ from ._signing import V1_HEADER, V2_HEADER, sign, sign_v2, verify_v2
 from ._step import encode, execute_async, execute_blocking, execute_sync, is_async
 
 MAX_BODY = 4 * 1024 * 1024  # the engine refuses bodies over 4 MiB; so does the app
+MEMO_TYPES = ("run", "sleep", "wait", "invoke", "send")
 Response = tuple[int, list[tuple[str, str]], bytes]
 Clock = Callable[[], int]
 
@@ -140,14 +141,18 @@ class _Endpoint:
 
 
 def index(functions: Iterable[Function]) -> dict[str, Function]:
-    """Map function ids to functions, refusing anything but ``Function`` and duplicate ids."""
+    """Map function ids to functions, each followed by its ``on_failure`` handler (``<id>:failure``);
+    refuses anything but ``Function`` and duplicate ids."""
     found: dict[str, Function] = {}
     for function in functions:
         if not isinstance(function, Function):
             raise ValueError(f"expected functions made by @durable_sdk.function, got {function!r}")
-        if function.id in found:
-            raise ValueError(f"duplicate function id {function.id!r}")
-        found[function.id] = function
+        for served in (function, function.failure):
+            if served is None:
+                continue
+            if served.id in found:
+                raise ValueError(f"duplicate function id {served.id!r}")
+            found[served.id] = served
     return found
 
 
@@ -167,8 +172,8 @@ def parse_invoke(body: bytes) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(steps, dict):
         return None, "steps must be an object"
     for step_id, memo in steps.items():
-        if not isinstance(memo, dict) or memo.get("type") not in ("run", "sleep", "wait"):
-            return None, f"steps.{step_id} must be an object with type run, sleep or wait"
+        if not isinstance(memo, dict) or memo.get("type") not in MEMO_TYPES:
+            return None, f"steps.{step_id} must be an object with type run, sleep, wait, invoke or send"
     return invoke, ""
 
 

@@ -1,4 +1,11 @@
-"""Replay: run a handler against its memoized steps and turn the first new step into one op."""
+"""Replay: run a handler against its memoized steps and turn the new steps it reaches into one op.
+
+Sequential code reaches one new step at a time and answers its op. Concurrent branches
+(``asyncio.gather`` in an ``async def`` handler, ``step.parallel`` in either style) each run until
+they finish from memo or reach their first new step; every new ``run`` step reached together then
+executes in this same invoke (concurrently), and the answer is ``{"op": "parallel", "ops": [...]}``
+in reach order, or the plain op when only one new step was reached (docs/protocol.md, "Composition").
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,39 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, NoReturn, Required, TypedDict, cast
 
-from ._errors import NonRetryableError, StepInterrupt
+from ._errors import InvokeError, InvokeReason, NonRetryableError, StepInterrupt
 from ._options import Duration, Function, iso_ms, parse_duration
 
 Op = dict[str, Any]
 Clock = Callable[[], int]
+
+MAX_SENT_EVENTS = 100  # per send_event step: the engine refuses a send op with more
+_EVENT_KEYS = ("name", "data", "id", "ts", "idempotencyKey")
+_INVOKE_REASONS = ("failed", "timeout", "cancelled", "not_found")
+# An async handler has reached everything it can without the engine once this many event-loop turns
+# pass with no step call: enough for a gather nested several levels deep to hand results up and go on.
+# A branch that awaits something else than a step (I/O) meanwhile reports its step in a later invoke.
+_QUIET_TURNS = 32
+_MAX_THREADS = 32  # plain handlers: how many run steps of one parallel execute at once
+
+
+class SentEvent(TypedDict, total=False):
+    """An event for ``step.send_event`` and ``Client.send_many``, as ``POST /e`` takes it.
+
+    ``name`` is required; ``data`` is an object (default ``{}``); an ``id`` makes the send idempotent;
+    ``ts`` is epoch milliseconds; with ``idempotencyKey`` each function it triggers runs at most once
+    per key per 24 h.
+    """
+
+    name: Required[str]
+    data: dict[str, Any]
+    id: str
+    ts: int
+    idempotencyKey: str
 
 
 def _now_ms() -> int:
@@ -42,12 +74,28 @@ def _result(step_id: str | None, value: Any) -> Op:
     return {"op": "done", "data": value} if step_id is None else {"op": "step", "id": step_id, "data": value}
 
 
+class _Reached(NamedTuple):
+    """A new step the handler reached: a ``run`` step to execute (``fn``), or the op of any other."""
+
+    id: str
+    kind: str  # run | sleep | wait | invoke | send
+    op: Op | None
+    fn: Callable[[], Any] | None
+
+
+class _BranchStop(BaseException):
+    """Ends one branch of a plain handler's ``step.parallel`` at its new step; the next branch goes on."""
+
+
 class Step:
-    """The ``step`` argument of a handler: ``run``, ``sleep`` and ``wait_for_event``.
+    """The ``step`` argument of a handler: ``run``, ``sleep``, ``wait_for_event``, ``invoke``,
+    ``send_event`` and ``parallel``.
 
     In an ``async def`` handler each call returns an awaitable; in a plain ``def`` handler, the value.
-    A memoized step returns its stored result; the first new one executes (``run``) or is planned
-    (``sleep``, ``wait_for_event``) and stops the handler with :class:`StepInterrupt`.
+    A memoized step returns its stored result. A new one is executed (``run``) or planned (the others)
+    and stops the handler with :class:`StepInterrupt`, once every concurrent branch has reached its
+    own new step too. Give concurrent branches distinct step ids: a repeated id is suffixed in the
+    order the calls happen.
     """
 
     def __init__(self, steps: dict[str, Any], is_async: bool, clock: Clock | None = None) -> None:
@@ -55,17 +103,18 @@ class Step:
         self._async = is_async
         self._clock = clock
         self._seen: dict[str, int] = {}
-        self._planned: asyncio.Future[Op] | None = None
-        self.op: Op | None = None  # the op of the new step, once one was reached
+        self._reached: list[_Reached] = []  # new steps, in reach order
+        self._calls = 0  # step calls so far: an async handler is quiet when it stops making them
+        self._depth = 0  # plain handlers: how many step.parallel calls are in progress
+        self._settler: asyncio.Task[None] | None = None  # async handlers: decides the answer
+        self.op: Op | None = None  # the answer, once decided
 
     def run(self, id: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` once per run and return its memoized result (``fn`` may be sync or async)."""
         step_id, memo = self._reach(id, "run")
         if memo is not None:
             return self._value(memo.get("data"))
-        if not self._async:
-            return self._stop(self._execute_sync(step_id, fn))
-        return self._stop_async(lambda: self._execute_async(step_id, fn))
+        return self._new(_Reached(step_id, "run", None, fn))
 
     def sleep(self, id: str, duration: Duration) -> Any:
         """Pause the run for ``duration`` (``"5m"``, ``"1h30m"``, milliseconds or a ``timedelta``)."""
@@ -73,7 +122,7 @@ class Step:
         if memo is not None:
             return self._value(None)
         until = self._until("sleep", step_id, duration)
-        return self._plan({"op": "sleep", "id": step_id, "until": until})
+        return self._new(_Reached(step_id, "sleep", {"op": "sleep", "id": step_id, "until": until}, None))
 
     def wait_for_event(
         self, id: str, *, event: str, match: dict[str, Any] | None = None, timeout: Duration
@@ -87,12 +136,91 @@ class Step:
         if match is not None and not isinstance(match, dict):
             raise NonRetryableError(f"step.wait_for_event({step_id!r}): match must be a dict or None")
         until = self._until("wait_for_event", step_id, timeout)
-        return self._plan({"op": "wait", "id": step_id, "event": event, "match": match, "until": until})
+        op = {"op": "wait", "id": step_id, "event": event, "match": match, "until": until}
+        return self._new(_Reached(step_id, "wait", op, None))
+
+    def invoke(
+        self,
+        id: str,
+        *,
+        function: Function | str,
+        data: Mapping[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """Start one run of ``function`` (a function or a function id) with ``data`` as its event data
+        and return the child's output once it completes.
+
+        Raises :class:`InvokeError` when the child fails, is cancelled, does not exist, or does not
+        end within ``timeout`` (no timeout: it may take as long as it needs).
+        """
+        step_id, memo = self._reach(id, "invoke")
+        if memo is not None:
+            if memo.get("error") is not None:
+                return self._raise(_invoke_error(memo["error"], step_id, function))
+            return self._value(memo.get("data"))
+        target = function.id if isinstance(function, Function) else function
+        if not isinstance(target, str) or not target:
+            raise NonRetryableError(
+                f"step.invoke({step_id!r}): function must be a durable function or a function id, "
+                f"got {function!r}"
+            )
+        payload = {} if data is None else data
+        if not isinstance(payload, Mapping):
+            raise NonRetryableError(f"step.invoke({step_id!r}): data must be a dict, got {data!r}")
+        payload = dict(payload)
+        _check_json(f"step.invoke({step_id!r}): data", payload)
+        until = None if timeout is None else self._until("invoke", step_id, timeout)
+        op = {"op": "invoke", "id": step_id, "function": target, "data": payload, "until": until}
+        return self._new(_Reached(step_id, "invoke", op, None))
+
+    def send_event(self, id: str, events: SentEvent | Sequence[SentEvent]) -> Any:
+        """Send one event or a list of events (all or none) and return their ids, in order.
+
+        Each is ``{"name", "data"?, "id"?, "ts"?, "idempotencyKey"?}``, as ``Client.send_many`` takes it;
+        the events trigger functions, resume waits and cancel runs like any other.
+        """
+        step_id, memo = self._reach(id, "send")
+        if memo is not None:
+            return self._value(memo.get("data"))
+        batch = _sent_events(step_id, events)
+        return self._new(_Reached(step_id, "send", {"op": "send", "id": step_id, "events": batch}, None))
+
+    def parallel(self, branches: Sequence[Callable[[], Any]]) -> Any:
+        """Run ``branches`` (each a callable making step calls, e.g. ``lambda: step.run("a", fa)``)
+        concurrently and return their results, in order.
+
+        Their new ``run`` steps execute together, in this one invoke. In an ``async def`` handler it
+        returns an awaitable (like ``asyncio.gather``, which works as well); a branch may then also be
+        an awaitable such as ``step.run("a", fa)``.
+        """
+        if isinstance(branches, str | bytes) or not isinstance(branches, Sequence):
+            raise NonRetryableError(f"step.parallel: branches must be a list of callables, got {branches!r}")
+        for index, branch in enumerate(branches):
+            if not callable(branch) and not (self._async and inspect.isawaitable(branch)):
+                kind = "a callable or an awaitable" if self._async else "a callable (lambda: step.run(...))"
+                raise NonRetryableError(f"step.parallel: branch {index} must be {kind}, got {branch!r}")
+        if self._async:
+            return _gather([branch() if callable(branch) else branch for branch in branches])
+        results: list[Any] = []
+        stopped = False
+        self._depth += 1
+        try:
+            for branch in branches:
+                try:
+                    results.append(branch())
+                except _BranchStop:  # the branch reached a new step; the others still get to reach theirs
+                    stopped = True
+        finally:
+            self._depth -= 1
+        if stopped:
+            self._halt()
+        return results
 
     def _reach(self, base: str, kind: str) -> tuple[str, dict[str, Any] | None]:
         """Give the call its id (``fetch``, ``fetch:1`` … in call order) and its memo, if any."""
         if not isinstance(base, str) or not base:
             raise NonRetryableError(f"step id must be a non-empty string, got {base!r}")
+        self._calls += 1
         count = self._seen.get(base, 0)
         self._seen[base] = count + 1
         step_id = f"{base}:{count}" if count else base
@@ -102,7 +230,11 @@ class Step:
                 f"step {step_id!r} is recorded as type {memo.get('type')!r}, but the "
                 f"handler reached a {kind!r} step (the handler is not deterministic)"
             )
-            self._stop(_error(step_id, exc))
+            if self.op is None:  # the handler is wrong: nothing else it reached is answered
+                self.op = _error(step_id, exc)
+            if not self._async:
+                raise StepInterrupt(self.op)
+            return step_id, None  # the call then raises where it is awaited (see _new)
         return step_id, memo
 
     def _until(self, primitive: str, step_id: str, duration: Any) -> str:
@@ -121,58 +253,191 @@ class Step:
 
         return memoized()
 
-    def _plan(self, op: Op) -> Any:
+    def _raise(self, exc: BaseException) -> Any:
+        """Raise ``exc`` where the call is awaited (async handlers) or at once (plain ones)."""
         if not self._async:
-            return self._stop(op)
+            raise exc
 
-        async def planned() -> Op:
-            return op
+        async def raising() -> NoReturn:
+            raise exc
 
-        return self._stop_async(planned)
+        return raising()
 
-    def _stop(self, op: Op) -> Any:
-        """Stop the handler with the first op reached; any later new step repeats that op."""
+    def _new(self, reached: _Reached) -> Any:
+        """Record a new step; stop the handler (plain) or return an awaitable that stops it (async)."""
+        if self.op is not None:  # the answer is decided (user code swallowed the interrupt): repeat it
+            return self._raise(StepInterrupt(self.op))
+        self._reached.append(reached)
+        if not self._async:
+            self._halt()
+        if self._settler is None:
+            self._settler = asyncio.get_running_loop().create_task(self._settle())
+        return self._join(self._settler)
+
+    def _halt(self) -> NoReturn:
+        """Plain handlers: end this parallel branch, or, outside any, answer what was reached."""
+        if self._depth:
+            raise _BranchStop
         if self.op is None:
-            self.op = op
+            self.op = self._answer_sync(self._reached)
         raise StepInterrupt(self.op)
 
-    async def _stop_async(self, reach: Callable[[], Awaitable[Op]]) -> Any:
-        # Concurrent step calls (asyncio.gather): the first to start owns the invoke, the others
-        # wait for its op instead of executing too, so one invoke runs at most one new step.
-        if self._planned is not None:
-            self._stop(await asyncio.shield(self._planned))
-        self._planned = asyncio.get_running_loop().create_future()
-        op = await reach()
-        self._planned.set_result(op)
-        self._stop(op)
+    async def _join(self, settler: asyncio.Task[None]) -> NoReturn:
+        await asyncio.shield(settler)  # one branch being cancelled must not cancel the answer
+        raise StepInterrupt(cast(Op, self.op))
 
-    def _execute_sync(self, step_id: str, fn: Callable[[], Any]) -> Op:
-        try:
-            result = fn()
-            if inspect.isawaitable(result):
-                result = asyncio.run(_awaited(result))
-        except Exception as exc:
-            return _error(step_id, exc)
-        return _result(step_id, result)
+    async def _settle(self) -> None:
+        """Async handlers: let every branch reach what it can, then decide the answer."""
+        quiet, calls = 0, self._calls
+        while quiet < _QUIET_TURNS and self.op is None:
+            await asyncio.sleep(0)
+            quiet, calls = (quiet + 1, calls) if self._calls == calls else (0, self._calls)
+        if self.op is None:
+            reached = list(self._reached)
+            op = _refusal(reached)
+            if op is None:
+                runs = [item for item in reached if item.kind == "run"]
+                done = await asyncio.gather(*(_execute_async(item.id, _fn(item)) for item in runs))
+                op = _combine(reached, dict(zip([item.id for item in runs], done, strict=True)))
+            if self.op is None:
+                self.op = op
 
-    async def _execute_async(self, step_id: str, fn: Callable[[], Any]) -> Op:
-        try:
-            result = fn()
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            return _error(step_id, exc)
-        return _result(step_id, result)
+    def _answer_sync(self, reached: list[_Reached]) -> Op:
+        refused = _refusal(reached)
+        if refused is not None:
+            return refused
+        runs = [item for item in reached if item.kind == "run"]
+        if len(runs) < 2:
+            done = [_execute_sync(item.id, _fn(item)) for item in runs]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(runs), _MAX_THREADS)) as pool:
+                done = list(pool.map(lambda item: _execute_sync(item.id, _fn(item)), runs))
+        return _combine(reached, dict(zip([item.id for item in runs], done, strict=True)))
+
+    async def _answer(self) -> Op | None:
+        """Async handlers: the answer decided by the new steps reached; None if there were none."""
+        if self._settler is not None:
+            await self._settler
+        return self.op
+
+
+def _fn(item: _Reached) -> Callable[[], Any]:
+    assert item.fn is not None  # a run step always has its function
+    return item.fn
+
+
+def _refusal(reached: list[_Reached]) -> Op | None:
+    """The error answered when a sleep or a wait was reached together with other new steps."""
+    if len(reached) < 2:
+        return None
+    for item in reached:
+        if item.kind in ("sleep", "wait"):
+            what = "a sleep" if item.kind == "sleep" else "a wait"
+            return _error(
+                item.id,
+                NonRetryableError(
+                    f"step {item.id!r}: {what} cannot run in parallel with other steps (a run parks on "
+                    "one timer or one wait at a time: reach it before or after the parallel steps)"
+                ),
+            )
+    return None
+
+
+def _combine(reached: list[_Reached], executed: dict[str, Op]) -> Op:
+    """One op per new step, in reach order; a single one is answered as itself."""
+    ops = [executed[item.id] if item.op is None else item.op for item in reached]
+    return ops[0] if len(ops) == 1 else {"op": "parallel", "ops": ops}
+
+
+def _execute_sync(step_id: str, fn: Callable[[], Any]) -> Op:
+    try:
+        result = fn()
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+    except Exception as exc:
+        return _error(step_id, exc)
+    return _result(step_id, result)
+
+
+async def _execute_async(step_id: str, fn: Callable[[], Any]) -> Op:
+    try:
+        result = fn()
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        return _error(step_id, exc)
+    return _result(step_id, result)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def _finish(step: Step, result: Any = None, exc: Exception | None = None) -> Op:
+async def _gather(branches: list[Any]) -> list[Any]:
+    awaitables = [branch if inspect.isawaitable(branch) else _awaited_value(branch) for branch in branches]
+    return list(await asyncio.gather(*awaitables))
+
+
+async def _awaited_value(value: Any) -> Any:
+    return value
+
+
+def _check_json(what: str, value: Any) -> None:
+    try:
+        encode(value)
+    except (TypeError, ValueError) as exc:
+        raise NonRetryableError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _sent_events(step_id: str, events: object) -> list[dict[str, Any]]:
+    """Check ``step.send_event``'s events and give them their wire form: always a list."""
+    where = f"step.send_event({step_id!r})"
+    items = [events] if isinstance(events, Mapping) else events
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence) or not items:
+        raise NonRetryableError(f"{where}: events must be an event dict or a non-empty list of them")
+    if len(items) > MAX_SENT_EVENTS:
+        raise NonRetryableError(f"{where}: at most {MAX_SENT_EVENTS} events per step (got {len(items)})")
+    batch = []
+    for index, item in enumerate(items):
+        field = f"{where}: events[{index}]" if items is events else f"{where}: event"
+        if not isinstance(item, Mapping):
+            raise NonRetryableError(f"{field} must be a dict {{name, data?, id?, ts?}}, got {item!r}")
+        unknown = sorted(set(item) - set(_EVENT_KEYS))
+        if unknown:
+            raise NonRetryableError(f"{field}: unknown field {unknown[0]!r} (expected {list(_EVENT_KEYS)})")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise NonRetryableError(f"{field}.name must be a non-empty string, got {name!r}")
+        data = {} if item.get("data") is None else item["data"]
+        if not isinstance(data, Mapping):
+            raise NonRetryableError(f"{field}.data must be a dict, got {data!r}")
+        event = {key: item[key] for key in _EVENT_KEYS if item.get(key) is not None}
+        batch.append({**event, "data": dict(data)})
+    _check_json(f"{where}: events", batch)
+    return batch
+
+
+def _invoke_error(error: Any, step_id: str, function: Function | str) -> InvokeError:
+    """The :class:`InvokeError` for an invoke memo's ``error``."""
+    fields = error if isinstance(error, dict) else {}
+    message = fields.get("message")
+    reason = fields.get("reason")
+    function_id = fields.get("functionId")
+    if not isinstance(function_id, str):
+        function_id = function.id if isinstance(function, Function) else str(function)
+    run_id = fields.get("runId")
+    return InvokeError(
+        message if isinstance(message, str) else f"step {step_id!r}: the invoked run did not complete",
+        cast(InvokeReason, reason) if reason in _INVOKE_REASONS else "failed",
+        run_id if isinstance(run_id, str) else None,
+        function_id,
+    )
+
+
+def _finish(answer: Op | None, result: Any = None, exc: Exception | None = None) -> Op:
     # A reached step wins even when user code swallowed the interrupt and went on.
-    if step.op is not None:
-        return step.op
+    if answer is not None:
+        return answer
     if exc is not None:
         return _error(None, exc)
     return _result(None, result)
@@ -181,25 +446,31 @@ def _finish(step: Step, result: Any = None, exc: Exception | None = None) -> Op:
 def execute_sync(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
     """Replay a plain ``def`` handler for one invoke and return the op to answer."""
     step = Step(invoke["steps"], is_async=False, clock=clock)
+    result: Any = None
+    error: Exception | None = None
     try:
         result = function.handler(invoke["event"], step)
     except StepInterrupt:
-        return _finish(step)
+        pass
     except Exception as exc:
-        return _finish(step, exc=exc)
-    return _finish(step, result)
+        error = exc
+    if step.op is None and step._reached:  # user code swallowed a branch's stop and went on
+        step.op = step._answer_sync(step._reached)
+    return _finish(step.op, result, error)
 
 
 async def execute_async(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
     """Replay an ``async def`` handler for one invoke and return the op to answer."""
     step = Step(invoke["steps"], is_async=True, clock=clock)
+    result: Any = None
+    error: Exception | None = None
     try:
         result = await function.handler(invoke["event"], step)
     except StepInterrupt:
-        return _finish(step)
+        pass
     except Exception as exc:
-        return _finish(step, exc=exc)
-    return _finish(step, result)
+        error = exc
+    return _finish(await step._answer(), result, error)
 
 
 def execute_blocking(function: Function, invoke: dict[str, Any]) -> Op:

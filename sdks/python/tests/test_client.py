@@ -163,6 +163,49 @@ def test_send_one_event(client: durable_sdk.Client, engine: FakeEngine) -> None:
     assert {r["path"] for r in engine.requests} == {"/e"}
 
 
+def test_sync_sends_each_failure_handler_as_a_function_of_its_own(
+    client: durable_sdk.Client, engine: FakeEngine
+) -> None:
+    @durable_sdk.function(
+        id="ship",
+        trigger={"event": "order.paid"},
+        on_failure=lambda event, step: None,
+        cancel_on=[{"event": "order.cancelled", "match": "orderId", "timeout": "7d"}],
+        idempotency="orderId",
+        singleton={"key": "userId", "mode": "cancel"},
+    )
+    def ship(event: Any, step: Any) -> Any:
+        return None
+
+    charge = durable_sdk.function(id="charge", trigger=None)(ship.handler)
+    assert client.sync([ship, charge]) == {"functions": ["ship", "ship:failure", "charge"]}
+    assert engine.requests[0]["json"]["functions"] == [
+        {
+            "id": "ship",
+            "trigger": {"event": "order.paid"},
+            "cancelOn": [{"event": "order.cancelled", "match": "orderId", "timeout": "7d"}],
+            "idempotency": "orderId",
+            "singleton": {"mode": "cancel", "key": "userId"},
+            "onFailure": "ship:failure",
+        },
+        {"id": "ship:failure", "name": "ship (failure)", "trigger": None},
+        {"id": "charge", "trigger": None},
+    ]
+
+
+def test_send_carries_an_idempotency_key(client: durable_sdk.Client, engine: FakeEngine) -> None:
+    assert client.send("order.paid", {"orderId": "o1"}, idempotency_key="pay-o1") == ["evt-1"]
+    client.send_many([{"name": "a", "idempotencyKey": "k"}, {"name": "b"}])
+    assert [r["json"] for r in engine.requests] == [
+        {"name": "order.paid", "data": {"orderId": "o1"}, "idempotencyKey": "pay-o1"},
+        [{"name": "a", "data": {}, "idempotencyKey": "k"}, {"name": "b", "data": {}}],
+    ]
+    for bad in ("", "k" * 257, 5):
+        with pytest.raises(ValueError, match="idempotency_key must be a string of 1 to 256 characters"):
+            client.send("a", idempotency_key=bad)  # type: ignore[arg-type]
+    assert len(engine.requests) == 2
+
+
 def test_send_many_posts_a_list(client: durable_sdk.Client, engine: FakeEngine) -> None:
     ids = client.send_many([{"name": "a.b", "data": {"n": 1}}, {"name": "a.c", "id": "x"}])
     assert ids == ["evt-1", "evt-2"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import durable_sdk
-from durable_sdk import NonRetryableError, _step
+from durable_sdk import InvokeError, NonRetryableError, _step
 
 CASES = json.loads((Path(__file__).resolve().parents[3] / "spec/conformance/cases.json").read_text())
 NOT_JSON = {1, 2}  # a set: Python cannot JSON-encode it
@@ -120,6 +120,58 @@ def cron_echo(event: Any, step: Any) -> Any:
     return event["data"]["cron"]
 
 
+def invoke_child(event: Any, step: Any) -> Any:
+    try:
+        r = step.invoke(
+            "charge", function="charge-card", data={"orderId": event["data"]["orderId"]}, timeout="1h"
+        )
+        return {"charged": r}
+    except InvokeError as e:
+        return {"failed": e.message, "reason": e.reason, "child": e.run_id}
+
+
+def invoke_forever(event: Any, step: Any) -> Any:
+    return step.invoke("child", function="child-fn", data={})
+
+
+def send_events(event: Any, step: Any) -> Any:
+    ids = step.send_event(
+        "notify",
+        [
+            {"name": "order.shipped", "data": {"orderId": event["data"]["orderId"]}},
+            {"name": "audit", "data": {}, "id": "audit-" + event["id"]},
+        ],
+    )
+    one = step.send_event("single", {"name": "ping.sent", "data": {"n": 1}})
+    return {"ids": ids, "one": one}
+
+
+def parallel_two(event: Any, step: Any) -> Any:
+    a, b = step.parallel([lambda: step.run("a", lambda: 1), lambda: step.run("b", later(2))])
+    return step.run("c", lambda: a + b)
+
+
+def parallel_mixed(event: Any, step: Any) -> Any:
+    x, child, ids = step.parallel(
+        [
+            lambda: step.run("x", lambda: "x"),
+            lambda: step.invoke("kid", function="child-fn", data={"n": 1}),
+            lambda: step.send_event("tell", {"name": "told", "data": {}}),
+        ]
+    )
+    return {"x": x, "child": child, "ids": ids}
+
+
+def parallel_error(event: Any, step: Any) -> Any:
+    step.parallel([lambda: step.run("ok", lambda: 1), lambda: step.run("bad", boom(RuntimeError("boom")))])
+    return "unreachable"
+
+
+def parallel_sleep(event: Any, step: Any) -> Any:
+    step.parallel([lambda: step.run("a", lambda: 1), lambda: step.sleep("nap", "1m")])
+    return "unreachable"
+
+
 # `async def` reference handlers: the same logic, step calls awaited.
 async def three_steps_async(event: Any, step: Any) -> Any:
     a = await step.run("a", later(1))
@@ -206,6 +258,60 @@ async def cron_echo_async(event: Any, step: Any) -> Any:
     return event["data"]["cron"]
 
 
+async def invoke_child_async(event: Any, step: Any) -> Any:
+    try:
+        r = await step.invoke(
+            "charge", function="charge-card", data={"orderId": event["data"]["orderId"]}, timeout="1h"
+        )
+        return {"charged": r}
+    except InvokeError as e:
+        return {"failed": e.message, "reason": e.reason, "child": e.run_id}
+
+
+async def invoke_forever_async(event: Any, step: Any) -> Any:
+    return await step.invoke("child", function="child-fn", data={})
+
+
+async def send_events_async(event: Any, step: Any) -> Any:
+    ids = await step.send_event(
+        "notify",
+        [
+            {"name": "order.shipped", "data": {"orderId": event["data"]["orderId"]}},
+            {"name": "audit", "data": {}, "id": "audit-" + event["id"]},
+        ],
+    )
+    one = await step.send_event("single", {"name": "ping.sent", "data": {"n": 1}})
+    return {"ids": ids, "one": one}
+
+
+async def parallel_two_async(event: Any, step: Any) -> Any:
+    a, b = await asyncio.gather(step.run("a", later(1)), step.run("b", lambda: 2))
+    return await step.run("c", lambda: a + b)
+
+
+async def parallel_mixed_async(event: Any, step: Any) -> Any:
+    x, child, ids = await asyncio.gather(
+        step.run("x", later("x")),
+        step.invoke("kid", function="child-fn", data={"n": 1}),
+        step.send_event("tell", {"name": "told", "data": {}}),
+    )
+    return {"x": x, "child": child, "ids": ids}
+
+
+async def parallel_error_async(event: Any, step: Any) -> Any:
+    async def explode() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("boom")
+
+    await asyncio.gather(step.run("ok", later(1)), step.run("bad", explode))
+    return "unreachable"
+
+
+async def parallel_sleep_async(event: Any, step: Any) -> Any:
+    await asyncio.gather(step.run("a", lambda: 1), step.sleep("nap", "1m"))
+    return "unreachable"
+
+
 HANDLERS = {
     name: (globals()[name], globals()[name + "_async"]) for name in {case["handler"] for case in CASES}
 }
@@ -222,7 +328,8 @@ def check(actual: dict[str, Any], case: dict[str, Any]) -> None:
 
 
 def test_cases_cover_every_op_and_handler() -> None:
-    assert {case["expect"]["op"] for case in CASES} == {"step", "sleep", "wait", "done", "error"}
+    ops = {"step", "sleep", "wait", "done", "error", "invoke", "send", "parallel"}
+    assert {case["expect"]["op"] for case in CASES} == ops
     assert len({case["name"] for case in CASES}) == len(CASES)
     assert set(HANDLERS) == {name for name in globals() if name + "_async" in globals()}
 

@@ -29,7 +29,7 @@ def test_every_public_name_is_documented() -> None:
         if name != "__version__" and not inspect.getdoc(getattr(durable_sdk, name))
     ]
     assert undocumented == []
-    step_methods = ["run", "sleep", "wait_for_event"]
+    step_methods = ["run", "sleep", "wait_for_event", "invoke", "send_event", "parallel"]
     assert all(inspect.getdoc(getattr(durable_sdk.Step, name)) for name in step_methods)
     assert all(inspect.getdoc(getattr(durable_sdk.Client, name)) for name in ["sync", "send", "send_many"])
 

@@ -84,10 +84,55 @@ def test_wire_form_keeps_values_as_written_with_camel_case_keys() -> None:
     }
 
 
+def test_composition_options_use_the_wire_names() -> None:
+    fn = define(
+        trigger=None,
+        cancel_on=[
+            {"event": "order.cancelled", "match": "orderId", "timeout": "7d"},
+            {"event": "user.deleted", "timeout": dt.timedelta(hours=1)},
+            {"event": "shop.closed"},
+        ],
+        idempotency="order.id",
+        singleton={"key": "userId", "mode": "skip"},
+        on_failure=handler,
+    )
+    assert fn.wire == {
+        "id": "hello",
+        "trigger": None,
+        "cancelOn": [
+            {"event": "order.cancelled", "match": "orderId", "timeout": "7d"},
+            {"event": "user.deleted", "timeout": 3_600_000},
+            {"event": "shop.closed"},
+        ],
+        "idempotency": "order.id",
+        "singleton": {"key": "userId", "mode": "skip"},
+        "onFailure": "hello:failure",
+    }
+    assert define(singleton={"mode": "cancel"}).wire["singleton"] == {"mode": "cancel"}
+    assert define().failure is None and "onFailure" not in define().wire
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"trigger": {"event": ""}}, "trigger.event: must be a non-empty string"),
+        ({"cancel_on": {"event": "x"}}, "cancel_on: must be a non-empty list"),
+        ({"cancel_on": []}, "cancel_on: must be a non-empty list"),
+        ({"cancel_on": [{"event": "x"}] * 11}, "cancel_on: at most 10 entries (got 11)"),
+        ({"cancel_on": ["x"]}, "cancel_on[0]: must be a dict"),
+        ({"cancel_on": [{"match": "orderId"}]}, "cancel_on[0].event: must be a non-empty string"),
+        ({"cancel_on": [{"event": "x", "match": "a..b"}]}, "cancel_on[0].match: must be a dotted path"),
+        ({"cancel_on": [{"event": "x", "timeout": "soon"}]}, "cancel_on[0].timeout: invalid duration 'soon'"),
+        ({"cancel_on": [{"event": "x", "timeout": 0}]}, "cancel_on[0].timeout: must be a positive duration"),
+        ({"cancel_on": [{"event": "x", "key": "a"}]}, "cancel_on[0].key: unknown option"),
+        ({"idempotency": ""}, "idempotency: must be a dotted path"),
+        ({"idempotency": 5}, "idempotency: must be a dotted path"),
+        ({"singleton": "skip"}, "singleton: must be a dict"),
+        ({"singleton": {"key": "userId"}}, 'singleton.mode: must be "skip" or "cancel", got None'),
+        ({"singleton": {"mode": "queue"}}, 'singleton.mode: must be "skip" or "cancel"'),
+        ({"singleton": {"mode": "skip", "key": " "}}, "singleton.key: must be a dotted path"),
+        ({"singleton": {"mode": "skip", "limit": 1}}, "singleton.limit: unknown option"),
+        ({"on_failure": "notify"}, "on_failure: must be a handler (event, step)"),
         ({"trigger": {"cron": 5}}, "trigger.cron: must be a non-empty string"),
         ({"trigger": {"event": "a", "cron": "* * * * *"}}, "trigger: must be"),
         ({"trigger": {"topic": "a"}}, "trigger: must be"),
@@ -118,6 +163,22 @@ def test_errors_name_function_and_field(options: dict[str, Any], message: str) -
     with pytest.raises(ValueError) as caught:
         define(**options)
     assert str(caught.value).startswith(f"function 'hello': {message}")
+
+
+def test_on_failure_takes_a_handler_and_needs_room_for_the_failure_id() -> None:
+    with pytest.raises(
+        ValueError, match=r"on_failure: must be a handler \(event, step\), not the function 'hello'"
+    ):
+        define(on_failure=define())
+    long_id = "f" * 121
+    with pytest.raises(ValueError) as caught:
+        durable_sdk.function(id=long_id, trigger=None, on_failure=handler)
+    assert str(caught.value) == (
+        f"function {long_id!r}: on_failure: the function id must be at most 120 characters, "
+        "so that '<id>:failure' is a valid function id (it has 121)"
+    )
+    assert durable_sdk.function(id="f" * 120, trigger=None, on_failure=handler)(handler).failure is not None
+    assert durable_sdk.function(id=long_id, trigger=None)(handler).wire == {"id": long_id, "trigger": None}
 
 
 def test_function_id_and_handler_are_checked() -> None:

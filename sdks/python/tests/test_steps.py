@@ -68,7 +68,7 @@ def test_async_step_function_is_awaited_and_plain_handler_gets_values() -> None:
     assert seen == [3]
 
 
-def test_gathered_new_steps_execute_only_the_first() -> None:
+def test_gathered_new_steps_execute_together_unless_a_sleep_is_among_them() -> None:
     calls: list[str] = []
 
     async def slow(name: str) -> str:
@@ -83,11 +83,15 @@ def test_gathered_new_steps_execute_only_the_first() -> None:
             step.sleep("three", "1s"),
         )
 
-    assert run_async(handler) == {"op": "step", "id": "one", "data": "one"}
-    assert calls == ["one"]
-    memo = {"one": {"type": "run", "data": "one"}}
-    assert run_async(handler, memo) == {"op": "step", "id": "two", "data": "two"}
-    assert calls == ["one", "two"]
+    op = run_async(handler)
+    assert (op["op"], op["id"], op["retryable"]) == ("error", "three", False)
+    assert calls == []  # refused as a whole: nothing executed
+    memo = {"three": {"type": "sleep"}}
+    assert run_async(handler, memo) == {
+        "op": "parallel",
+        "ops": [{"op": "step", "id": "one", "data": "one"}, {"op": "step", "id": "two", "data": "two"}],
+    }
+    assert sorted(calls) == ["one", "two"]
 
 
 @pytest.mark.parametrize("style", ["sync", "async"])

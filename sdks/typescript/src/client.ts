@@ -24,12 +24,43 @@ export interface DurableClientOptions {
   now?: (() => number) | undefined;
 }
 
-/** An event to send. `id` makes the send idempotent for 24 h; `ts` is epoch milliseconds. */
+/**
+ * An event to send. `id` makes the send idempotent for 24 h; `ts` is epoch milliseconds;
+ * `idempotencyKey` (at most 256 characters) starts at most one run per key per 24 h in each function
+ * it triggers that has no `idempotency` option of its own.
+ */
 export interface EventPayload<TData extends Record<string, unknown> = Record<string, unknown>> {
   name: string;
   data?: TData;
   id?: string;
   ts?: number;
+  idempotencyKey?: string;
+}
+
+/** An event as `POST /e` and the `send` op carry it: `data` defaults to `{}`, unset fields are left out. */
+export interface WireEvent {
+  name: string;
+  data: Record<string, unknown>;
+  id?: string;
+  ts?: number;
+  idempotencyKey?: string;
+}
+
+const MAX_IDEMPOTENCY_KEY = 256;
+
+/** The wire form of `event`, or an `Error` made by `fail` (from what is wrong) when its name or key is bad. */
+export function wireEvent(event: EventPayload, fail: (problem: string) => Error): WireEvent {
+  if (typeof event?.name !== "string" || !event.name) throw fail(`event name must be a non-empty string, got ${repr(event?.name)}`);
+  const { name, data = {}, id, ts, idempotencyKey } = event;
+  if (idempotencyKey !== undefined && (typeof idempotencyKey !== "string" || !idempotencyKey || idempotencyKey.length > MAX_IDEMPOTENCY_KEY))
+    throw fail(`idempotencyKey must be a non-empty string of at most ${MAX_IDEMPOTENCY_KEY} characters, got ${repr(idempotencyKey)}`);
+  return {
+    name,
+    data,
+    ...(id === undefined ? {} : { id }),
+    ...(ts === undefined ? {} : { ts }),
+    ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+  };
 }
 
 /**
@@ -76,12 +107,7 @@ export class DurableClient {
   /** Send one event, or a list all-or-nothing; resolves with their ids in order. */
   async send(events: EventPayload | readonly EventPayload[]): Promise<string[]> {
     const list = Array.isArray(events);
-    const wire = (list ? events : [events]).map((event: EventPayload) => {
-      if (typeof event?.name !== "string" || !event.name)
-        throw new Error(`event name must be a non-empty string, got ${repr(event?.name)}`);
-      const { name, data = {}, id, ts } = event;
-      return { name, data, ...(id === undefined ? {} : { id }), ...(ts === undefined ? {} : { ts }) };
-    });
+    const wire = (list ? events : [events]).map((event: EventPayload) => wireEvent(event, (problem) => new Error(problem)));
     const answer = await this.post("/e", list ? wire : wire[0]);
     const ids = (answer as { ids?: unknown })?.ids;
     if (!Array.isArray(ids)) throw new DurableError(`unexpected answer from the engine: ${repr(answer)}`);

@@ -15,16 +15,40 @@ export interface DurableEvent<TData = any> {
   ts: number;
 }
 
-/** One run per matching event, or a cron schedule (5 fields, or 6 with seconds first; `TZ=… ` prefix). */
+/**
+ * One run per matching event, or a cron schedule (5 fields, or 6 with seconds first; `TZ=… ` prefix).
+ * A function without a trigger (`null` or omitted) starts only through `step.invoke`, or as a failure handler.
+ */
 export type Trigger = { event: string } | { cron: string };
 
-/** A function's trigger and flow-control options (DESIGN.md §4); `key` is a dotted path into `event.data`. */
+/** The `event.data` of an `onFailure` handler's run (event `durable/run.failed`). */
+export interface FailureData {
+  /** The run that failed for good. */
+  runId: string;
+  functionId: string;
+  error: { message: string };
+  /** The event that started the failed run. */
+  event: DurableEvent<unknown>;
+}
+
+/** One entry of `cancelOn`: an event that cancels the active run. */
+export interface CancelOn {
+  /** The name of the cancelling event. */
+  event: string;
+  /** A dotted path: cancel only when the event's `data` has, there, the value of the run's own event data. */
+  match?: string;
+  /** Applies only this long after the run's start. */
+  timeout?: Duration;
+}
+
+/** A function's trigger and flow-control options (DESIGN.md §4, §7.1); `key` is a dotted path into `event.data`. */
 export interface FunctionOptions {
-  /** Unique within the app; the engine's `functionId`. */
+  /** Unique within the app; the engine's `functionId`. At most 120 characters with `onFailure`. */
   id: string;
   /** Display name in the dashboard. */
   name?: string;
-  trigger: Trigger;
+  /** What starts a run; `null` or omitted: only `step.invoke` (or the dashboard) does. */
+  trigger?: Trigger | null;
   /** Retries of a failing step before the run fails (default: the engine's `DURABLE_MAX_ATTEMPTS` - 1). */
   retries?: number;
   /** At most `limit` runs executing at once (per key); excess queues. */
@@ -39,6 +63,17 @@ export interface FunctionOptions {
   debounce?: { period: Duration; key?: string; timeout?: Duration };
   /** Group events: a run gets `maxSize` of them, or what arrived within `timeout` of the first. */
   batch?: { maxSize: number; timeout: Duration; key?: string };
+  /**
+   * Runs once when a run of this function fails for good, with the event `durable/run.failed`
+   * ({@link FailureData}). Synced as the function `<id>:failure` (no trigger, no other options).
+   */
+  onFailure?: Handler<FailureData>;
+  /** Events that cancel an active run (at most 10). */
+  cancelOn?: readonly CancelOn[];
+  /** A dotted path: at most one run per value of `event.data.<path>` per 24 h; later events start none. */
+  idempotency?: string;
+  /** At most one active run per `key` value: a new event is skipped, or cancels the active run. */
+  singleton?: { key?: string; mode: "skip" | "cancel" };
 }
 
 /** What a handler receives. */
@@ -59,20 +94,33 @@ export interface DurableFunction<TData = any, TResult = unknown> {
   /** The definition as `sync` sends it: the options as written, without the handler. */
   readonly definition: Readonly<Record<string, unknown>>;
   readonly handler: Handler<TData, TResult>;
+  /**
+   * With `onFailure`: the failure handler as the function `<id>:failure` that `sync` sends next to this
+   * one and `serve` dispatches to. `serve` and `sync` include it by themselves.
+   */
+  readonly onFailure?: DurableFunction<FailureData>;
 }
 
 const UNIT_MS: Record<DurationUnit, number> = { w: 604_800_000, d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000, ms: 1 };
 const DURATION = /^(?:\d+(?:ms|[wdhms]))+$/;
 const PART = /(\d+)(ms|[wdhms])/g;
 const KEY = /^[^.\s]+(?:\.[^.\s]+)*$/;
-const OPTIONS: Record<string, [required: string[], optional: string[]]> = {
-  concurrency: [["limit"], ["key"]],
-  throttle: [["limit", "period"], ["key"]],
-  rateLimit: [["limit", "period"], ["key"]],
-  debounce: [["period"], ["key", "timeout"]],
-  batch: [["maxSize", "timeout"], ["key"]],
+/** How a field of an option object is checked; a trailing `?` makes it optional. */
+type Check = "count" | "key" | "duration" | "text" | "mode";
+type Shape = Record<string, Check | `${Check}?`>;
+const OPTIONS: Record<string, Shape> = {
+  concurrency: { limit: "count", key: "key?" },
+  throttle: { limit: "count", period: "duration", key: "key?" },
+  rateLimit: { limit: "count", period: "duration", key: "key?" },
+  debounce: { period: "duration", key: "key?", timeout: "duration?" },
+  batch: { maxSize: "count", timeout: "duration", key: "key?" },
+  singleton: { key: "key?", mode: "mode" },
 };
-const FIELDS = ["id", "name", "trigger", "handler", "retries", "priority", ...Object.keys(OPTIONS)];
+const CANCEL_ON: Shape = { event: "text", match: "key?", timeout: "duration?" };
+const MAX_CANCEL_ON = 10;
+/** `<id>:failure` must fit the engine's 128-character function ids. */
+const MAX_ID_WITH_FAILURE = 120;
+const FIELDS = ["id", "name", "trigger", "handler", "retries", "priority", ...Object.keys(OPTIONS), "onFailure", "cancelOn", "idempotency"];
 
 /** Render a value in a message: strings quoted like `'abc'`, the rest as JSON. */
 export function repr(value: unknown): string {
@@ -116,57 +164,93 @@ export function createFunction<TData = any, TResult = unknown>(
       throw fail(field, `must be an integer${minimum === undefined ? "" : ` >= ${minimum}`}, got ${repr(value)}`);
     return value as number;
   };
-  const option = (field: string, value: unknown, [required, optional]: [string[], string[]]) => {
+  const key = (field: string, value: unknown): string => {
+    if (typeof value !== "string" || !KEY.test(value)) throw fail(field, `must be a dotted path into event.data, got ${repr(value)}`);
+    return value;
+  };
+  const checks: Record<Check, (field: string, value: unknown) => unknown> = {
+    count: (field, value) => integer(field, value, 1),
+    key,
+    text,
+    mode: (field, value) => {
+      if (value !== "skip" && value !== "cancel") throw fail(field, `must be 'skip' or 'cancel', got ${repr(value)}`);
+    },
+    duration: (field, value) => {
+      let ms: number;
+      try {
+        ms = parseDuration(value);
+      } catch (error) {
+        throw fail(field, (error as Error).message);
+      }
+      if (ms <= 0) throw fail(field, `must be a positive duration, got ${repr(value)}`);
+    },
+  };
+  const option = (field: string, value: unknown, shape: Shape) => {
     if (typeof value !== "object" || value === null || Array.isArray(value))
       throw fail(field, `must be an object, got ${repr(value)}`);
     const entries = Object.entries(value).filter(([, item]) => item !== undefined);
     for (const [sub] of entries)
-      if (![...required, ...optional].includes(sub))
-        throw fail(`${field}.${sub}`, `unknown option (expected ${[...required, ...optional].join(", ")})`);
-    for (const sub of required) if (!entries.some(([name]) => name === sub)) throw fail(`${field}.${sub}`, "is required");
-    for (const [sub, item] of entries) {
-      const path = `${field}.${sub}`;
-      if (sub === "limit" || sub === "maxSize") integer(path, item, 1);
-      else if (sub === "key") {
-        if (typeof item !== "string" || !KEY.test(item)) throw fail(path, `must be a dotted path into event.data, got ${repr(item)}`);
-      } else {
-        let ms: number;
-        try {
-          ms = parseDuration(item);
-        } catch (error) {
-          throw fail(path, (error as Error).message);
-        }
-        if (ms <= 0) throw fail(path, `must be a positive duration, got ${repr(item)}`);
-      }
-    }
+      if (!Object.hasOwn(shape, sub)) throw fail(`${field}.${sub}`, `unknown option (expected ${Object.keys(shape).join(", ")})`);
+    for (const [sub, check] of Object.entries(shape))
+      if (!check.endsWith("?") && !entries.some(([name]) => name === sub)) throw fail(`${field}.${sub}`, "is required");
+    for (const [sub, item] of entries) checks[shape[sub]!.replace("?", "") as Check](`${field}.${sub}`, item);
     return Object.fromEntries(entries);
   };
 
-  const trigger: unknown = given.trigger;
+  const trigger: unknown = given.trigger ?? null;
   const kinds = typeof trigger === "object" && trigger !== null ? Object.keys(trigger) : [];
   const kind = kinds[0];
-  if (kinds.length !== 1 || (kind !== "event" && kind !== "cron"))
-    throw fail("trigger", `must be {event: name} or {cron: expr}, got ${repr(trigger)}`);
-  const definition: Record<string, unknown> = { id, trigger: { [kind]: text(`trigger.${kind}`, (trigger as Record<string, unknown>)[kind]) } };
+  if (trigger !== null && (kinds.length !== 1 || (kind !== "event" && kind !== "cron")))
+    throw fail("trigger", `must be {event: name}, {cron: expr} or null, got ${repr(trigger)}`);
+  const definition: Record<string, unknown> = {
+    id,
+    trigger: kind === undefined ? null : { [kind]: text(`trigger.${kind}`, (trigger as Record<string, unknown>)[kind]) },
+  };
   if (given.name !== undefined) definition.name = text("name", given.name);
   if (given.retries !== undefined) definition.retries = integer("retries", given.retries, 0);
-  for (const [field, spec] of Object.entries(OPTIONS))
-    if (given[field] !== undefined) definition[field] = option(field, given[field], spec);
+  for (const [field, shape] of Object.entries(OPTIONS))
+    if (given[field] !== undefined) definition[field] = option(field, given[field], shape);
   if (given.priority !== undefined)
     definition.priority =
-      typeof given.priority === "object" ? option("priority", given.priority, [["key"], []]) : integer("priority", given.priority);
+      typeof given.priority === "object" ? option("priority", given.priority, { key: "key" }) : integer("priority", given.priority);
+  if (given.cancelOn !== undefined) {
+    const list = given.cancelOn;
+    if (!Array.isArray(list) || list.length > MAX_CANCEL_ON)
+      throw fail("cancelOn", `must be a list of at most ${MAX_CANCEL_ON} {event, match?, timeout?}, got ${repr(list)}`);
+    definition.cancelOn = list.map((entry: unknown, i) => option(`cancelOn[${i}]`, entry, CANCEL_ON));
+  }
+  if (given.idempotency !== undefined) definition.idempotency = key("idempotency", given.idempotency);
   if (typeof handler !== "function") throw new Error(`function ${repr(id)}: the handler must be a function`);
-  return Object.freeze({ id, definition: Object.freeze(definition), handler });
+
+  let onFailure: DurableFunction<FailureData> | undefined;
+  if (given.onFailure !== undefined) {
+    if (typeof given.onFailure !== "function") throw fail("onFailure", `must be a handler ({ event, step }) => …, got ${repr(given.onFailure)}`);
+    if (id.length > MAX_ID_WITH_FAILURE)
+      throw fail("onFailure", `the id is ${id.length} characters: at most ${MAX_ID_WITH_FAILURE} leave room for its failure function '<id>:failure'`);
+    const failureId = `${id}:failure`;
+    onFailure = createFunction<FailureData>({ id: failureId, name: `${definition.name ?? id} (failure)`, trigger: null, handler: given.onFailure as Handler<FailureData> });
+    definition.onFailure = failureId;
+  }
+  const fn = { id, definition: Object.freeze(definition), handler };
+  return Object.freeze(onFailure === undefined ? fn : { ...fn, onFailure });
 }
 
-/** Map function ids to functions, refusing anything not made by `createFunction` and duplicate ids. */
+/**
+ * Map function ids to functions, each followed by its failure function, refusing anything not made by
+ * `createFunction` and duplicate ids (the same failure function listed again is not a duplicate).
+ */
 export function index(functions: Iterable<DurableFunction<any, any>>): Map<string, DurableFunction<any, any>> {
   const found = new Map<string, DurableFunction<any, any>>();
-  for (const fn of functions) {
+  const add = (fn: DurableFunction<any, any>) => {
     if (typeof fn?.id !== "string" || typeof fn.handler !== "function" || typeof fn.definition !== "object")
       throw new Error(`expected functions made by createFunction, got ${repr(fn)}`);
+    if (found.get(fn.id) === fn && fn.id.endsWith(":failure")) return;
     if (found.has(fn.id)) throw new Error(`duplicate function id ${repr(fn.id)}`);
     found.set(fn.id, fn);
+  };
+  for (const fn of functions) {
+    add(fn);
+    if (fn.onFailure !== undefined) add(fn.onFailure);
   }
   return found;
 }

@@ -3,13 +3,15 @@
  * {@link serve}, register them and send events with {@link DurableClient}. No runtime dependencies.
  * @packageDocumentation
  */
-export { DurableClient, type DurableClientOptions, type EventPayload } from "./client.js";
-export { DurableError, NonRetryableError } from "./errors.js";
+export { DurableClient, type DurableClientOptions, type EventPayload, type WireEvent } from "./client.js";
+export { DurableError, InvokeError, NonRetryableError, type InvokeFailure } from "./errors.js";
 export {
   createFunction,
+  type CancelOn,
   type Duration,
   type DurableEvent,
   type DurableFunction,
+  type FailureData,
   type FunctionOptions,
   type Handler,
   type HandlerContext,
@@ -27,7 +29,7 @@ export {
   type VerifyV2Options,
   type VerifyV2Result,
 } from "./signing.js";
-export type { Op, Step, WaitOptions } from "./step.js";
+export type { InvokeOptions, Op, Step, StepOp, WaitOptions } from "./step.js";
 
 /** The SDK's version. */
 export const version = "0.1.0";

@@ -5,6 +5,7 @@ import { sign, signV2, V1_HEADER, V2_HEADER, verifyV2 } from "./signing.js";
 import { execute, type Invoke } from "./step.js";
 
 const MAX_BODY = 4 * 1024 * 1024; // the engine refuses bodies over 4 MiB; so does the app
+const MEMO_TYPES = ["run", "sleep", "wait", "invoke", "send"];
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -56,7 +57,8 @@ type Routed = { status: number; payload: unknown; invoke?: string };
 /**
  * Answer the engine's signed invokes for `functions` on any path: verify `x-durable-signature-v2`
  * (fresh, signed by the engine, a nonce not seen before), replay the function, answer its next op,
- * signed with v2 (bound to the invoke by `r`) and v1. GET lists the function ids.
+ * signed with v2 (bound to the invoke by `r`) and v1. GET lists the function ids. The failure handler of a
+ * function with `onFailure` is served as the function `<id>:failure`.
  */
 export function serve(functions: Iterable<DurableFunction<any, any>>, options: ServeOptions): DurableHandler {
   const key = options?.signingKey;
@@ -180,7 +182,7 @@ function parseInvoke(bytes: Uint8Array): Invoke | string {
   invoke.steps ??= {};
   if (!isObject(invoke.steps)) return "steps must be an object";
   for (const [id, memo] of Object.entries<any>(invoke.steps))
-    if (!isObject(memo) || !["run", "sleep", "wait"].includes(memo.type)) return `steps.${id} must be an object with type run, sleep or wait`;
+    if (!isObject(memo) || !MEMO_TYPES.includes(memo.type)) return `steps.${id} must be an object with type run, sleep, wait, invoke or send`;
   if (!Number.isSafeInteger(invoke.attempt)) invoke.attempt = 1;
   return invoke as Invoke;
 }

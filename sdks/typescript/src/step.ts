@@ -1,27 +1,42 @@
 /**
- * Replay: run a handler against its memoized steps and turn the first new step into one op.
+ * Replay: run a handler against its memoized steps and turn the new steps it reaches into the answer.
  *
- * A memoized step call resolves with its stored result. The first new step is planned (a `run` step
- * executes) and its call returns a promise that never settles: the handler stops there, and no
- * `try/catch` or `finally` in user code runs past it. `execute` races the handler against the planned
- * op and answers that op.
+ * A memoized step call resolves with its stored result. A new step call is recorded and returns a
+ * promise that never settles: that branch of the handler stops there, and no `try/catch` or `finally`
+ * in user code runs past it. Other branches (`Promise.all`) go on until each has finished from memo or
+ * reached a new step; `execute` lets the handler settle so, then executes every new `run` step together
+ * and answers one op, or a `parallel` op carrying all of them in the order they were reached.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { NonRetryableError } from "./errors.js";
+import { wireEvent, type EventPayload, type WireEvent } from "./client.js";
+import { InvokeError, NonRetryableError, type InvokeFailure } from "./errors.js";
 import { parseDuration, repr, type DurableEvent, type DurableFunction, type Duration } from "./function.js";
 
-/** The one answer to an invoke: the next operation the handler reached (DESIGN.md §3). */
-export type Op =
+/** An op that may stand in a `parallel` answer: anything but a timer or a wait, and always with a step id. */
+export type StepOp =
   | { op: "step"; id: string; data: unknown }
+  | { op: "invoke"; id: string; function: string; data: Record<string, unknown>; until: string | null }
+  | { op: "send"; id: string; events: WireEvent[] }
+  | { op: "error"; id: string; message: string; retryable: boolean };
+
+/** The one answer to an invoke: what the handler reached (docs/protocol.md, "The answer" and "Composition"). */
+export type Op =
+  | StepOp
   | { op: "sleep"; id: string; until: string }
   | { op: "wait"; id: string; event: string; match: Record<string, unknown> | null; until: string }
+  | { op: "parallel"; ops: StepOp[] }
   | { op: "done"; data: unknown }
   | { op: "error"; id: string | null; message: string; retryable: boolean };
 
+/** The primitives, as the engine names the steps they record. */
+type StepType = "run" | "sleep" | "wait" | "invoke" | "send";
+
 /** A step the engine recorded in this run, by id. */
 export interface Memo {
-  type: "run" | "sleep" | "wait";
+  type: StepType;
   data?: unknown;
+  /** An `invoke` whose child did not complete. */
+  error?: { message?: string; reason?: InvokeFailure; runId?: string | null; functionId?: string };
 }
 
 /** The invoke body the engine POSTs to the app. */
@@ -43,9 +58,21 @@ export interface WaitOptions {
   timeout: Duration;
 }
 
+/** Options of {@link Step.invoke}. */
+export interface InvokeOptions<TData = Record<string, unknown>, TResult = unknown> {
+  /** The function to start: one made by `createFunction`, or the id of a function of the same workspace. */
+  function: DurableFunction<TData, TResult> | string;
+  /** The child's `event.data` (default `{}`). */
+  data?: TData;
+  /** Give up waiting after this long (`InvokeError` with reason `timeout`); omit to wait as long as the child runs. */
+  timeout?: Duration;
+}
+
 /**
  * The `step` of a handler. Results travel as JSON: a step's result is what `JSON.stringify` keeps of it.
- * A repeated id is suffixed in call order (`fetch`, `fetch:1` …), counted per id across all three.
+ * A repeated id is suffixed in call order (`fetch`, `fetch:1` …), counted per id across all primitives.
+ * Step calls started together (`Promise.all`) are reported together: new `run` steps execute
+ * concurrently in one invoke, invokes and sends start at once; a sleep or a wait must stand alone.
  */
 export interface Step {
   /** Run `fn` once per run and resolve with its (memoized) result. A throw retries the step. */
@@ -54,17 +81,38 @@ export interface Step {
   sleep(id: string, duration: Duration): Promise<void>;
   /** Park the run until a matching event arrives (resolves with it) or `timeout` passes (`null`). */
   waitForEvent<TData = any>(id: string, options: WaitOptions): Promise<DurableEvent<TData> | null>;
+  /**
+   * Start one run of another function and resolve with its output; no process waits meanwhile.
+   * Rejects with an {@link InvokeError} when the child fails, times out, is cancelled or does not exist.
+   */
+  invoke<TResult = unknown, TData = Record<string, unknown>>(id: string, options: InvokeOptions<TData, TResult>): Promise<TResult>;
+  /** Send one event, or a list (at most 100), once per run; resolves with their ids in order. */
+  sendEvent(id: string, events: EventPayload | readonly EventPayload[]): Promise<string[]>;
 }
 
+/** A reached new step: its op, computed when reached, or for a `run` step the execution that makes it. */
+interface Reached {
+  id: string;
+  type: StepType | "mismatch";
+  op: Op | (() => Promise<StepOp>);
+}
+
+const MAX_SENT = 100;
 const stopped = <T>(): Promise<T> => new Promise<T>(() => {});
 const runningStep = new AsyncLocalStorage<string>(); // the id of the step whose fn is executing
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function errorOp(id: string | null, error: unknown): Op {
+function errorOp(id: string, error: unknown): StepOp & { op: "error" };
+function errorOp(id: string | null, error: unknown): Op & { op: "error" };
+function errorOp(id: string | null, error: unknown): Op & { op: "error" } {
   const message = error instanceof Error ? error.message || error.name : String(error);
-  return { op: "error", id, message, retryable: !(error instanceof NonRetryableError) };
+  // An InvokeError the handler let through would be raised again by every retry: the memo is final.
+  return { op: "error", id, message, retryable: !(error instanceof NonRetryableError || error instanceof InvokeError) };
 }
 
 /** The op carrying a step's (or, with a null id, the handler's) result in its JSON form. */
+function resultOp(id: string, value: unknown): StepOp;
+function resultOp(id: null, value: unknown): Op;
 function resultOp(id: string | null, value: unknown): Op {
   let data: unknown;
   try {
@@ -79,12 +127,21 @@ function resultOp(id: string | null, value: unknown): Op {
   return id === null ? { op: "done", data } : { op: "step", id, data };
 }
 
+/** A promise rejected with `error` that counts as handled, so an un-awaited one cannot crash the process. */
+function rejected(error: Error): Promise<never> {
+  const promise = Promise.reject(error);
+  promise.catch(() => {});
+  return promise;
+}
+
 class Replay implements Step {
-  /** The op of the first new step reached; set once, the first new step owns the invoke. */
-  planned: Promise<Op> | undefined;
-  private onReached: () => void = () => {};
+  /** The new steps reached, in call order. */
+  readonly reached: Reached[] = [];
+  /** Once set, the answer is being made: a step reached later stops its branch without being reported. */
+  closed = false;
+  private onFirst: () => void = () => {};
   /** Settles when the handler reaches its first new step. */
-  readonly reached = new Promise<void>((resolve) => (this.onReached = resolve));
+  readonly first = new Promise<void>((resolve) => (this.onFirst = resolve));
   private readonly seen = new Map<string, number>();
 
   constructor(
@@ -93,7 +150,7 @@ class Replay implements Step {
   ) {}
 
   run<T>(id: string, fn: () => T | Promise<T>): Promise<T> {
-    return this.reach(id, "run", (stepId) =>
+    return this.reach(id, "run", (stepId) => () =>
       runningStep.run(stepId, async () => {
         try {
           return resultOp(stepId, await fn());
@@ -119,11 +176,33 @@ class Replay implements Step {
     });
   }
 
+  invoke<TResult = unknown, TData = Record<string, unknown>>(id: string, options: InvokeOptions<TData, TResult>): Promise<TResult> {
+    return this.reach(id, "invoke", (stepId) => {
+      const { function: target, data = {}, timeout } = options ?? ({} as Partial<InvokeOptions<TData, TResult>>);
+      const fail = (problem: string) => new NonRetryableError(`step.invoke('${stepId}'): ${problem}`);
+      const functionId = typeof target === "string" ? target : target?.id;
+      if (typeof functionId !== "string" || !functionId)
+        throw fail(`function must be a function made by createFunction or a function id, got ${repr(target)}`);
+      if (typeof data !== "object" || data === null || Array.isArray(data)) throw fail(`data must be an object, got ${repr(data)}`);
+      const until = timeout === undefined ? null : this.until("invoke", stepId, timeout);
+      return { op: "invoke", id: stepId, function: functionId, data: data as Record<string, unknown>, until };
+    });
+  }
+
+  sendEvent(id: string, events: EventPayload | readonly EventPayload[]): Promise<string[]> {
+    return this.reach(id, "send", (stepId) => {
+      const fail = (problem: string) => new NonRetryableError(`step.sendEvent('${stepId}'): ${problem}`);
+      const list: readonly EventPayload[] = Array.isArray(events) ? events : [events as EventPayload];
+      if (list.length === 0 || list.length > MAX_SENT) throw fail(`send one event or a list of 1 to ${MAX_SENT}, got ${list.length}`);
+      return { op: "send", id: stepId, events: list.map((event) => wireEvent(event, fail)) };
+    });
+  }
+
   /**
-   * Resolve a memoized step, or plan the first new one. Bad arguments throw (synchronously, like a
-   * failed assertion, so even an un-awaited call fails the handler rather than the process).
+   * Resolve a memoized step, or record a new one. Bad arguments throw (synchronously, like a failed
+   * assertion, so even an un-awaited call fails the handler rather than the process).
    */
-  private reach(base: string, type: Memo["type"], plan: (stepId: string) => Op | Promise<Op>): Promise<any> {
+  private reach(base: string, type: StepType, plan: (stepId: string) => Reached["op"]): Promise<any> {
     if (typeof base !== "string" || !base) throw new NonRetryableError(`step id must be a non-empty string, got ${repr(base)}`);
     const outer = runningStep.getStore();
     if (outer !== undefined) throw new NonRetryableError(`step '${base}' was reached inside step '${outer}': steps cannot be nested`);
@@ -131,20 +210,29 @@ class Replay implements Step {
     this.seen.set(base, count + 1);
     const id = count ? `${base}:${count}` : base;
     const memo = Object.hasOwn(this.steps, id) ? this.steps[id] : undefined;
-    if (memo?.type === type) return Promise.resolve(type === "sleep" ? undefined : (memo.data ?? null));
+    if (memo?.type === type) return this.resolve(type, memo);
+    if (this.closed) return stopped();
     if (memo) {
       const problem = `step '${id}' is recorded as type '${memo.type}', but the handler reached a '${type}' step (the handler is not deterministic)`;
-      return this.stop(errorOp(id, new NonRetryableError(problem)));
+      return this.record({ id, type: "mismatch", op: errorOp(id, new NonRetryableError(problem)) });
     }
-    // Concurrent new steps (Promise.all): only the first executes; the others stop the handler too.
-    return this.planned ? stopped() : this.stop(plan(id));
+    return this.record({ id, type, op: plan(id) });
   }
 
-  private stop(op: Op | Promise<Op>): Promise<never> {
-    if (!this.planned) {
-      this.planned = Promise.resolve(op);
-      this.onReached();
+  private resolve(type: StepType, memo: Memo): Promise<unknown> {
+    if (type === "sleep") return Promise.resolve(undefined);
+    const error = memo.error;
+    if (type === "invoke" && typeof error === "object" && error !== null) {
+      const reason = error.reason ?? "failed";
+      const message = error.message ?? `the invoked run did not complete (${reason})`;
+      return rejected(new InvokeError(message, reason, error.runId ?? null, error.functionId ?? ""));
     }
+    return Promise.resolve(memo.data ?? null);
+  }
+
+  private record(step: Reached): Promise<never> {
+    this.reached.push(step);
+    this.onFirst();
     return stopped();
   }
 
@@ -155,9 +243,38 @@ class Replay implements Step {
       throw new NonRetryableError(`step.${primitive}('${stepId}'): ${(error as Error).message}`);
     }
   }
+
+  /**
+   * Wait until the handler can make no more progress without the engine: a turn of the event loop in
+   * which no branch reached a new step (memoized results resolve in microtasks, which all run first).
+   */
+  async settle(): Promise<void> {
+    for (let count = -1; count !== this.reached.length; ) {
+      count = this.reached.length;
+      await turn();
+    }
+    this.closed = true;
+  }
+
+  /** The answer for the steps reached: one op, or a `parallel` op with the new `run` steps executed together. */
+  async answer(): Promise<Op> {
+    const mismatch = this.reached.find((step) => step.type === "mismatch");
+    if (mismatch) return mismatch.op as Op;
+    const [only, ...others] = this.reached;
+    if (only && others.length === 0) return typeof only.op === "function" ? only.op() : only.op;
+    const parked = this.reached.find((step) => step.type === "sleep" || step.type === "wait");
+    if (parked) {
+      const what = parked.type === "sleep" ? "a sleep" : "a wait";
+      const together = this.reached.filter((step) => step !== parked).map((step) => `'${step.id}'`).join(", ");
+      const problem = `step '${parked.id}': ${what} cannot run in parallel with other steps (it was reached together with ${together}; await it before or after them)`;
+      return errorOp(parked.id, new NonRetryableError(problem));
+    }
+    const ops = await Promise.all(this.reached.map((step) => (typeof step.op === "function" ? step.op() : (step.op as StepOp))));
+    return { op: "parallel", ops };
+  }
 }
 
-/** Replay `fn` for one invoke and return the op to answer. `now` is the clock (epoch ms) of sleeps and waits. */
+/** Replay `fn` for one invoke and return the op to answer. `now` is the clock (epoch ms) of sleeps, waits and invokes. */
 export async function execute(fn: DurableFunction<any, any>, invoke: Invoke, now: () => number = Date.now): Promise<Op> {
   const step = new Replay(invoke.steps, now);
   const context = { event: invoke.event, step, runId: invoke.runId, attempt: invoke.attempt };
@@ -165,7 +282,9 @@ export async function execute(fn: DurableFunction<any, any>, invoke: Invoke, now
     (value) => () => resultOp(null, value),
     (error: unknown) => () => errorOp(null, error),
   );
-  await Promise.race([outcome, step.reached]);
+  await Promise.race([outcome, step.first]);
   // A reached step wins, even when user code went on without awaiting it.
-  return step.planned ?? (await outcome)();
+  if (step.reached.length === 0) return (await outcome)();
+  await step.settle();
+  return step.answer();
 }

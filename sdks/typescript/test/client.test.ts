@@ -107,6 +107,51 @@ test("sync posts the wire form, signed v2 and v1, with x-durable-app", async () 
   });
 });
 
+test("sync sends a failure handler as the function <id>:failure right after its function", async () => {
+  const shipped = createFunction({
+    id: "ship",
+    name: "Ship",
+    trigger: { event: "order.paid" },
+    cancelOn: [{ event: "order.cancelled", match: "orderId", timeout: "7d" }],
+    idempotency: "orderId",
+    singleton: { key: "userId", mode: "cancel" },
+    onFailure: ({ event }) => event.data.error.message,
+    handler: () => "shipped",
+  });
+  const child = createFunction({ id: "child", handler: () => 1 });
+  assert.deepStrictEqual(await client().sync([shipped, child, shipped.onFailure!]), { functions: ["ship", "ship:failure", "child"] });
+  assert.deepStrictEqual(engine.requests[0]?.json.functions, [
+    {
+      id: "ship",
+      name: "Ship",
+      trigger: { event: "order.paid" },
+      cancelOn: [{ event: "order.cancelled", match: "orderId", timeout: "7d" }],
+      idempotency: "orderId",
+      singleton: { key: "userId", mode: "cancel" },
+      onFailure: "ship:failure",
+    },
+    { id: "ship:failure", name: "Ship (failure)", trigger: null },
+    { id: "child", trigger: null },
+  ]);
+  const clash = createFunction({ id: "ship:failure", trigger: { event: "x" }, handler: () => 1 });
+  await assert.rejects(client().sync([shipped, clash]), { message: "duplicate function id 'ship:failure'" });
+});
+
+test("send passes an idempotencyKey per event", async () => {
+  await client().send([{ name: "a", idempotencyKey: "pay-42" }, { name: "b", data: { n: 1 } }]);
+  assert.deepStrictEqual(engine.requests[0]?.json, [
+    { name: "a", data: {}, idempotencyKey: "pay-42" },
+    { name: "b", data: { n: 1 } },
+  ]);
+  await assert.rejects(client().send({ name: "a", idempotencyKey: "k".repeat(257) }), {
+    message: /^idempotencyKey must be a non-empty string of at most 256 characters, got 'kkk/,
+  });
+  await assert.rejects(client().send({ name: "a", idempotencyKey: 42 as never }), {
+    message: "idempotencyKey must be a non-empty string of at most 256 characters, got 42",
+  });
+  assert.equal(engine.requests.length, 1);
+});
+
 test("send posts one event and resolves with its ids", async () => {
   assert.deepStrictEqual(await client().send({ name: "demo.hello", data: { name: "world" } }), ["evt-1"]);
   assert.deepStrictEqual(await client().send({ name: "demo.hello", id: "order-1", ts: 1767225600000 }), ["evt-1"]);

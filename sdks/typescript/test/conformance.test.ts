@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, mock, test } from "node:test";
-import { createFunction, NonRetryableError, serve, sign, signV2, verify, verifyV2, type Handler, type Sender } from "@durable/sdk";
+import { createFunction, InvokeError, NonRetryableError, serve, sign, signV2, verify, verifyV2, type Handler, type Sender } from "@durable/sdk";
 import { answerProblem, expressCall, fetchCall, KEY, signed, spec, type Answer } from "./helpers.js";
 
 interface Case {
@@ -123,6 +123,44 @@ function referenceHandlers(v: Later): Record<string, Handler> {
       return { count: items.length, sum: total };
     },
     cron_echo: async ({ event }) => event.data.cron,
+    invoke_child: async ({ event, step }) => {
+      try {
+        const r = await step.invoke("charge", { function: "charge-card", data: { orderId: event.data.orderId }, timeout: "1h" });
+        return { charged: r };
+      } catch (error) {
+        if (!(error instanceof InvokeError)) throw error;
+        return { failed: error.message, reason: error.reason, child: error.runId };
+      }
+    },
+    invoke_forever: async ({ step }) => step.invoke("child", { function: "child-fn", data: {} }),
+    send_events: async ({ event, step }) => {
+      const ids = await step.sendEvent("notify", [
+        { name: "order.shipped", data: { orderId: event.data.orderId } },
+        { name: "audit", data: {}, id: `audit-${event.id}` },
+      ]);
+      const one = await step.sendEvent("single", { name: "ping.sent", data: { n: 1 } });
+      return { ids, one };
+    },
+    parallel_two: async ({ step }) => {
+      const [a, b] = await Promise.all([step.run("a", v(1)), step.run("b", v(2))]);
+      return step.run("c", v(a + b));
+    },
+    parallel_mixed: async ({ step }) => {
+      const [x, child, ids] = await Promise.all([
+        step.run("x", v("x")),
+        step.invoke("kid", { function: "child-fn", data: { n: 1 } }),
+        step.sendEvent("tell", { name: "told", data: {} }),
+      ]);
+      return { x, child, ids };
+    },
+    parallel_error: async ({ step }) => {
+      await Promise.all([step.run("ok", v(1)), step.run("bad", boom(new Error("boom")))]);
+      return "unreachable";
+    },
+    parallel_sleep: async ({ step }) => {
+      await Promise.all([step.run("a", v(1)), step.sleep("nap", "1m")]);
+      return "unreachable";
+    },
   };
 }
 
@@ -139,7 +177,7 @@ function check(answer: Answer, request: Record<string, string>, c: Case): void {
 }
 
 test("the cases cover every op, and every reference handler has a case", () => {
-  assert.deepStrictEqual(new Set(CASES.map((c) => c.expect.op)), new Set(["step", "sleep", "wait", "done", "error"]));
+  assert.deepStrictEqual(new Set(CASES.map((c) => c.expect.op)), new Set(["step", "sleep", "wait", "done", "error", "invoke", "send", "parallel"]));
   assert.equal(new Set(CASES.map((c) => c.name)).size, CASES.length);
   assert.deepStrictEqual(new Set(CASES.map((c) => c.handler)), new Set(Object.keys(referenceHandlers(now))));
 });

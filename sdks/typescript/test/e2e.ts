@@ -2,13 +2,17 @@
  * End-to-end against a real engine: `node dist/test/e2e.js` (or `npm run test:e2e`).
  *
  * Env: DURABLE_URL, DURABLE_APP_ID, DURABLE_SIGNING_KEY (a provisioned workspace), and DURABLE_ADMIN_TOKEN
- * when the engine has one. Serves three functions on an ephemeral port with serve(), syncs them, sends
+ * when the engine has one. Serves its functions on an ephemeral port with serve(), syncs them, sends
  * their events, resumes the wait with a matching event, waits for every run to complete (30 s) and checks
- * each run's output and steps through the read API. Exits 0 on success, 1 with a message on failure.
+ * each run's output and steps through the read API. Then composition: a parent invokes a child (no
+ * trigger) and uses its output, runs two steps in parallel (executing together, in one invoke), and sends
+ * an event that triggers a third function; a function that fails for good runs its onFailure handler.
+ * Exits 0 on success, 1 with a message on failure.
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createFunction, DurableClient, serve } from "@durable/sdk";
+import { isDeepStrictEqual } from "node:util";
+import { createFunction, DurableClient, NonRetryableError, serve } from "@durable/sdk";
 
 const TIMEOUT_MS = 30_000;
 const nonce = `${process.pid}-${Date.now()}`;
@@ -50,6 +54,60 @@ const approval = createFunction({
   },
 });
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+let parentInvokes = 0;
+const branches: Record<string, { calls: number; start: number; end: number }> = {};
+/** A parallel branch: counts its executions and records when it ran. */
+const branch = (name: string, value: number) => async () => {
+  const seen = (branches[name] ??= { calls: 0, start: 0, end: 0 });
+  seen.calls += 1;
+  seen.start = Date.now();
+  await pause(300);
+  seen.end = Date.now();
+  return value;
+};
+
+const child = createFunction({
+  id: "ts-e2e-child", // no trigger: started only by invoke
+  handler: async ({ event, step }) => step.run("double", () => ({ doubled: (event.data.n as number) * 2 })),
+});
+
+const parent = createFunction({
+  id: "ts-e2e-parent",
+  trigger: { event: "ts-e2e.parent" },
+  handler: async ({ event, step }) => {
+    parentInvokes += 1;
+    const out = await step.invoke("call-child", { function: child, data: { n: 21 }, timeout: "1m" });
+    const [left, right] = await Promise.all([step.run("left", branch("left", out.doubled + 1)), step.run("right", branch("right", out.doubled + 2))]);
+    const sent = await step.sendEvent("notify", { name: "ts-e2e.notified", data: { nonce: event.data.nonce } });
+    return { doubled: out.doubled, left, right, sent };
+  },
+});
+
+const notified = createFunction({
+  id: "ts-e2e-notified",
+  trigger: { event: "ts-e2e.notified" },
+  handler: ({ event }) => ({ nonce: event.data.nonce }),
+});
+
+const failing = createFunction({
+  id: "ts-e2e-fails",
+  trigger: { event: "ts-e2e.fails" },
+  retries: 0,
+  handler: async ({ step }) => {
+    await step.run("explode", () => {
+      throw new NonRetryableError(`kaput ${nonce}`);
+    });
+  },
+  onFailure: async ({ event, step }) =>
+    step.run("report", () => ({
+      failedRun: event.data.runId,
+      functionId: event.data.functionId,
+      message: event.data.error.message,
+      eventName: event.data.event.name,
+    })),
+});
+
 const EXPECTED: Record<string, unknown> = {
   "ts-e2e-three": { a: 1, b: `${nonce}:2`, c: { three: 3 } },
   "ts-e2e-sleep": { slept: true },
@@ -87,7 +145,7 @@ async function main(): Promise<void> {
     }
   };
 
-  const functions = [threeSteps, sleeper, approval];
+  const functions = [threeSteps, sleeper, approval, child, parent, notified, failing];
   const handler = serve(functions, { signingKey });
   const server = createServer(handler); // the Node http form: the handler reads the request stream
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -95,12 +153,14 @@ async function main(): Promise<void> {
     const appUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/durable`;
     const client = new DurableClient({ baseUrl, appId, signingKey, appUrl });
     await client.sync(functions);
-    const [threeId, sleepId, orderId] = await client.send([
+    const [threeId, sleepId, orderId, parentId, failsId] = await client.send([
       { name: "ts-e2e.three", data: { nonce } },
       { name: "ts-e2e.sleep", data: { nonce } },
       { name: "ts-e2e.order", data: { orderId: `o-${nonce}` } },
+      { name: "ts-e2e.parent", data: { nonce } },
+      { name: "ts-e2e.fails", data: { nonce } },
     ]);
-    console.log(`synced ${functions.map((f) => f.id).join(", ")} -> ${appUrl}; sent ${threeId}, ${sleepId}, ${orderId}`);
+    console.log(`synced ${functions.map((f) => f.id).join(", ")} -> ${appUrl}; sent ${threeId}, ${sleepId}, ${orderId}, ${parentId}, ${failsId}`);
 
     await until("the wait to be parked", async () => {
       const { items } = await api(`/api/apps/${appId}/runs?activity=waiting`);
@@ -128,10 +188,57 @@ async function main(): Promise<void> {
       console.log(`ok ${functionId} run ${id}: ${JSON.stringify(run.output)}`);
     }
     if (threeStepInvokes !== 4) throw new Error(`the 3-step function was invoked ${threeStepInvokes} times, expected 4`);
+    await composition(api, until, appId, parentId!, failsId!);
   } finally {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+type Api = (path: string) => Promise<any>;
+type Until = <T>(what: string, probe: () => Promise<T | undefined>) => Promise<T>;
+const same = isDeepStrictEqual; // key order aside: the engine stores outputs as jsonb
+
+/** The composition runs: invoke + parallel + sendEvent, and onFailure. */
+async function composition(api: Api, until: Until, appId: string, parentEventId: string, failsEventId: string): Promise<void> {
+  const runs = async (status: string): Promise<any[]> => (await api(`/api/apps/${appId}/runs?status=${status}&limit=500`)).items;
+  const mine = ["ts-e2e-parent", "ts-e2e-child", "ts-e2e-notified", "ts-e2e-fails:failure"];
+  const completed = async (functionId: string, eventId?: string): Promise<any | undefined> => {
+    const found = (await runs("completed")).find((run) => run.functionId === functionId && (eventId === undefined || run.eventId === eventId));
+    if (found) return api(`/api/runs/${found.id}`);
+    const broken = (await runs("failed")).find((run) => mine.includes(run.functionId));
+    if (broken) throw new Error(`run ${broken.id} of ${broken.functionId} failed: ${JSON.stringify(broken.error)}`);
+    return undefined;
+  };
+
+  const parentRun = await until("the parent run to complete", () => completed("ts-e2e-parent", parentEventId));
+  const output = parentRun.output;
+  if (!same({ ...output, sent: [] }, { doubled: 42, left: 43, right: 44, sent: [] }) || !Array.isArray(output?.sent) || output.sent.length !== 1)
+    throw new Error(`ts-e2e-parent: output ${JSON.stringify(output)}, expected {doubled: 42, left: 43, right: 44, sent: [<one event id>]}`);
+  const steps = parentRun.steps.map((s: { id: string; type: string }) => `${s.id}:${s.type}`).sort();
+  if (!same(steps, ["call-child:invoke", "left:run", "notify:send", "right:run"]))
+    throw new Error(`ts-e2e-parent: steps ${steps.join(", ")}, expected call-child:invoke, left:run, notify:send, right:run`);
+  const [kid] = parentRun.children ?? [];
+  if (parentRun.children?.length !== 1 || kid.functionId !== "ts-e2e-child" || kid.stepId !== "call-child")
+    throw new Error(`ts-e2e-parent: children ${JSON.stringify(parentRun.children)}, expected the one ts-e2e-child run of step call-child`);
+  const childRun = await api(`/api/runs/${kid.runId}`);
+  if (childRun.parentRunId !== parentRun.id || !same(childRun.output, { doubled: 42 }))
+    throw new Error(`ts-e2e-child: parentRunId ${childRun.parentRunId}, output ${JSON.stringify(childRun.output)}; expected ${parentRun.id}, {"doubled":42}`);
+  const { left, right } = branches;
+  if (left?.calls !== 1 || right?.calls !== 1) throw new Error(`the parallel steps executed ${left?.calls} and ${right?.calls} times, expected once each`);
+  if (!(left.start < right.end && right.start < left.end)) throw new Error(`the parallel steps did not overlap: ${JSON.stringify(branches)}`);
+  if (parentInvokes !== 4) throw new Error(`the parent was invoked ${parentInvokes} times, expected 4 (invoke, parallel, send, done)`);
+  console.log(`ok ts-e2e-parent run ${parentRun.id}: ${JSON.stringify(output)}; child ${childRun.id}`);
+
+  const notifiedRun = await until("the sent event's run to complete", () => completed("ts-e2e-notified", output.sent[0]));
+  if (!same(notifiedRun.output, { nonce })) throw new Error(`ts-e2e-notified: output ${JSON.stringify(notifiedRun.output)}, expected {"nonce":"${nonce}"}`);
+  console.log(`ok ts-e2e-notified run ${notifiedRun.id}, started by the sent event ${output.sent[0]}`);
+
+  const failed = await until("ts-e2e-fails to fail", async () => (await runs("failed")).find((run) => run.functionId === "ts-e2e-fails" && run.eventId === failsEventId));
+  const report = await until("the failure handler to complete", () => completed("ts-e2e-fails:failure"));
+  const expected = { failedRun: failed.id, functionId: "ts-e2e-fails", message: `kaput ${nonce}`, eventName: "ts-e2e.fails" };
+  if (!same(report.output, expected)) throw new Error(`ts-e2e-fails:failure: output ${JSON.stringify(report.output)}, expected ${JSON.stringify(expected)}`);
+  console.log(`ok ts-e2e-fails run ${failed.id} failed; its failure handler ran ${report.id}: ${JSON.stringify(report.output)}`);
 }
 
 main().then(

@@ -5,11 +5,12 @@ import { test } from "node:test";
 import * as sdk from "@durable/sdk";
 
 const dist = new URL("../", import.meta.url); // dist/, where the package's .js and .d.ts live
-const RUNTIME = ["DurableClient", "DurableError", "NonRetryableError", "createFunction", "serve", "sign", "signV2", "verify", "verifyV2", "version"];
+const RUNTIME = ["DurableClient", "DurableError", "InvokeError", "NonRetryableError", "createFunction", "serve", "sign", "signV2", "verify", "verifyV2", "version"];
 const TYPES = [
-  "DurableClientOptions", "DurableEvent", "DurableFunction", "DurableHandler", "Duration", "EventPayload", "FunctionOptions",
-  "Handler", "HandlerContext", "NodeLikeRequest", "NodeLikeResponse", "Op", "RefusalReason", "Sender", "ServeOptions",
-  "SignV2Options", "Step", "Trigger", "VerifyV2Options", "VerifyV2Result", "WaitOptions",
+  "CancelOn", "DurableClientOptions", "DurableEvent", "DurableFunction", "DurableHandler", "Duration", "EventPayload",
+  "FailureData", "FunctionOptions", "Handler", "HandlerContext", "InvokeFailure", "InvokeOptions", "NodeLikeRequest",
+  "NodeLikeResponse", "Op", "RefusalReason", "Sender", "ServeOptions", "SignV2Options", "Step", "StepOp", "Trigger",
+  "VerifyV2Options", "VerifyV2Result", "WaitOptions", "WireEvent",
 ];
 const declarations = readdirSync(dist)
   .filter((name) => name.endsWith(".d.ts"))
@@ -33,8 +34,8 @@ test("every public name has a TSDoc comment", () => {
     (name) => !new RegExp(`\\*/\\s*export (declare )?(abstract )?(function|class|interface|type|const) ${name}\\b`).test(declarations),
   );
   assert.deepStrictEqual(undocumented, []);
-  for (const method of ["run", "sleep", "waitForEvent", "sync", "send"])
-    assert.match(declarations, new RegExp(`\\*/\\s*(async )?${method}(<[^>]*>)?\\(`), method);
+  for (const method of ["run", "sleep", "waitForEvent", "invoke", "sendEvent", "sync", "send"])
+    assert.match(declarations, new RegExp(`\\*/\\s*(async )?${method}(<[^(]*>)?\\(`), method);
 });
 
 test("no runtime dependencies: only node: built-ins and the package's own modules are imported", () => {

@@ -89,9 +89,9 @@ test("the wire form keeps values as written, without the handler", () => {
 for (const [options, message] of [
   [{ trigger: { event: "" } }, "trigger.event: must be a non-empty string, got ''"],
   [{ trigger: { cron: 5 } }, "trigger.cron: must be a non-empty string, got 5"],
-  [{ trigger: { event: "a", cron: "* * * * *" } }, "trigger: must be {event: name} or {cron: expr}"],
-  [{ trigger: { topic: "a" } }, "trigger: must be {event: name} or {cron: expr}"],
-  [{ trigger: "demo.hello" }, "trigger: must be {event: name} or {cron: expr}, got 'demo.hello'"],
+  [{ trigger: { event: "a", cron: "* * * * *" } }, "trigger: must be {event: name}, {cron: expr} or null"],
+  [{ trigger: { topic: "a" } }, "trigger: must be {event: name}, {cron: expr} or null"],
+  [{ trigger: "demo.hello" }, "trigger: must be {event: name}, {cron: expr} or null, got 'demo.hello'"],
   [{ name: "" }, "name: must be a non-empty string"],
   [{ retries: -1 }, "retries: must be an integer >= 0, got -1"],
   [{ retries: true }, "retries: must be an integer >= 0, got true"],
@@ -113,7 +113,25 @@ for (const [options, message] of [
   [{ batch: { maxSize: 0, timeout: "1s" } }, "batch.maxSize: must be an integer >= 1, got 0"],
   [{ batch: { maxSize: 2 } }, "batch.timeout: is required"],
   [{ batch: { max_size: 2, timeout: "1s" } }, "batch.max_size: unknown option (expected maxSize, timeout, key)"],
-  [{ rate_limit: { limit: 1, period: "1s" } }, "rate_limit: unknown option (expected id, name, trigger, handler, retries, priority, concurrency, throttle, rateLimit, debounce, batch)"],
+  [{ rate_limit: { limit: 1, period: "1s" } }, "rate_limit: unknown option (expected id, name, trigger, handler, retries, priority, concurrency, throttle, rateLimit, debounce, batch, singleton, onFailure, cancelOn, idempotency)"],
+  [{ on_failure: handler }, "on_failure: unknown option (expected id, name, trigger, handler,"],
+  [{ onFailure: "notify-ops" }, "onFailure: must be a handler ({ event, step }) => …, got 'notify-ops'"],
+  [{ cancelOn: { event: "x" } }, 'cancelOn: must be a list of at most 10 {event, match?, timeout?}, got {"event":"x"}'],
+  [{ cancelOn: Array.from({ length: 11 }, () => ({ event: "x" })) }, "cancelOn: must be a list of at most 10"],
+  [{ cancelOn: ["order.cancelled"] }, "cancelOn[0]: must be an object, got 'order.cancelled'"],
+  [{ cancelOn: [{ match: "orderId" }] }, "cancelOn[0].event: is required"],
+  [{ cancelOn: [{ event: "" }] }, "cancelOn[0].event: must be a non-empty string, got ''"],
+  [{ cancelOn: [{ event: "a" }, { event: "b", match: "a..b" }] }, "cancelOn[1].match: must be a dotted path into event.data, got 'a..b'"],
+  [{ cancelOn: [{ event: "a", timeout: "soon" }] }, "cancelOn[0].timeout: invalid duration 'soon'"],
+  [{ cancelOn: [{ event: "a", timeout: 0 }] }, "cancelOn[0].timeout: must be a positive duration, got 0"],
+  [{ cancelOn: [{ event: "a", if: "x" }] }, "cancelOn[0].if: unknown option (expected event, match, timeout)"],
+  [{ idempotency: "" }, "idempotency: must be a dotted path into event.data, got ''"],
+  [{ idempotency: { key: "orderId" } }, 'idempotency: must be a dotted path into event.data, got {"key":"orderId"}'],
+  [{ singleton: "userId" }, "singleton: must be an object, got 'userId'"],
+  [{ singleton: { key: "userId" } }, "singleton.mode: is required"],
+  [{ singleton: { key: "userId", mode: "queue" } }, "singleton.mode: must be 'skip' or 'cancel', got 'queue'"],
+  [{ singleton: { mode: "skip", limit: 1 } }, "singleton.limit: unknown option (expected key, mode)"],
+  [{ singleton: { key: " ", mode: "skip" } }, "singleton.key: must be a dotted path into event.data, got ' '"],
 ] as const) {
   test(`error names function and field: ${message}`, () => {
     assert.throws(
@@ -138,4 +156,62 @@ test("durations are typed: numbers and unit strings compile, other strings do no
   const bad: Duration = "soon";
   assert.equal(ok.length, 9);
   assert.equal(bad, "soon");
+});
+
+test("composition options go on the wire under their own names, durations as written", () => {
+  const fn = define({
+    cancelOn: [{ event: "order.cancelled", match: "orderId", timeout: "7d" }, { event: "user.deleted", timeout: 60_000 }, { event: "all.stop" }],
+    idempotency: "order.id",
+    singleton: { key: "userId", mode: "skip" },
+  });
+  assert.deepStrictEqual(fn.definition, {
+    id: "hello",
+    trigger: { event: "demo.hello" },
+    cancelOn: [{ event: "order.cancelled", match: "orderId", timeout: "7d" }, { event: "user.deleted", timeout: 60_000 }, { event: "all.stop" }],
+    idempotency: "order.id",
+    singleton: { key: "userId", mode: "skip" },
+  });
+  assert.deepStrictEqual(define({ singleton: { mode: "cancel" } }).definition.singleton, { mode: "cancel" });
+  assert.equal(fn.onFailure, undefined);
+});
+
+test("a function without a trigger is synced with trigger null", () => {
+  const child = createFunction({ id: "child", handler });
+  assert.deepStrictEqual(child.definition, { id: "child", trigger: null });
+  assert.deepStrictEqual(createFunction({ id: "child", trigger: null, retries: 1, handler }).definition, { id: "child", trigger: null, retries: 1 });
+});
+
+test("onFailure makes the failure function <id>:failure, without a trigger or other options", () => {
+  const notify = async () => "notified";
+  const fn = define({ name: "Hello", retries: 2, concurrency: { limit: 1 }, onFailure: notify });
+  assert.equal(fn.definition.onFailure, "hello:failure");
+  assert.ok(fn.onFailure);
+  assert.equal(fn.onFailure.id, "hello:failure");
+  assert.equal(fn.onFailure.handler, notify);
+  assert.deepStrictEqual(fn.onFailure.definition, { id: "hello:failure", name: "Hello (failure)", trigger: null });
+  assert.deepStrictEqual(define({ onFailure: notify }).onFailure?.definition, { id: "hello:failure", name: "hello (failure)", trigger: null });
+  assert.ok(Object.isFrozen(fn) && Object.isFrozen(fn.onFailure) && Object.isFrozen(fn.onFailure.definition));
+});
+
+test("with onFailure the id is at most 120 characters", () => {
+  const long = "f".repeat(121);
+  assert.throws(() => createFunction({ id: long, trigger: { event: "a" }, handler, onFailure: handler }), {
+    message: `function '${long}': onFailure: the id is 121 characters: at most 120 leave room for its failure function '<id>:failure'`,
+  });
+  assert.equal(createFunction({ id: "f".repeat(120), trigger: { event: "a" }, handler, onFailure: handler }).onFailure?.id, `${"f".repeat(120)}:failure`);
+  assert.equal(createFunction({ id: long, trigger: { event: "a" }, handler }).id, long, "without onFailure there is no such limit");
+});
+
+test("composition options are typed", () => {
+  const options: FunctionOptions = {
+    id: "typed",
+    cancelOn: [{ event: "x", match: "a.b", timeout: "1h" }],
+    idempotency: "orderId",
+    singleton: { mode: "skip" },
+    onFailure: ({ event }) => `${event.data.functionId}: ${event.data.error.message} (${event.data.event.name})`,
+  };
+  // @ts-expect-error: the mode is skip or cancel
+  const bad: FunctionOptions = { id: "x", singleton: { mode: "queue" } };
+  assert.equal(options.id, "typed");
+  assert.equal(bad.id, "x");
 });

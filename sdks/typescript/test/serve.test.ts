@@ -62,7 +62,7 @@ for (const [form, call] of Object.entries(forms)) {
       ['{"event": {}}', "functionId must be a string"],
       ['{"functionId": "hello", "event": "x"}', "event must be an object"],
       ['{"functionId": "hello", "event": {}, "steps": []}', "steps must be an object"],
-      ['{"functionId": "hello", "event": {}, "steps": {"a": {"type": "nap"}}}', "steps.a must be an object with type run, sleep or wait"],
+      ['{"functionId": "hello", "event": {}, "steps": {"a": {"type": "nap"}}}', "steps.a must be an object with type run, sleep, wait, invoke or send"],
     ]) {
       test(`a malformed invoke is 400: ${problem}`, async () => {
         const request = signed(body);

@@ -31,7 +31,7 @@ test("only the first new step executes and memoized steps never run", async () =
   assert.deepStrictEqual(calls, ["b"]);
 });
 
-test("concurrent new steps (Promise.all) execute only the first", async () => {
+test("concurrent new steps (Promise.all) are reported together; a sleep among them is refused", async () => {
   const calls: string[] = [];
   const slow = async (name: string) => {
     calls.push(name);
@@ -40,24 +40,44 @@ test("concurrent new steps (Promise.all) execute only the first", async () => {
   };
   const handler: Handler = async ({ step }) =>
     Promise.all([step.run("one", () => slow("one")), step.run("two", () => slow("two")), step.sleep("three", "1s")]);
-  assert.deepStrictEqual(await run(handler), { op: "step", id: "one", data: "one" });
-  assert.deepStrictEqual(calls, ["one"]);
-  assert.deepStrictEqual(await run(handler, { one: { type: "run", data: "one" } }), { op: "step", id: "two", data: "two" });
-  assert.deepStrictEqual(calls, ["one", "two"]);
+  const refused = await run(handler);
+  assert.equal(refused.id, "three");
+  assert.equal(refused.retryable, false);
+  assert.equal(refused.message, "step 'three': a sleep cannot run in parallel with other steps (it was reached together with 'one', 'two'; await it before or after them)");
+  assert.deepStrictEqual(calls, [], "nothing executes when the answer is refused");
   const memo = { one: { type: "run", data: "one" }, two: { type: "run", data: "two" } };
   assert.deepStrictEqual(await run(handler, memo), { op: "sleep", id: "three", until: "2026-01-01T00:00:01.123Z" });
   assert.deepStrictEqual(await run(handler, { ...memo, three: { type: "sleep" } }), { op: "done", data: ["one", "two", null] });
+  const waiting: Handler = async ({ step }) => Promise.all([step.sendEvent("tell", { name: "x" }), step.waitForEvent("w", { event: "go", timeout: "1s" })]);
+  assert.match((await run(waiting)).message, /^step 'w': a wait cannot run in parallel with other steps \(it was reached together with 'tell'/);
 });
 
-test("a reached step wins even when the handler does not await it, and nothing after it runs", async () => {
+test("steps reached without awaiting them are reported together, and nothing after them runs", async () => {
   let after = false;
+  const handler: Handler = async ({ step }) => {
+    void step.run("a", () => 1);
+    void step.run("b", () => 2);
+    await step.run("c", () => 3);
+    after = true;
+    return "unreachable";
+  };
+  assert.deepStrictEqual(await run(handler), {
+    op: "parallel",
+    ops: [
+      { op: "step", id: "a", data: 1 },
+      { op: "step", id: "b", data: 2 },
+      { op: "step", id: "c", data: 3 },
+    ],
+  });
+  assert.equal(after, false);
+});
+
+test("a reached step wins even when the handler returns without awaiting it", async () => {
   const handler: Handler = ({ step }) => {
     void step.run("a", () => 1);
-    void step.run("b", () => (after = true));
     return "done anyway";
   };
   assert.deepStrictEqual(await run(handler), { op: "step", id: "a", data: 1 });
-  assert.equal(after, false);
 });
 
 test("neither catch nor finally runs past a planned step", async () => {

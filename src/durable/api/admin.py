@@ -15,7 +15,7 @@ from durable.config import is_loopback
 from durable.core.events import parse_events
 from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.core.times import iso
-from durable.engine import apps, metrics, runs
+from durable.engine import apps, control, metrics, runs
 from durable.errors import Forbidden, InvalidInput, Unauthorized
 
 
@@ -118,7 +118,6 @@ async def create_app(request: Request) -> Response:
     # An app provisioning itself may leave the environment out: DURABLE_ENV decides (default dev).
     environment = payload.get("environment", request.app.state.settings.env)
     row = await apps.provision(request.app.state.db, payload.get("name"), environment)
-    request.app.state.feed.touch(row["id"], "apps")
     return JSON(
         {
             "id": row["id"],
@@ -176,7 +175,6 @@ def _load(row: Any) -> dict[str, Any]:
 async def rotate_key(request: Request, app_id: str) -> Response:
     row = await apps.rotate_key(request.app.state.db, app_id)
     request.app.state.apps.forget(app_id)
-    request.app.state.feed.touch(app_id, "apps")
     return JSON({"id": row["id"], "signingKey": row["signing_key"], "signatureMode": row["signature_mode"]})
 
 
@@ -188,7 +186,6 @@ async def rotate_key(request: Request, app_id: str) -> Response:
 async def remove_previous_key(request: Request, app_id: str) -> Response:
     removed = await apps.drop_previous_key(request.app.state.db, app_id)
     request.app.state.apps.forget(app_id)
-    request.app.state.feed.touch(app_id, "apps")
     return JSON({"id": app_id, "removed": removed})
 
 
@@ -214,7 +211,6 @@ async def update_app(request: Request, app_id: str) -> Response:
     payload = await _json_object(request)
     row = await apps.update_settings(request.app.state.db, app_id, payload)
     request.app.state.apps.forget(app_id)
-    request.app.state.feed.touch(app_id, "apps")
     return JSON(
         {"id": row["id"], "signatureMode": row["signature_mode"], "maxConcurrency": row["max_concurrency"]}
     )
@@ -231,7 +227,15 @@ async def list_functions(request: Request, app_id: str) -> Response:
     items = []
     for r in rows:
         trigger = {"event": r["trigger_event"]} if r["trigger_event"] else {"cron": r["trigger_cron"]}
-        items.append({"id": r["id"], "name": r["name"], "trigger": trigger, **r["config"]})
+        items.append(
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "trigger": trigger,
+                **r["config"],
+                "paused": control.paused_view(r["paused"]),
+            }
+        )
     return JSON({"items": items, "nextCursor": None})
 
 
@@ -258,8 +262,6 @@ async def fire_event(request: Request, app_id: str) -> Response:
     events, _ = parse_events(parse_json(await read_body(request)))
     ids = await ingest_and_hand_off(request, app_id, events)
     request.app.state.on_ingest()
-    request.app.state.feed.touch(app_id, "events")
-    request.app.state.feed.touch(app_id, "runs")
     return JSON({"ids": ids})
 
 
@@ -277,8 +279,6 @@ async def run_function(request: Request, app_id: str, function_id: str) -> Respo
         raise InvalidInput(f"unknown field {unknown[0]!r} (expected data)")
     ids = await apps.run_function(request.app.state.db, app_id, function_id, payload.get("data", {}))
     request.app.state.on_ingest()
-    request.app.state.feed.touch(app_id, "events")
-    request.app.state.feed.touch(app_id, "runs")
     return JSON({"ids": ids})
 
 
@@ -295,6 +295,10 @@ async def list_runs(
     activity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
+    match: str | None = Query(
+        None, description="JSON object: runs whose event data contains it (a recursive subset)"
+    ),
+    output: str | None = Query(None, description="JSON value: runs whose output contains it (jsonb @>)"),
 ) -> Response:
     await apps.require_app(request.app.state.db, app_id)
     page = await runs.list_runs(
@@ -305,8 +309,93 @@ async def list_runs(
         activity=activity,
         cursor=cursor,
         limit=limit,
+        match=match,
+        output=output,
     )
     return JSON(page)
+
+
+# Run control (docs/protocol.md, "Run control and links").
+
+
+@router.post(
+    "/apps/{app_id}/functions/{function_id}/pause",
+    responses=schemas.answers(schemas.PauseAnswer),
+    summary="Pause a function: queue (new and not-yet-started runs are held until resume; the default) "
+    "or skip (new events start nothing). Pausing again changes the mode",
+    openapi_extra=_body_schema({"mode": {"type": "string", "enum": list(control.PAUSE_MODES)}}, []),
+)
+async def pause_function(request: Request, app_id: str, function_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    mode = control.parse_mode(await _json_object(request))
+    answer = await control.pause(request.app.state.db, app_id, function_id, mode)
+    return JSON(answer)
+
+
+@router.post(
+    "/apps/{app_id}/functions/{function_id}/resume",
+    responses=schemas.answers(schemas.PauseAnswer),
+    summary="Resume a paused function: every held run becomes due now (a no-op when not paused)",
+)
+async def resume_function(request: Request, app_id: str, function_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    answer = await control.resume(request.app.state.db, app_id, function_id)
+    request.app.state.on_ingest()
+    return JSON(answer)
+
+
+_FILTER_BODY = {
+    "filter": {
+        "type": "object",
+        "description": "every field optional (null is the same as absent); {} selects every run",
+        "properties": {
+            "functionId": {"type": "string"},
+            "status": {"type": "string", "enum": list(runs.RUN_STATUSES)},
+            "from": {
+                "anyOf": [{"type": "null"}, {"type": "string", "format": "date-time"}],
+                "description": "createdAt at or after (ISO 8601 with a time zone)",
+            },
+            "to": {
+                "anyOf": [{"type": "null"}, {"type": "string", "format": "date-time"}],
+                "description": "createdAt before (ISO 8601 with a time zone)",
+            },
+            "match": {
+                "anyOf": [{"type": "null"}, {"type": "object"}],
+                "description": "a subset of the event's data",
+            },
+        },
+    },
+    "dryRun": {"type": "boolean", "description": "count only, change nothing"},
+}
+
+
+@router.post(
+    "/apps/{app_id}/runs/cancel",
+    responses=schemas.answers(schemas.BulkAnswer),
+    summary="Cancel the active runs a filter selects (at most 10,000, oldest first), in one transaction",
+    openapi_extra=_body_schema(_FILTER_BODY, ["filter"]),
+)
+async def cancel_runs(request: Request, app_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    bulk = control.parse_bulk(await _json_object(request))
+    count, _ = await control.bulk_cancel(request.app.state.db, app_id, bulk)
+    return JSON({"count": count})
+
+
+@router.post(
+    "/apps/{app_id}/runs/rerun",
+    responses=schemas.answers(schemas.BulkAnswer),
+    summary="Start a new run of the same function and event for each run a filter selects (any status, "
+    "at most 10,000, oldest first), in one transaction",
+    openapi_extra=_body_schema(_FILTER_BODY, ["filter"]),
+)
+async def rerun_runs(request: Request, app_id: str) -> Response:
+    await apps.require_app(request.app.state.db, app_id)
+    bulk = control.parse_bulk(await _json_object(request))
+    count, started = await control.bulk_rerun(request.app.state.db, app_id, bulk)
+    if started:
+        request.app.state.on_ingest()
+    return JSON({"count": count})
 
 
 @router.get(
@@ -336,7 +425,6 @@ async def get_run(request: Request, run_id: str) -> Response:
 @router.post("/runs/{run_id}/cancel", responses=schemas.answers(schemas.Run), summary="Cancel an active run")
 async def cancel_run(request: Request, run_id: str) -> Response:
     view = await runs.cancel(request.app.state.db, run_id)
-    request.app.state.feed.touch(view["appId"], "runs", run_id)
     return JSON(view)
 
 
@@ -353,6 +441,4 @@ async def rerun_run(request: Request, run_id: str) -> Response:
         raise InvalidInput(f"unknown field {unknown[0]!r} (expected fromStep)")
     new_id = await runs.rerun(request.app.state.db, run_id, payload.get("fromStep"))
     request.app.state.on_ingest()
-    view = await runs.get_run(request.app.state.db, new_id)
-    request.app.state.feed.touch(view["appId"], "runs", new_id)
     return JSON({"runId": new_id})

@@ -60,6 +60,10 @@ def create_app(
     app.state.apps = AppCache(db)
     app.state.on_ingest = on_ingest or (lambda: None)
     app.state.feed = feed or ChangeFeed(db)
+    if (
+        db is not None and db.on_change is None
+    ):  # the engine announces what its transactions changed, after commit
+        db.on_change = app.state.feed.touch
     app.state.dispatcher = dispatcher
     app.state.broadcaster = Broadcaster(settings.dsn)
     app.state.sign_in_limiter = SignInLimiter()

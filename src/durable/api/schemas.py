@@ -111,6 +111,13 @@ class PriorityKey(BaseModel):
     key: str
 
 
+class Paused(BaseModel, extra="forbid"):
+    mode: Literal["queue", "skip"] = Field(
+        description="queue: new and not-yet-started runs are held until resume; skip: new events start nothing"
+    )
+    since: str = Field(description="when the function was paused")
+
+
 class Function(BaseModel):
     """A synced function; an option appears only when it is set."""
 
@@ -124,6 +131,7 @@ class Function(BaseModel):
     rateLimit: Limit | None = None
     debounce: Debounce | None = None
     batch: Batch | None = None
+    paused: Paused | None = Field(None, description="null unless an operator paused the function")
 
 
 class FunctionList(BaseModel):
@@ -152,7 +160,7 @@ class Retry(BaseModel, extra="forbid"):
 
 class Step(BaseModel):
     id: str
-    type: Literal["run", "sleep", "wait"]
+    type: Literal["run", "sleep", "wait", "invoke", "send"]
     status: Literal["completed", "failed", "retrying", "sleeping", "waiting"]
     attempts: int
     output: Any = None
@@ -162,6 +170,20 @@ class Step(BaseModel):
     appMs: int = Field(description="time inside the app's answer")
     startedAt: str | None
     endedAt: str | None
+
+
+class CancelledBy(BaseModel, extra="forbid"):
+    kind: Literal["user", "event", "singleton", "parent", "bulk"]
+    eventId: str | None = Field(None, description="kind event: the event that cancelled the run")
+    eventName: str | None = None
+    runId: str | None = Field(None, description="kind singleton or parent: the run that caused it")
+
+
+class Child(BaseModel, extra="forbid"):
+    runId: str
+    functionId: str
+    stepId: str | None = Field(description="the parent's invoke step that started it")
+    status: Literal["active", "completed", "failed", "cancelled"]
 
 
 class RunSummary(BaseModel):
@@ -174,6 +196,8 @@ class RunSummary(BaseModel):
     output: Any = Field(None, description="the handler's result once completed")
     error: RunError | None = Field(description="what the run failed with; null unless it failed")
     flow: dict[str, Any] | None = Field(description="why an active run is scheduled or queued")
+    parentRunId: str | None = Field(None, description="the run that invoked this one (step.invoke)")
+    cancelledBy: CancelledBy | None = Field(None, description="who cancelled the run; null unless cancelled")
     createdAt: str | None
     startedAt: str | None
     endedAt: str | None
@@ -188,6 +212,7 @@ class Run(RunSummary):
         "without a step id), oldest first, the last 50"
     )
     steps: list[Step] = Field(description="in execution order")
+    children: list[Child] = Field(description="the runs this run invoked, oldest first")
 
 
 class RunList(BaseModel):
@@ -197,6 +222,16 @@ class RunList(BaseModel):
 
 class RerunAnswer(BaseModel):
     runId: str
+
+
+class PauseAnswer(BaseModel, extra="forbid"):
+    id: str = Field(description="the function")
+    paused: Paused | None
+    runs: int = Field(description="pause: the runs this call held; resume: the held runs made due")
+
+
+class BulkAnswer(BaseModel, extra="forbid"):
+    count: int = Field(description="the runs selected (at most 10,000): cancelled, rerun, or counted")
 
 
 class Event(BaseModel):

@@ -152,8 +152,6 @@ async def _send(request: Request, app: App, payload: object, nonce: str | None) 
     ids = await ingest_and_hand_off(request, app.id, events, nonce=nonce)
     EVENTS_INGESTED.inc(len(events))
     request.app.state.on_ingest()
-    request.app.state.feed.touch(app.id, "events")
-    request.app.state.feed.touch(app.id, "runs")
     return {"ids": ids}
 
 
@@ -164,7 +162,6 @@ async def _sync(request: Request, app: App, payload: object, nonce: str | None) 
     sync_request = await asyncio.to_thread(parse_sync, payload)
     check_sync_url(sync_request.url, request.app.state.settings, request.headers.get("host"))
     count = await apps.sync(request.app.state.db, app.id, sync_request, nonce=nonce)
-    request.app.state.feed.touch(app.id, "functions")
     return {"ok": True, "functions": count}
 
 

@@ -60,3 +60,46 @@ def debounce_due(first_ms: int, now_ms: int, period_ms: int, timeout_ms: int | N
     if timeout_ms is not None:
         due = min(due, first_ms + timeout_ms)
     return due
+
+
+IDEMPOTENCY_MS = 24 * 3600 * 1000
+"""How long an idempotency key holds (per function)."""
+
+HELD_MS = 32_503_680_000_000
+"""The due time of a run held by a paused function (3000-01-01T00:00:00Z): resume makes it due now."""
+
+_ABSENT = object()
+
+
+def idempotency_key(config: dict[str, Any], event: dict[str, Any]) -> str | None:
+    """The idempotency key of a new run: the function's `idempotency` path read from the event's data,
+    else the event's own `idempotencyKey`; None when neither gives one (no check)."""
+    path = config.get("idempotency")
+    if path:
+        return key_value(path, event.get("data"))
+    key = event.get("idempotencyKey")
+    return key if isinstance(key, str) else None
+
+
+def fresh_key(first_at: int | None, now_ms: int) -> bool:
+    """Whether an idempotency key first used at `first_at` may start a run again."""
+    return first_at is None or first_at <= now_ms - IDEMPOTENCY_MS
+
+
+def cancel_match(path: str | None, data: object) -> tuple[bool, dict[str, Any] | None]:
+    """The subset of a cancelling event's data for a cancelOn `match` path and the run's own event data:
+    (True, {"order": {"id": "o1"}}) for "order.id"; (True, None) without a path (any event); (False,
+    None) when the run's data has nothing at the path (no event can match)."""
+    if path is None:
+        return True, None
+    value: Any = data
+    parts = path.split(".")
+    for part in parts:
+        if not isinstance(value, dict) or part not in value:
+            return False, None
+        value = value[part]
+    if value is None:
+        return False, None
+    for part in reversed(parts):
+        value = {part: value}
+    return True, value

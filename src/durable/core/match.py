@@ -7,11 +7,18 @@
 - Equality is JSON equality, not Python's: numbers compare by value (``1`` equals ``1.0``), but a
   boolean never equals a number (``true`` is not ``1``), and arrays compare element by element
   with the same rule (arrays and the objects inside them must be equal, not subsets).
+- A number compares by the decimal value its JSON text says, as Postgres keeps it: the float
+  ``1.0808639105687894e+17`` is the JSON number 108086391056878940 (what jsonb stores and gives back,
+  read as an integer), not the binary value 108086391056878944 Python would compare. So a match decoded
+  from a request equals the same value read back from the store.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+
+_EXACT_FLOAT = 2**53  # below this every integral float is the integer its text says
 
 
 def matches(match: dict[str, Any] | None, data: object) -> bool:
@@ -39,7 +46,7 @@ def json_equal(left: object, right: object) -> bool:
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-        return left == right
+        return _decimal(left) == _decimal(right)
     if isinstance(left, list) and isinstance(right, list):
         return len(left) == len(right) and all(map(json_equal, left, right))
     if isinstance(left, dict) and isinstance(right, dict):
@@ -47,3 +54,10 @@ def json_equal(left: object, right: object) -> bool:
     if type(left) is not type(right):
         return False
     return left == right
+
+
+def _decimal(number: int | float) -> int | float:
+    """The value of the number's JSON text: an integral float beyond 2^53 as the integer it prints as."""
+    if isinstance(number, float) and abs(number) >= _EXACT_FLOAT and number.is_integer():
+        return int(Decimal(repr(number)))
+    return number

@@ -9,6 +9,12 @@ The closed set (DESIGN §3)::
     {"op": "error", "id": str|null, "message": str, "retryable": bool}
                                                                   defaults: null, "error", true
 
+and the composition extension (docs/protocol.md, "Composition")::
+
+    {"op": "invoke", "id": str, "function": str, "data": {…}, "until": iso|null}   data defaults to {}
+    {"op": "send",   "id": str, "events": [event, …]}                 1-100 events, as POST /e takes them
+    {"op": "parallel", "ops": [op, …]}     2-1000 step / error (with an id) / invoke / send ops, distinct ids
+
 ``until`` is an RFC 3339 timestamp with a ``Z`` or ``±hh:mm`` offset, with or without a fraction
 (``2026-07-05T09:00:00.000Z``, ``2026-07-05T11:00:00+02:00``); fractions finer than a millisecond
 are truncated. Step ids are non-empty strings of at most 256 characters; ids, event names and
@@ -24,20 +30,27 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from durable.core._text import show
+from durable.core.events import parse_event
 from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.errors import InvalidInput
-from durable.types import DoneOp, ErrorOp, Op, SleepOp, StepOp, WaitOp
+from durable.types import DoneOp, ErrorOp, InvokeOp, Op, ParallelOp, SendOp, SleepOp, StepOp, WaitOp
 
 MAX_ID_LENGTH = 256
-_OPS = ("step", "sleep", "wait", "done", "error")
+MAX_SEND = 100
+MAX_PARALLEL = 1000
+_OPS = ("step", "sleep", "wait", "done", "error", "invoke", "send", "parallel")
+_IN_PARALLEL = ("step", "error", "invoke", "send")
 _FIELDS: dict[str, tuple[str, ...]] = {
     "step": ("op", "id", "data"),
     "sleep": ("op", "id", "until"),
     "wait": ("op", "id", "event", "match", "until"),
     "done": ("op", "data"),
     "error": ("op", "id", "message", "retryable"),
+    "invoke": ("op", "id", "function", "data", "until"),
+    "send": ("op", "id", "events"),
+    "parallel": ("op", "ops"),
 }
-_EXPECTED = "expected step, sleep, wait, done or error"
+_EXPECTED = "expected step, sleep, wait, done, error, invoke, send or parallel"
 _ISO = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
@@ -48,17 +61,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_op(raw: bytes) -> Op:
     """Parse an answer body into one op, or raise :class:`InvalidInput` naming the problem."""
     body = parse_json(raw)
+    if isinstance(body, dict) and body.get("op") == "parallel":
+        return _parallel(body)
+    return _one(body)
+
+
+def _one(body: object, allowed: tuple[str, ...] = _OPS, where: str = "") -> Op:
     if not isinstance(body, dict):
         raise InvalidInput(f"answer must be a JSON object with an 'op' field, got {show(body)}")
     op = body.get("op")
     if op is None:
         raise InvalidInput(f"answer has no 'op' field ({_EXPECTED})")
     if op not in _OPS:
-        raise InvalidInput(f"unknown op {show(op)} ({_EXPECTED})")
+        raise InvalidInput(f"{where}unknown op {show(op)} ({_EXPECTED})")
+    if op not in allowed:
+        raise InvalidInput(
+            f"{where}a {op} op cannot be part of a parallel answer (only {', '.join(allowed)}; "
+            "a run parks on one sleep or wait at a time)"
+        )
     unknown = [key for key in body if key not in _FIELDS[op]]
     if unknown:
-        allowed = ", ".join(_FIELDS[op][1:])
-        raise InvalidInput(f"{op}: unknown field {show(unknown[0])} (a {op} op has {allowed})")
+        fields = ", ".join(_FIELDS[op][1:])
+        raise InvalidInput(f"{where}{op}: unknown field {show(unknown[0])} (a {op} op has {fields})")
     if op == "step":
         return _step(body)
     if op == "sleep":
@@ -67,7 +91,61 @@ def parse_op(raw: bytes) -> Op:
         return _wait(body)
     if op == "done":
         return _done(body)
+    if op == "invoke":
+        return _invoke(body)
+    if op == "send":
+        return _send(body)
     return _error(body)
+
+
+def _parallel(body: dict[str, Any]) -> ParallelOp:
+    unknown = [key for key in body if key not in _FIELDS["parallel"]]
+    if unknown:
+        raise InvalidInput(f"parallel: unknown field {show(unknown[0])} (a parallel op has ops)")
+    items = body.get("ops")
+    if not isinstance(items, list) or not 2 <= len(items) <= MAX_PARALLEL:
+        raise InvalidInput(f"parallel.ops: must be a list of 2 to {MAX_PARALLEL} ops, got {show(items)}")
+    ops: list[Any] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"parallel.ops[{index}]: "
+        one = _one(item, _IN_PARALLEL, where)
+        step_id = one.get("id")
+        if not isinstance(step_id, str):
+            raise InvalidInput(f"{where}an error in a parallel answer must name its step (id)")
+        if step_id in seen:
+            raise InvalidInput(f"{where}step id {show(step_id)} appears twice")
+        seen.add(step_id)
+        ops.append(one)
+    return {"op": "parallel", "ops": ops}
+
+
+def _invoke(body: dict[str, Any]) -> InvokeOp:
+    step_id = _step_id(body, "invoke")
+    function = body.get("function")
+    if not isinstance(function, str) or not function or len(function) > MAX_ID_LENGTH:
+        raise InvalidInput(
+            f"invoke.function: must be a function id (a non-empty string), got {show(function)}"
+        )
+    data = body.get("data")
+    if data is None:
+        data = {}
+    elif not isinstance(data, dict):
+        raise InvalidInput(f"invoke.data: must be a JSON object (the child's event.data), got {show(data)}")
+    refuse_nul({"function": function, "data": data}, "invoke")
+    if "until" not in body:
+        raise InvalidInput("invoke.until: missing (an ISO 8601 timestamp, or null for no timeout)")
+    until = None if body["until"] is None else parse_timestamp(body["until"], "invoke.until")
+    return {"op": "invoke", "id": step_id, "function": function, "data": data, "until_ms": until}
+
+
+def _send(body: dict[str, Any]) -> SendOp:
+    step_id = _step_id(body, "send")
+    items = body.get("events")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_SEND:
+        raise InvalidInput(f"send.events: must be a list of 1 to {MAX_SEND} events, got {show(items)}")
+    events = [parse_event(item, f"send.events[{index}].") for index, item in enumerate(items)]
+    return {"op": "send", "id": step_id, "events": events}
 
 
 def parse_timestamp(value: object, field: str) -> int:

@@ -13,6 +13,9 @@ Body: ``{url, functions: [...]}``. ``url`` is the app's http(s) callback URL. Ea
   1-1000, timeout, key?}``; limits are 1-100000 and every duration is positive.
 - ``priority``: an integer -1000..1000 or ``{key}``, the priority read from ``event.data``.
 - ``key``: a dotted path into ``event.data``: ``"tenantId"``, ``"user.id"``.
+- Composition (docs/protocol.md): ``trigger: null`` (started only by invoke), ``onFailure`` (the id of a
+  function of the same sync, not the function itself), ``cancelOn [{event, match?: key path,
+  timeout?}]`` (1-10 entries), ``idempotency`` (a key path), ``singleton {mode: skip|cancel, key?}``.
 
 The result keeps the JSON shape with durations as integer milliseconds
 (``"throttle": {"limit": 1, "period": 60000}``); an option that was not given is ``None``, and an
@@ -53,8 +56,10 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _KEY_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*")
 _FUNCTION_KEYS = (
     "id", "name", "trigger", "retries", "concurrency", "priority",
-    "throttle", "rateLimit", "debounce", "batch",
+    "throttle", "rateLimit", "debounce", "batch", "onFailure", "cancelOn", "idempotency", "singleton",
 )  # fmt: skip
+MAX_CANCEL_ON = 10
+_MISSING = object()
 
 
 class Trigger(TypedDict, total=False):
@@ -93,10 +98,23 @@ class PriorityKey(TypedDict):
     key: str
 
 
+class CancelOn(TypedDict):
+    """An event that cancels the run: ``match`` is a key path compared with the run's own event."""
+
+    event: str
+    match: NotRequired[str]
+    timeout: NotRequired[int]
+
+
+class Singleton(TypedDict):
+    mode: str  # "skip" | "cancel"
+    key: NotRequired[str]
+
+
 class FunctionDef(TypedDict):
     id: str
     name: str
-    trigger: Trigger
+    trigger: Trigger  # {} for a function started only by invoke (trigger: null)
     retries: int | None
     concurrency: Concurrency | None
     priority: int | PriorityKey | None
@@ -104,6 +122,10 @@ class FunctionDef(TypedDict):
     rateLimit: Limit | None
     debounce: Debounce | None
     batch: Batch | None
+    onFailure: str | None
+    cancelOn: list[CancelOn] | None
+    idempotency: str | None
+    singleton: Singleton | None
 
 
 @dataclass(frozen=True)
@@ -133,6 +155,14 @@ def parse_sync(body: object) -> SyncRequest:
             )
         seen[function["id"]] = index
         functions.append(function)
+    for function in functions:
+        handler = function["onFailure"]
+        if handler is not None and handler not in seen:
+            raise InvalidInput(
+                f"function '{function['id']}': onFailure: names no function of this sync ({show(handler)})"
+            )
+        if handler == function["id"]:
+            raise InvalidInput(f"function '{function['id']}': onFailure: cannot name the function itself")
     return SyncRequest(url=url, functions=functions)
 
 
@@ -195,7 +225,7 @@ def _function(item: object, index: int) -> FunctionDef:
     function: FunctionDef = {
         "id": fid,
         "name": name,
-        "trigger": _trigger(item.get("trigger"), where),
+        "trigger": _trigger(item.get("trigger", _MISSING), where),
         "retries": _optional_int(item.get("retries"), f"{where}: retries", 0, MAX_RETRIES),
         "concurrency": _concurrency(item.get("concurrency"), where),
         "priority": _priority(item.get("priority"), where),
@@ -203,6 +233,10 @@ def _function(item: object, index: int) -> FunctionDef:
         "rateLimit": _limit(item.get("rateLimit"), where, "rateLimit"),
         "debounce": _debounce(item.get("debounce"), where),
         "batch": _batch(item.get("batch"), where),
+        "onFailure": _on_failure(item.get("onFailure"), where),
+        "cancelOn": _cancel_on(item.get("cancelOn"), where),
+        "idempotency": _optional_key_path(item.get("idempotency"), f"{where}: idempotency"),
+        "singleton": _singleton(item.get("singleton"), where),
     }
     _compatible(function, where)
     return function
@@ -241,7 +275,11 @@ def _compatible(function: FunctionDef, where: str) -> None:
 
 
 def _trigger(value: object, where: str) -> Trigger:
-    hint = '{"event": "order.paid"} or {"cron": "0 3 * * *"}'
+    hint = '{"event": "order.paid"}, {"cron": "0 3 * * *"} or null (started only by invoke)'
+    if value is None:
+        return {}
+    if value is _MISSING:
+        raise InvalidInput(f"{where}: trigger: must be {hint}, got nothing (the field is missing)")
     if not isinstance(value, dict):
         raise InvalidInput(f"{where}: trigger: must be {hint}, got {show(value)}")
     _no_unknown(value, ("event", "cron"), f"{where}: trigger")
@@ -257,6 +295,58 @@ def _trigger(value: object, where: str) -> Trigger:
             f"got {show(event)}"
         )
     return {"event": event}
+
+
+def _on_failure(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidInput(
+            f"{where}: onFailure: must be the id of a function of this sync, got {show(value)}"
+        )
+    return value
+
+
+def _cancel_on(value: object, where: str) -> list[CancelOn] | None:
+    if value is None:
+        return None
+    hint = '[{"event": "order.cancelled", "match": "orderId", "timeout": "7d"}]'
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"{where}: cancelOn: must be a non-empty list like {hint}, got {show(value)}")
+    if len(value) > MAX_CANCEL_ON:
+        raise InvalidInput(f"{where}: cancelOn: at most {MAX_CANCEL_ON} entries (got {len(value)})")
+    result: list[CancelOn] = []
+    for i, entry in enumerate(value):
+        field = f"{where}: cancelOn[{i}]"
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"{field}: must be an object {{event, match?, timeout?}}, got {show(entry)}")
+        _no_unknown(entry, ("event", "match", "timeout"), field)
+        event = entry.get("event")
+        if not isinstance(event, str) or not event or len(event) > 256:
+            raise InvalidInput(f"{field}.event: must be a non-empty event name of at most 256 characters")
+        item: CancelOn = {"event": event}
+        if entry.get("match") is not None:
+            item["match"] = _key_path(entry["match"], f"{field}.match")
+        if entry.get("timeout") is not None:
+            item["timeout"] = _period(entry, where, f"cancelOn[{i}]", "timeout")
+        result.append(item)
+    return result
+
+
+def _optional_key_path(value: object, field: str) -> str | None:
+    return None if value is None else _key_path(value, field)
+
+
+def _singleton(value: object, where: str) -> Singleton | None:
+    option = _option(value, where, "singleton", ("key", "mode"))
+    if option is None:
+        return None
+    mode = option.get("mode")
+    if mode not in ("skip", "cancel"):
+        raise InvalidInput(f'{where}: singleton.mode: must be "skip" or "cancel", got {show(mode)}')
+    result: Singleton = {"mode": mode}
+    _copy_key(option, result, where, "singleton")
+    return result
 
 
 def _concurrency(value: object, where: str) -> Concurrency | None:

@@ -44,6 +44,7 @@ async def provision(db: Database, name: object, environment: object) -> dict[str
         raise InvalidInput(f"environment: must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
     row = await db.fetchrow("app_provision", new_app_id(), name, environment, new_signing_key())
     assert row is not None
+    db.changed(row["id"], "apps")
     return dict(row)
 
 
@@ -91,6 +92,7 @@ async def rotate_key(db: Database, app_id: str) -> dict[str, Any]:
             f"app {app_id!r} is already rotating its key: remove the previous key first "
             f"(DELETE /api/apps/{app_id}/keys/previous), then rotate again"
         )
+    db.changed(app_id, "apps")
     return dict(row)
 
 
@@ -99,6 +101,7 @@ async def drop_previous_key(db: Database, app_id: str) -> bool:
     removed = await db.fetchval("app_drop_previous_key", app_id)
     if removed is None:
         raise NotFound(f"no app with id {app_id!r}")
+    db.changed(app_id, "apps")
     return bool(removed)
 
 
@@ -126,6 +129,7 @@ async def update_settings(db: Database, app_id: str, payload: dict[str, Any]) ->
     row = await db.fetchrow("app_update_settings", app_id, mode, "maxConcurrency" in payload, cap)
     if row is None:
         raise NotFound(f"no app with id {app_id!r}")
+    db.changed(app_id, "apps")
     return dict(row)
 
 
@@ -142,6 +146,7 @@ async def sync(db: Database, app_id: str, request: SyncRequest, *, nonce: str | 
     crons = [f for f in functions if "cron" in f["trigger"]]
     parsed = [parse_cron(f["trigger"]["cron"], "trigger.cron") for f in crons]
     async with db.transaction() as tx:
+        tx.changed(app_id, "functions")
         if nonce is not None:
             await record_nonce(tx, app_id, nonce)
         # The next occurrence after the database clock, which cron_due compares next_at with.
@@ -190,7 +195,7 @@ async def require_app(db: Database, app_id: str) -> dict[str, Any]:
 
 async def run_function(db: Database, app_id: str, function_id: str, data: object) -> list[str]:
     """Start one run of a function now, from the dashboard: an event of its trigger's name (`$cron` for a
-    cron function) that starts that function only."""
+    cron function, `durable/function.invoked` for one without a trigger) that starts that function only."""
     if not isinstance(data, dict):
         raise InvalidInput("data: must be a JSON object")
     function = await db.fetchrow("function_get", app_id, function_id)
@@ -200,8 +205,8 @@ async def run_function(db: Database, app_id: str, function_id: str, data: object
     if function["trigger_cron"]:
         name = "$cron"
         data = {"cron": function["trigger_cron"], "scheduledAt": iso_ms(now_ms), "manual": True, **data}
-    else:
-        name = function["trigger_event"]
+    else:  # an event function, or one started only by invoke (trigger: null)
+        name = function["trigger_event"] or "durable/function.invoked"
     event: EventIn = {"id": None, "name": name, "data": data, "ts": now_ms}
     async with db.transaction() as tx:
         ids, _ = await store_events(tx, app_id, [event], function_id=function_id)

@@ -15,19 +15,26 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from durable.core.backoff import backoff_ms, unreachable_backoff_ms
 from durable.core.durations import format_duration
+from durable.core.ids import new_id
 from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
-from durable.core.signing import Keys, Mode
+from durable.engine.cancel import child_error, resolve_parent
 from durable.engine.changes import ChangeFeed
+from durable.engine.claim import Claim
+from durable.engine.flow import Planner
 from durable.engine.group_commit import StepRow, StepWriter
+from durable.engine.ingest import store_events
 from durable.errors import InvalidInput
-from durable.store.db import Database
+from durable.store.db import Conn, Database
 from durable.store.outage import RETRYABLE, is_unavailable
-from durable.types import DoneOp, ErrorOp, Op, SleepOp, StepOp, WaitOp
+from durable.types import DoneOp, ErrorOp, InvokeOp, Op, SendOp, SleepOp, StepOp, WaitOp
+
+INVOKED_EVENT = "durable/function.invoked"  # the event name of a run started by step.invoke
+FAILED_EVENT = "durable/run.failed"  # the event name of a failure handler's run
+_STEP_TYPE = {"step": "run", "send": "send", "invoke": "invoke"}
 
 
 class Outcome(enum.Enum):
@@ -35,45 +42,6 @@ class Outcome(enum.Enum):
     PARKED = "parked"  # sleeping, waiting, or retrying later: the job is free again
     ENDED = "ended"  # completed or failed
     LOST = "lost"  # the lease was no longer ours (cancelled, or taken over): nothing was stored
-
-
-@dataclass
-class Claim:
-    """A run this worker drives, with everything its next invoke needs."""
-
-    run_id: str
-    token: UUID
-    attempt: int
-    app_id: str
-    function_id: str
-    event: dict[str, Any]
-    url: str | None
-    signing_key: str
-    max_attempts: int
-    steps: dict[str, Any]
-    ready_at: datetime  # when the run last became due: the start of the next step's queued time
-    # The database's real clock (clock_timestamp(), not the movable durable_clock(): it is compared with
-    # events.received_at, which is real too) when the claim (or the last commit) happened.
-    db_now: datetime
-    # The local monotonic time until which the lease surely holds: the time before the statement that
-    # took (or renewed) it was sent, plus what the statement reported left of it. A stall anywhere after
-    # that (a slow statement, a Postgres restart, a paused process) only brings the deadline closer.
-    lease_deadline: float = 0.0
-    function_exists: bool = True
-    previous_key: str | None = None  # set while the workspace's key is rotated (core/signing.py Keys)
-    signature_mode: Mode = "v2"
-
-    def keys(self) -> Keys:
-        return Keys(self.signing_key, self.previous_key, self.signature_mode)
-
-    def invoke_body(self) -> dict[str, Any]:
-        return {
-            "runId": self.run_id,
-            "functionId": self.function_id,
-            "attempt": self.attempt,
-            "event": self.event,
-            "steps": self.steps,
-        }
 
 
 @dataclass(frozen=True)
@@ -152,6 +120,9 @@ class Executor:
             else:
                 rows = await self.db.fetch("jobs_claim", worker_id, wanted, self.lease_ms, [], [])
             got = self._claims(rows, sent)
+            for claim in got:
+                if claim.pending_invokes:
+                    await self._expire_invokes(claim)
             claims += got
             head = rows[0]
             gates, apps = list(head["lock_gates"]), list(head["lock_apps"])
@@ -165,29 +136,37 @@ class Executor:
             if row["run_id"] is None:  # jobs_claim answers one row even when it claims nothing
                 continue
             self.feed.touch(row["app_id"], "runs", row["run_id"])
-            config = row["config"]
-            retries = (config or {}).get("retries")
             claims.append(
-                Claim(
+                Claim.build(
                     run_id=row["run_id"],
                     token=row["lease_token"],
                     attempt=row["attempt"],
-                    app_id=row["app_id"],
+                    app=row,
                     function_id=row["function_id"],
+                    config=row["config"],
                     event=row["event"],
-                    url=row["url"],
-                    signing_key=row["signing_key"],
-                    max_attempts=retries + 1 if retries is not None else self.default_max_attempts,
                     steps=row["steps"],
                     ready_at=row["ready_at"],
                     db_now=row["now"],
-                    lease_deadline=sent + row["lease_left_ms"] / 1000,
-                    function_exists=config is not None,
-                    previous_key=row["previous_signing_key"],
-                    signature_mode=row["signature_mode"],
+                    lease_left_ms=row["lease_left_ms"],
+                    sent=sent,
+                    default_max_attempts=self.default_max_attempts,
+                    parent_run_id=row["parent_run_id"],
+                    parent_step_id=row["parent_step_id"],
+                    pending_invokes=row["pending_invokes"],
                 )
             )
         return claims
+
+    async def _expire_invokes(self, claim: Claim) -> None:
+        """A claimed run parked on invokes: those past their deadline resolve with a timeout error."""
+        row = await self.db.fetchrow("invoke_timeouts", claim.run_id, claim.token)
+        if row is not None and row["timed_out"]:
+            await self._reload(claim)
+
+    async def _reload(self, claim: Claim) -> None:
+        """Read the run's memo afresh (steps resolved by others while this worker held it)."""
+        claim.steps = await self.db.fetchval("run_memo", claim.run_id, claim.token)
 
     async def next_due_ms(self) -> float | None:
         """Milliseconds until the earliest job is due on the database clock (≤ 0: due now), or None."""
@@ -275,6 +254,10 @@ class Executor:
             return await self._wait(claim, op, timing)  # type: ignore[arg-type]
         if kind == "done":
             return await self._done(claim, op)  # type: ignore[arg-type]
+        if kind in ("invoke", "send"):
+            return await self._compose(claim, [op], timing)  # type: ignore[list-item]
+        if kind == "parallel":
+            return await self._compose(claim, op["ops"], timing)  # type: ignore[typeddict-item]
         error: ErrorOp = op  # type: ignore[assignment]
         return await self._attempt_failed(
             claim, error["message"], timing, step_id=error["id"], retryable=error["retryable"]
@@ -360,10 +343,212 @@ class Executor:
             )
         return Outcome.LOST if row is None else Outcome.PARKED
 
+    async def _compose(
+        self, claim: Claim, ops: list[StepOp | ErrorOp | InvokeOp | SendOp], timing: Timing
+    ) -> Outcome:
+        """Store an invoke, a send, or the ops of a parallel answer, in one transaction (all or none).
+
+        Then: an error among them retries (or fails) as that error alone would; an answer whose only ops
+        are invokes now pending parks the run until a child ends or a deadline passes; otherwise the
+        worker goes on at once (a step or send stored: the replay can get further). An invoke
+        the run reported pending that has resolved meanwhile means the memo is stale: read it again and
+        go on (the replay will see the child's result)."""
+        error = next((op for op in ops if op["op"] == "error"), None)
+        stored = [op for op in ops if op["op"] != "error"]
+        for op in stored:
+            if op["id"] in claim.steps:
+                message = (
+                    f"step {op['id']!r} is already completed in this run; a handler must reach its steps "
+                    "in the same order on every replay"
+                )
+                return await self._attempt_failed(claim, message, timing, step_id=None, retryable=True)
+        outputs = {
+            op["id"]: to_json_text(op["data"], f"step {op['id']!r}: result")
+            for op in stored
+            if op["op"] == "step"
+        }
+        if outputs and claim.attempt != 1 and not await self._renew(claim, 1):
+            return Outcome.LOST  # the first step stored after a retry resets the attempt counter
+        memo: dict[str, Any] = {}
+        async with self.db.transaction() as tx:
+            held = await tx.fetchrow("jobs_hold", claim.run_id, claim.token)
+            if held is None:
+                return Outcome.LOST
+            prior = {
+                r["id"]: r for r in await tx.fetch("steps_of", claim.run_id, [op["id"] for op in stored])
+            }
+            pending = stale = 0
+            for op in stored:
+                known = prior.get(op["id"])
+                if known is not None:
+                    if known["type"] != _STEP_TYPE[op["op"]]:
+                        message = (
+                            f"step {op['id']!r} is recorded as type {known['type']!r}, but the app answered "
+                            f"a {op['op']!r} op for it (the handler is not deterministic)"
+                        )
+                        raise InvalidInput(message)
+                    if known["status"] == "waiting":
+                        pending += 1  # reported again while its child runs: nothing to start
+                    else:
+                        stale += 1
+                    continue
+                if op["op"] == "step":
+                    await self._store_step(tx, claim, op, outputs[op["id"]], timing)
+                    memo[op["id"]] = {"type": "run", "data": op["data"]}
+                elif op["op"] == "send":
+                    ids = await self._send(tx, claim, op, timing)
+                    memo[op["id"]] = {"type": "send", "data": ids}
+                elif resolved := await self._start_child(tx, claim, op, held["now_ms"], timing):
+                    memo[op["id"]] = resolved
+                else:
+                    pending += 1
+            # Park only when the answer made no progress besides invokes now pending: a step, a send, or an
+            # invoke resolved at once means the replay can go further (Promise.race past a pending child).
+            park = error is None and pending > 0 and stale == 0 and not memo
+            if park and await tx.fetchrow("run_park_invokes", claim.run_id, claim.token) is None:
+                return Outcome.LOST
+        claim.steps.update(memo)
+        if error is not None:
+            return await self._attempt_failed(
+                claim, error["message"], timing, step_id=error["id"], retryable=error["retryable"]
+            )
+        if park:
+            return Outcome.PARKED
+        if stale:
+            await self._reload(claim)
+        claim.attempt = 1
+        claim.ready_at = timing.ended_at
+        claim.db_now = held["now"]
+        return Outcome.CONTINUE
+
+    async def _store_step(self, tx: Conn, claim: Claim, op: StepOp, output: str, timing: Timing) -> None:
+        await tx.fetch(
+            "steps_complete_many",
+            [claim.run_id],
+            [claim.token],
+            [op["id"]],
+            [claim.attempt],
+            [output],
+            [_ms_between(claim.ready_at, timing.started_at)],
+            [timing.app_ms],
+            [timing.started_at],
+            [timing.ended_at],
+        )
+
+    async def _send(self, tx: Conn, claim: Claim, op: SendOp, timing: Timing) -> list[str]:
+        """The events of a send op, stored as POST /e stores them, in the run's transaction."""
+        ids, _ = await store_events(tx, claim.app_id, op["events"])
+        await tx.execute(
+            "step_store",
+            claim.run_id,
+            op["id"],
+            "send",
+            ids,
+            None,
+            claim.attempt,
+            _ms_between(claim.ready_at, timing.started_at),
+            timing.app_ms,
+            timing.started_at,
+            timing.ended_at,
+        )
+        return ids
+
+    async def _start_child(
+        self, tx: Conn, claim: Claim, op: InvokeOp, now_ms: int, timing: Timing
+    ) -> dict[str, Any] | None:
+        """Start the run an invoke op asks for; None when it is pending, else the step's memo (resolved
+        at once: no such function)."""
+        function = await tx.fetchrow("function_for_invoke", claim.app_id, op["function"])
+        if function is None:
+            error = child_error(
+                f"no function {op['function']!r} in this workspace", "not_found", None, op["function"]
+            )
+            await tx.execute(
+                "step_store",
+                claim.run_id,
+                op["id"],
+                "invoke",
+                None,
+                error,
+                claim.attempt,
+                _ms_between(claim.ready_at, timing.started_at),
+                timing.app_ms,
+                timing.started_at,
+                timing.ended_at,
+            )
+            return {"type": "invoke", "data": None, "error": error}
+        event = {"id": new_id(), "name": INVOKED_EVENT, "data": op["data"], "ts": now_ms}
+        child = await Planner(tx, claim.app_id, now_ms).add_run(
+            op["function"],
+            function["config"],
+            event,
+            parent=(claim.run_id, op["id"]),
+            paused=function["paused"],
+        )
+        until = None if op["until_ms"] is None else datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
+        await tx.execute(
+            "step_invoke_pending", claim.run_id, op["id"], child, until, claim.attempt, timing.app_ms
+        )
+        return None
+
     async def _done(self, claim: Claim, op: DoneOp) -> Outcome:
         to_json_text(op["data"], "the run's output")  # refuses what the store cannot hold, by name
-        row = await self.db.fetchrow("run_complete", claim.run_id, claim.token, op["data"])
-        return Outcome.LOST if row is None else Outcome.ENDED
+        return await self._end(
+            claim, "run_complete", claim.run_id, claim.token, op["data"], output=op["data"]
+        )
+
+    async def _end(
+        self,
+        claim: Claim,
+        statement: str,
+        *args: Any,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """End the run with `statement` (run_complete or run_fail). A run that was invoked resolves its
+        parent's step in the same transaction (the parent's job locked first: run_id order); a run that
+        failed for good starts its function's failure handler."""
+        failure = (
+            error is not None and claim.on_failure is not None and claim.event.get("name") != FAILED_EVENT
+        )
+        if claim.parent_run_id is None and not failure:
+            row = await self.db.fetchrow(statement, *args)
+            return Outcome.LOST if row is None else Outcome.ENDED
+        async with self.db.transaction() as tx:
+            if claim.parent_run_id is not None:
+                await tx.fetchrow("jobs_lock", claim.parent_run_id)
+            if await tx.fetchrow(statement, *args) is None:
+                return Outcome.LOST
+            if claim.parent_run_id is not None and claim.parent_step_id is not None:
+                problem = None
+                if error is not None:
+                    problem = child_error(error["message"], "failed", claim.run_id, claim.function_id)
+                await resolve_parent(
+                    tx, claim.parent_run_id, claim.parent_step_id, claim.run_id, output=output, error=problem
+                )
+            if failure and error is not None:
+                await self._start_failure_handler(tx, claim, error)
+        return Outcome.ENDED
+
+    async def _start_failure_handler(self, tx: Conn, claim: Claim, error: dict[str, Any]) -> None:
+        assert claim.on_failure is not None
+        function = await tx.fetchrow("function_for_invoke", claim.app_id, claim.on_failure)
+        if function is None:
+            log.warning(
+                "run %s failed; its failure handler %r no longer exists", claim.run_id, claim.on_failure
+            )
+            return
+        now_ms = await tx.fetchval("clock_now_ms")
+        data = {
+            "runId": claim.run_id,
+            "functionId": claim.function_id,
+            "error": {"message": error["message"]},
+            "event": claim.event,
+        }
+        event = {"id": new_id(), "name": FAILED_EVENT, "data": data, "ts": now_ms}
+        await Planner(tx, claim.app_id, now_ms).add_run(
+            claim.on_failure, function["config"], event, paused=function["paused"]
+        )
 
     async def attempt_failed(
         self,
@@ -421,10 +606,17 @@ class Executor:
             return Outcome.LOST if row is None else Outcome.PARKED
         if retryable:
             error["message"] = f"{message} (gave up after {claim.attempt} attempts)"
-        row = await self.db.fetchrow(
-            "run_fail", claim.run_id, claim.token, step_id, error, timing.app_ms, timing.started_at
+        return await self._end(
+            claim,
+            "run_fail",
+            claim.run_id,
+            claim.token,
+            step_id,
+            error,
+            timing.app_ms,
+            timing.started_at,
+            error=error,
         )
-        return Outcome.LOST if row is None else Outcome.ENDED
 
     async def _unreachable(self, claim: Claim, message: str, timing: Timing) -> Outcome:
         """The app ran nothing: back off without using up the step's attempt, and fail the run only once
@@ -445,40 +637,48 @@ class Executor:
             since_ms = int(last["since"]) if unbroken else now_ms
             tries = int(last.get("tries", 0)) + 1 if unbroken else 1
             left_ms = since_ms + self.unreachable_ms - now_ms
-            if left_ms <= 0:
-                elapsed = now_ms - since_ms
-                shown = format_duration(elapsed - elapsed % 1000) if elapsed >= 1000 else f"{elapsed}ms"
-                error = {
-                    "message": f"the app at {claim.url} was unreachable for {shown}, longer than "
-                    f"DURABLE_UNREACHABLE_MS ({self.unreachable_ms} ms); last try: {message}",
+            if left_ms > 0:
+                retry = {
+                    "reason": message,
                     "attempt": claim.attempt,
+                    "maxAttempts": claim.max_attempts,
+                    "unreachable": True,
+                    "since": since_ms,
+                    "tries": tries,
+                    "progress": progress,
                 }
+                # The last try falls at the end of the budget, so a run outlasts an outage of exactly it.
+                delay = min(unreachable_backoff_ms(tries), left_ms)
+                error = {"message": message, "attempt": claim.attempt}
                 row = await tx.fetchrow(
-                    "run_fail", claim.run_id, claim.token, None, error, timing.app_ms, timing.started_at
+                    "step_retry",
+                    claim.run_id,
+                    claim.token,
+                    None,
+                    error,
+                    delay,
+                    timing.app_ms,
+                    timing.started_at,
+                    0,
+                    retry,
                 )
-                return Outcome.LOST if row is None else Outcome.ENDED
-            retry = {
-                "reason": message,
-                "attempt": claim.attempt,
-                "maxAttempts": claim.max_attempts,
-                "unreachable": True,
-                "since": since_ms,
-                "tries": tries,
-                "progress": progress,
-            }
-            # The last try falls at the end of the budget, so a run outlasts an outage of exactly it.
-            delay = min(unreachable_backoff_ms(tries), left_ms)
-            error = {"message": message, "attempt": claim.attempt}
-            row = await tx.fetchrow(
-                "step_retry",
-                claim.run_id,
-                claim.token,
-                None,
-                error,
-                delay,
-                timing.app_ms,
-                timing.started_at,
-                0,
-                retry,
-            )
-        return Outcome.LOST if row is None else Outcome.PARKED
+                return Outcome.LOST if row is None else Outcome.PARKED
+        # Out of budget: the run fails (in a transaction of its own, which locks a parent's job first).
+        elapsed = now_ms - since_ms
+        shown = format_duration(elapsed - elapsed % 1000) if elapsed >= 1000 else f"{elapsed}ms"
+        failed = {
+            "message": f"the app at {claim.url} was unreachable for {shown}, longer than "
+            f"DURABLE_UNREACHABLE_MS ({self.unreachable_ms} ms); last try: {message}",
+            "attempt": claim.attempt,
+        }
+        return await self._end(
+            claim,
+            "run_fail",
+            claim.run_id,
+            claim.token,
+            None,
+            failed,
+            timing.app_ms,
+            timing.started_at,
+            error=failed,
+        )

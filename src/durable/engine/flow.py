@@ -3,10 +3,16 @@
 For each stored event and each function it triggers, in event order (docs/architecture.md,
 "Flow control"):
 
+0. a paused function skips the event (mode skip) or keeps it as a held run (mode queue); an
+   idempotency key already used in the last 24 h skips it; a singleton key with an active run skips
+   it (mode skip) or cancels that run (mode cancel);
 1. debounce / batch: join the function's open run for the event's key if it has not started;
 2. rateLimit: a new run must fit the sliding window, or the event is recorded as skipped;
 3. throttle: a new run gets the next free start slot (FIFO), at or after when it would start;
 4. concurrency and priority are stored on the job and enforced when workers claim it.
+
+Every run the engine creates goes through a Planner, whatever started it (an event, a cron occurrence,
+`step.invoke`, a failure handler, a rerun): `plan` for events, `add_run` for the others.
 
 State rows (`flow_state`) are locked for the whole ingest transaction, in key order, so decisions are
 exact across any number of processes. Everything is written back in a handful of statements.
@@ -25,10 +31,11 @@ import orjson
 from durable.core import flow
 from durable.core.ids import new_id
 from durable.core.options import priority_of
-from durable.engine.execution import Claim
+from durable.engine.cancel import cancel_runs, cause
+from durable.engine.claim import Claim
 from durable.store.db import Conn
 
-KINDS = ("rateLimit", "throttle", "debounce", "batch")
+KINDS = ("rateLimit", "throttle", "debounce", "batch", "singleton")  # state scoped by the option's key
 
 
 def _json(value: Any) -> str:
@@ -59,6 +66,8 @@ class _NewRun:
     gate_limit: int | None
     flow: dict[str, Any] | None
     rerun_of: str | None = None
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
 
 
 @dataclass
@@ -102,8 +111,11 @@ class Planner:
     new_runs: dict[str, _NewRun] = field(default_factory=dict)
     merges: dict[str, _Merge] = field(default_factory=dict)
     outcomes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    replaced: list[tuple[str, str]] = field(default_factory=list)  # singleton cancel: (old run, new run)
+    _cancel_rows: list[tuple[str, int, str, Any, int | None]] = field(default_factory=list)
     _state: dict[tuple[str, str, str], _State] = field(default_factory=dict)
     _open: dict[str, dict[str, Any]] = field(default_factory=dict)  # open run id -> its flow info
+    _active: set[str] = field(default_factory=set)  # singleton keys' runs that are still active
     _configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # function id -> its options
 
     async def plan(self, events: list[dict[str, Any]]) -> None:
@@ -111,18 +123,28 @@ class Planner:
         pairs = [(e, f) for e in events for f in e["functions"]]
         await self._lock_state(pairs)
         for event, function in pairs:
-            self._decide(event, function["id"], function["config"])
+            self._decide(event, function["id"], function["config"], function.get("paused"))
         await self._write()
 
     async def add_run(
-        self, function_id: str, config: dict[str, Any], event: dict[str, Any], *, rerun_of: str
+        self,
+        function_id: str,
+        config: dict[str, Any],
+        event: dict[str, Any],
+        *,
+        rerun_of: str | None = None,
+        parent: tuple[str, str] | None = None,
+        paused: dict[str, Any] | None = None,
     ) -> str:
-        """A run outside any event flow (a rerun): throttle, gate and priority only."""
+        """A run outside any event flow (a rerun, an invoked child, a failure handler): throttle, gate,
+        priority and cancelOn only; held when the function is paused. `parent`: (run, invoke step)."""
         if throttle := config.get("throttle"):  # its start takes a throttle slot: lock that row first
             keyed = {"data": _keys_data(event)}
             await self._lock_state([(keyed, {"id": function_id, "config": {"throttle": throttle}})])
-        run = self._new_run(function_id, config, event, None, None)
+        run = self._new_run(function_id, config, event, None, None, held=paused)
         run.rerun_of = rerun_of
+        if parent is not None:
+            run.parent_run_id, run.parent_step_id = parent
         await self._write()
         return run.run_id
 
@@ -134,6 +156,11 @@ class Planner:
                 for kind in KINDS
                 if function["config"].get(kind)
             }
+            | {
+                (function["id"], "idempotency", key)
+                for event, function in pairs
+                if (key := flow.idempotency_key(function["config"], event)) is not None
+            }
         )
         if not needed:
             return
@@ -144,10 +171,13 @@ class Planner:
             self._state[(r["function_id"], r["kind"], r["key"])] = _State(
                 list(r["stamps"]), r["run_id"], r["first_at"], r["size"]
             )
-        candidates = [s.run_id for s in self._state.values() if s.run_id]
+        candidates = [s.run_id for (_, kind, _), s in self._state.items() if s.run_id and kind != "singleton"]
         if candidates:
             for r in await self.tx.fetch("flow_open_runs", candidates):
                 self._open[r["run_id"]] = dict(r["flow"] or {})
+        singles = [s.run_id for (_, kind, _), s in self._state.items() if s.run_id and kind == "singleton"]
+        if singles:
+            self._active = {r["id"] for r in await self.tx.fetch("runs_active_among", singles)}
 
     def _state_for(self, function_id: str, kind: str, option: dict[str, Any], data: object) -> _State:
         return self._state[(function_id, kind, flow.scope_key(option, data))]
@@ -155,9 +185,50 @@ class Planner:
     def _outcome(self, event: dict[str, Any], entry: dict[str, Any]) -> None:
         self.outcomes.setdefault(event["seq"], []).append(entry)
 
-    def _decide(self, stored: dict[str, Any], function_id: str, config: dict[str, Any]) -> None:
+    def _decide(
+        self, stored: dict[str, Any], function_id: str, config: dict[str, Any], paused: dict[str, Any] | None
+    ) -> None:
+        """Step 0 of the module's order (pause, idempotency, singleton), then flow control."""
+        if paused is not None and paused.get("mode") == "skip":
+            self._skip(stored, function_id, "paused")
+            return
+        if (key := flow.idempotency_key(config, stored)) is not None:
+            used = self._state[(function_id, "idempotency", key)]
+            if not flow.fresh_key(used.first_at, self.now_ms):
+                self._skip(stored, function_id, "idempotency")
+                return
+            used.first_at = self.now_ms
+        single = config.get("singleton")
+        holder = self._state_for(function_id, "singleton", single, stored["data"]) if single else None
+        previous = holder.run_id if holder is not None else None
+        if previous is not None and (previous in self._active or previous in self.new_runs):
+            if single and single["mode"] == "skip":
+                self._skip(stored, function_id, "singleton")
+                return
+        else:
+            previous = None
+        run = self._flow(stored, function_id, config, paused)
+        if holder is not None and run is not None and run.run_id != previous:
+            holder.run_id = run.run_id
+            if previous is not None:  # mode cancel: the newer run replaces the active one
+                if self.new_runs.pop(previous, None) is None:
+                    self.replaced.append((previous, run.run_id))
+                self._active.discard(previous)
+
+    def _skip(self, stored: dict[str, Any], function_id: str, reason: str) -> None:
+        self._outcome(stored, {"functionId": function_id, "outcome": "skipped", "reason": reason})
+
+    def _flow(
+        self, stored: dict[str, Any], function_id: str, config: dict[str, Any], paused: dict[str, Any] | None
+    ) -> _NewRun | None:
+        """Debounce, batch, rateLimit and a new run (throttled). Returns the run the event started or
+        joined, or None when it started none."""
         event = {k: stored[k] for k in ("id", "name", "data", "ts")}
         data = event["data"]
+        if paused is not None:  # mode queue: kept as a held run of its own, started on resume
+            if config.get("batch"):
+                event = {"id": event["id"], "name": event["name"], "data": [event], "ts": event["ts"]}
+            return self._new_run(function_id, config, event, None, None, held=paused)
         if debounce := config.get("debounce"):
             state = self._state_for(function_id, "debounce", debounce, data)
             if state.run_id in self._open or state.run_id in self.new_runs:
@@ -169,14 +240,14 @@ class Planner:
                 self._outcome(
                     stored, {"functionId": function_id, "outcome": "debounced", "runId": state.run_id}
                 )
-                return
+                return self.new_runs.get(state.run_id)
             if not self._rate_ok(stored, function_id, config):
-                return
+                return None
             due = flow.debounce_due(self.now_ms, self.now_ms, debounce["period"], debounce.get("timeout"))
             run = self._new_run(function_id, config, event, due, {"debounce": {"until": due}})
             state.run_id, state.first_at = run.run_id, self.now_ms
             self._outcome(stored, {"functionId": function_id, "outcome": "debounced", "runId": run.run_id})
-            return
+            return run
         if batch := config.get("batch"):
             state = self._state_for(function_id, "batch", batch, data)
             full = state.size + 1 >= batch["maxSize"]
@@ -188,9 +259,10 @@ class Planner:
                 self._outcome(
                     stored, {"functionId": function_id, "outcome": "batched", "runId": state.run_id}
                 )
+                joined = self.new_runs.get(state.run_id)
                 if full:
                     state.run_id = None
-                return
+                return joined
             due = self.now_ms if batch["maxSize"] == 1 else self.now_ms + batch["timeout"]
             batch_event = {"id": event["id"], "name": event["name"], "data": [event], "ts": event["ts"]}
             run = self._new_run(function_id, config, batch_event, due, {"batch": {"size": 1, "until": due}})
@@ -198,10 +270,10 @@ class Planner:
             if batch["maxSize"] == 1:
                 state.run_id = None
             self._outcome(stored, {"functionId": function_id, "outcome": "batched", "runId": run.run_id})
-            return
+            return run
         if not self._rate_ok(stored, function_id, config):
-            return
-        self._new_run(function_id, config, event, None, None)
+            return None
+        return self._new_run(function_id, config, event, None, None)
 
     def _rate_ok(self, stored: dict[str, Any], function_id: str, config: dict[str, Any]) -> bool:
         option = config.get("rateLimit")
@@ -220,9 +292,13 @@ class Planner:
         event: dict[str, Any],
         due_ms: int | None,
         info: dict[str, Any] | None,
+        *,
+        held: dict[str, Any] | None = None,
     ) -> _NewRun:
         data = _keys_data(event)
-        if throttle := config.get("throttle"):
+        if held is not None:  # a paused function's run: no throttle slot until it is resumed
+            due_ms, info = flow.HELD_MS, {"paused": {"since": held.get("since")}}
+        elif throttle := config.get("throttle"):
             state = self._state_for(function_id, "throttle", throttle, data)
             earliest = self.now_ms if due_ms is None else due_ms
             slot, state.stamps = flow.throttle_slot(
@@ -246,6 +322,12 @@ class Planner:
             info,
         )
         self.new_runs[run.run_id] = run
+        for index, entry in enumerate(config.get("cancelOn") or ()):
+            possible, match = flow.cancel_match(entry.get("match"), data)
+            if possible:
+                timeout = entry.get("timeout")
+                until = None if timeout is None else self.now_ms + timeout
+                self._cancel_rows.append((run.run_id, index, entry["event"], match, until))
         return run
 
     def _merge(self, run_id: str, kind: str, event: dict[str, Any], due: int, info: dict[str, Any]) -> None:
@@ -283,29 +365,30 @@ class Planner:
             token = handed.get(run.run_id)
             if token is None or self.handoff is None:
                 continue
-            retries = self._configs[run.function_id].get("retries")
             self.claims.append(
-                Claim(
+                Claim.build(
                     run_id=run.run_id,
                     token=token,
                     attempt=1,
-                    app_id=self.app_id,
+                    app={**created, "app_id": self.app_id},
                     function_id=run.function_id,
+                    config=self._configs[run.function_id],
                     event=run.event,
-                    url=created["url"],
-                    signing_key=created["signing_key"],
-                    max_attempts=retries + 1 if retries is not None else self.handoff.default_max_attempts,
                     steps={},
                     ready_at=created["ready_at"],
                     db_now=created["db_now"],
-                    lease_deadline=sent + created["lease_left_ms"] / 1000,
-                    previous_key=created["previous_signing_key"],
-                    signature_mode=created["signature_mode"],
+                    lease_left_ms=created["lease_left_ms"],
+                    sent=sent,
+                    default_max_attempts=self.handoff.default_max_attempts,
+                    parent_run_id=run.parent_run_id,
+                    parent_step_id=run.parent_step_id,
                 )
             )
 
     async def _write(self) -> None:
         tx = self.tx
+        for old, new in self.replaced:  # singleton mode cancel: the active run goes before its successor
+            await cancel_runs(tx, [old], cause("singleton", runId=new))
         if self._state:
             keys = list(self._state)
             states = [self._state[k] for k in keys]
@@ -340,9 +423,24 @@ class Planner:
                 [handed.get(r.run_id) for r in runs],
                 self.handoff.worker if self.handoff else None,
                 self.handoff.lease_ms if self.handoff else 0,
+                [r.parent_run_id for r in runs],
+                [r.parent_step_id for r in runs],
             )
             assert created is not None
+            for run in runs:
+                tx.changed(self.app_id, "runs", run.run_id)
             self._make_claims(runs, handed, created, sent)
+            rows = [c for c in self._cancel_rows if c[0] in self.new_runs]
+            if rows:
+                await tx.execute(
+                    "run_cancels_add",
+                    self.app_id,
+                    [c[0] for c in rows],
+                    [c[1] for c in rows],
+                    [c[2] for c in rows],
+                    [None if c[3] is None else _json(c[3]) for c in rows],
+                    [None if c[4] is None else _at(c[4]) for c in rows],
+                )
         if self.merges:
             ids = list(self.merges)
             merges = [self.merges[i] for i in ids]

@@ -12,7 +12,8 @@ from typing import Any
 from durable.core.ids import new_id
 from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
-from durable.engine.execution import Claim
+from durable.engine.cancel import cancel_runs, cause
+from durable.engine.claim import Claim
 from durable.engine.flow import Handoff, Planner
 from durable.engine.nonces import record_nonce
 from durable.store.db import Conn, Database
@@ -48,6 +49,7 @@ async def store_events(
     Returns the events' ids and the runs handed off to `handoff`'s worker."""
     ids = [e["id"] or new_id() for e in events]
     claims: list[Claim] = []
+    tx.changed(app_id, "events")
     names = [e["name"] for e in events]
     # The database clock (durable_now()): flow-control windows and due times are compared with it.
     now_ms: int = await tx.fetchval("event_lock_names", app_id, sorted(set(names)))
@@ -63,6 +65,13 @@ async def store_events(
             function_id,
         )
     ]
+    keys = {i: e["idempotencyKey"] for i, e in zip(ids, events, strict=True) if "idempotencyKey" in e}
+    if keys:
+        for row in stored:
+            if row["id"] in keys:
+                row["idempotencyKey"] = keys[row["id"]]
+    if any(row["cancels"] for row in stored):
+        await cancel_matching(tx, stored)
     if any(row["functions"] for row in stored):
         planner = Planner(tx, app_id, now_ms, handoff)
         await planner.plan(stored)
@@ -70,6 +79,25 @@ async def store_events(
     if any(row["waits"] for row in stored):
         await resume_waits(tx, stored)
     return ids, claims
+
+
+async def cancel_matching(tx: Conn, events: list[dict[str, Any]]) -> list[str]:
+    """Cancel the active runs whose cancelOn one of `events` matches exactly (the first such event is
+    named as the cause)."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for event in events:
+        for candidate in event["cancels"]:
+            if candidate["runId"] not in chosen and matches(candidate["match"], event["data"]):
+                chosen[candidate["runId"]] = event
+    cancelled: list[str] = []
+    by_event: dict[str, list[str]] = {}
+    for run_id, event in chosen.items():
+        by_event.setdefault(event["id"], []).append(run_id)
+    names = {event["id"]: event["name"] for event in chosen.values()}
+    for event_id, run_ids in by_event.items():
+        why = cause("event", eventId=event_id, eventName=names[event_id])
+        cancelled += await cancel_runs(tx, run_ids, why)
+    return cancelled
 
 
 async def resume_waits(tx: Conn, events: list[dict[str, Any]]) -> int:

@@ -1,22 +1,27 @@
-"""Run management and reads: cancel, rerun (from a step), and the run/step views of the API."""
+"""Run management and reads: cancel, rerun (from a step), and the run/step views of the API, with the
+runs list's `match` (event data) and `output` filters."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
+import orjson
 
+from durable.core.jsonvalue import parse_json, refuse_nul
+from durable.core.match import matches
 from durable.core.times import iso, iso_ms
+from durable.engine.cancel import cancel_runs, cause
 from durable.engine.flow import Planner
 from durable.errors import Conflict, InvalidInput, NotFound
-from durable.store.db import Database
+from durable.store.db import Conn, Database
 
 
 async def cancel(db: Database, run_id: str) -> dict[str, Any]:
     async with db.transaction() as tx:
-        await tx.fetchrow("jobs_lock", run_id)  # the run's mutex first: see the lock order in 0001_init
-        cancelled = await tx.fetchrow("run_cancel", run_id)
-    if cancelled is None:
+        cancelled = await cancel_runs(tx, [run_id], cause("user"))
+    if run_id not in cancelled:
         run = await db.fetchrow("run_get", run_id)
         if run is None:
             raise NotFound(f"no run with id {run_id!r}")
@@ -34,12 +39,22 @@ async def rerun(db: Database, run_id: str, from_step: object = None) -> str:
             raise NotFound(f"no run with id {run_id!r}")
         if from_step is not None and await tx.fetchrow("run_step_exists", run_id, from_step) is None:
             raise InvalidInput(f"fromStep: run {run_id!r} has no step {from_step!r}")
-        function = await tx.fetchrow("function_get", source["app_id"], source["function_id"])
-        planner = Planner(tx, source["app_id"], await tx.fetchval("clock_now_ms"))
-        config = function["config"] if function is not None else {}
-        new_id = await planner.add_run(source["function_id"], config, source["event"], rerun_of=run_id)
-        if from_step is not None:
-            await tx.execute("run_copy_steps", run_id, new_id, from_step)
+        return await rerun_in(tx, source, from_step)
+
+
+async def rerun_in(tx: Conn, source: Mapping[str, Any], from_step: str | None = None) -> str:
+    """In `tx`, start a new run of `source`'s function and event (`source` has id, app_id, function_id
+    and event); with `from_step` (a step of that run), memoize the completed steps before it. The one
+    place a rerun creates its run: a single rerun and a bulk rerun both come here."""
+    function = await tx.fetchrow("function_for_invoke", source["app_id"], source["function_id"])
+    planner = Planner(tx, source["app_id"], await tx.fetchval("clock_now_ms"))
+    config = function["config"] if function is not None else {}
+    paused = function["paused"] if function is not None else None  # a paused function's rerun is held
+    new_id = await planner.add_run(
+        source["function_id"], config, source["event"], rerun_of=source["id"], paused=paused
+    )
+    if from_step is not None:
+        await tx.execute("run_copy_steps", source["id"], new_id, from_step)
     return new_id
 
 
@@ -54,6 +69,8 @@ def run_view(row: asyncpg.Record) -> dict[str, Any]:
         "output": row["output"] if "output" in row.keys() else None,
         "error": _error_view(row["error"]),
         "flow": flow_view(row),
+        "parentRunId": row["parent_run_id"],
+        "cancelledBy": row["cancelled_by"],
         "createdAt": iso(row["created_at"]),
         "startedAt": iso(row["started_at"]),
         "endedAt": iso(row["ended_at"]),
@@ -123,12 +140,22 @@ async def get_run(db: Database, run_id: str) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"no run with id {run_id!r}")
         steps = await conn.fetch("run_steps", run_id)
+        children = await conn.fetch("run_children", run_id)
     view = run_view(row)
     view["event"] = row["event"]
     view["rerunOf"] = row["rerun_of"]
     view["retry"] = retry_view(row)
     view["errors"] = errors_view(row["errors"])
     view["steps"] = [step_view(s) for s in steps]
+    view["children"] = [
+        {
+            "runId": c["id"],
+            "functionId": c["function_id"],
+            "stepId": c["parent_step_id"],
+            "status": c["status"],
+        }
+        for c in children
+    ]
     return view
 
 
@@ -145,14 +172,85 @@ async def list_runs(
     activity: str | None,
     cursor: str | None,
     limit: int,
+    match: str | None = None,
+    output: str | None = None,
 ) -> dict[str, Any]:
+    """A page of runs, newest first. `match` (the query parameter's JSON text: an object) keeps the runs
+    whose event data it is a subset of (`durable.core.match.matches`); `output` (JSON text: any value)
+    those whose output contains it (jsonb `@>`)."""
     if status is not None and status not in RUN_STATUSES:
         raise InvalidInput(f"status: must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
     if activity is not None and activity not in RUN_ACTIVITIES:
         raise InvalidInput(f"activity: must be one of {', '.join(RUN_ACTIVITIES)}, got {activity!r}")
-    rows = await db.fetch("run_list", app_id, status, function_id, activity, cursor, limit + 1)
+    subset = check_match(json_param("match", match), "match") if match is not None else None
+    wanted = None if output is None else orjson.dumps(json_param("output", output)).decode()
+    prefilter = match_prefilter(subset)
+    rows: list[asyncpg.Record] = []
+    after = cursor
+    while True:  # the SQL filter is a superset of `matches`: read on until the page is full
+        chunk = await db.fetch(
+            "run_list", app_id, status, function_id, activity, after, limit + 1, prefilter, wanted
+        )
+        rows.extend(r for r in chunk if prefilter is None or matches(subset, r["match_data"]))
+        if prefilter is None or len(rows) > limit or len(chunk) <= limit:
+            break
+        after = chunk[-1]["id"]
     items = [run_view(r) for r in rows[:limit]]
     return {"items": items, "nextCursor": items[-1]["id"] if len(rows) > limit else None}
+
+
+def json_param(name: str, text: str) -> Any:
+    """A query parameter holding JSON, decoded, or a 400 naming the parameter."""
+    try:
+        value = parse_json(text.encode())
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc.message}") from None
+    refuse_nul(value, name)
+    return value
+
+
+def check_match(value: object, field: str) -> dict[str, Any] | None:
+    """A `match` filter: a JSON object (a subset of event.data), or null for none."""
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInput(f"{field}: must be a JSON object (a subset of the event's data)")
+    return value
+
+
+# Integers beyond 2^53 and the floats equal to them compare exactly in Python but by their decimal text
+# in jsonb (the float 2.0**62 is stored as 4.611686018427388e18), so the SQL pre-filter leaves them out.
+_EXACT = 2**53
+
+
+def match_prefilter(match: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What SQL can check of `match` with jsonb `@>`: a necessary condition for `matches(match, data)`
+    (arrays and numbers aside, jsonb containment agrees with it; arrays it checks more loosely), so the
+    exact check in Python keeps every run SQL returns that matches. None: no SQL filter (no match, or
+    `{}`, which matches any data, an object or not)."""
+    if not match:
+        return None
+    return _containable(match)
+
+
+def _containable(match: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in match.items():
+        if isinstance(value, dict):
+            kept[key] = _containable(value)
+        elif _exact_in_jsonb(value):
+            kept[key] = value
+    return kept
+
+
+def _exact_in_jsonb(value: object) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int | float):
+        return abs(value) < _EXACT
+    if isinstance(value, list):
+        return all(_exact_in_jsonb(v) for v in value)
+    if isinstance(value, dict):
+        return all(_exact_in_jsonb(v) for v in value.values())
+    return False
 
 
 async def list_events(db: Database, app_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:

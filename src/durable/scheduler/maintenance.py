@@ -31,6 +31,7 @@ async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
                 await db.execute("metrics_prune")
                 await db.execute("signature_nonces_prune")  # replay window: 10 minutes
                 await db.execute("sessions_prune")  # expired sign-ins: already refused, now deleted
+                await db.execute("flow_keys_prune")  # idempotency (24 h), ended singletons, cancelOn
                 last_prune = time.monotonic()
         except RETRYABLE as exc:  # Postgres restarting or away: try again later
             log.warning("maintenance failed: %s", exc)

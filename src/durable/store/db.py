@@ -8,7 +8,7 @@ through orjson.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -67,11 +67,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+Change = tuple[str, str, str | None]
+"""What a transaction changed, for the live dashboard: (app id, kind, run id or None)."""
+
+
 class Conn:
-    """A connection that runs named queries."""
+    """A connection that runs named queries; in a transaction it also collects what changed
+    (`changed`), published by `Database.transaction` once the transaction has committed."""
 
     def __init__(self, raw: asyncpg.Connection) -> None:
         self.raw = raw
+        self.changes: list[Change] = []
+
+    def changed(self, app_id: str, kind: str, run_id: str | None = None) -> None:
+        """Record a change this transaction makes; it is announced after the commit, never before or
+        when the transaction rolls back."""
+        self.changes.append((app_id, kind, run_id))
 
     async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         return await self.raw.fetch(sql(name), *args)  # type: ignore[no-any-return]
@@ -92,6 +103,8 @@ class Database:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._clock_offset_ms = 0
+        # Where committed changes go (engine/changes.py ChangeFeed.touch, set by the process assembly).
+        self.on_change: Callable[[str, str, str | None], None] | None = None
 
     async def set_clock_offset(self, ms: int) -> None:
         """For tests: set the database clock (`durable_now()`, migration 0007) `ms` milliseconds ahead
@@ -145,8 +158,18 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        async with self.pool.acquire() as raw, raw.transaction():
-            yield Conn(raw)
+        async with self.pool.acquire() as raw:
+            conn = Conn(raw)
+            async with raw.transaction():
+                yield conn
+        if conn.changes and self.on_change is not None:  # committed: announce what it changed
+            for change in conn.changes:
+                self.on_change(*change)
+
+    def changed(self, app_id: str, kind: str, run_id: str | None = None) -> None:
+        """Announce a change a single statement (autocommitted) has just made."""
+        if self.on_change is not None:
+            self.on_change(app_id, kind, run_id)
 
     async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         async with self.pool.acquire() as raw:

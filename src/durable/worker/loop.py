@@ -12,7 +12,8 @@ import logging
 import os
 import socket
 
-from durable.engine.execution import Claim, Executor, Outcome, Timing
+from durable.engine.claim import Claim
+from durable.engine.execution import Executor, Outcome, Timing
 from durable.engine.flow import Handoff
 from durable.errors import InvokeError
 from durable.metrics import INVOKE_SECONDS, INVOKES, RUNS_ENDED

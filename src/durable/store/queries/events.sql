@@ -11,7 +11,8 @@ FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended
 -- name: event_store
 -- Store a list of events (all-or-nothing, in one transaction after event_lock_names), skipping ids
 -- seen in the last 24 h. Returns each stored event with the functions it triggers (or only function
--- $6: a cron occurrence, or "run function" from the dashboard) and the waits it may resolve. event_lock_names ran in an earlier statement,
+-- $6: a cron occurrence, or "run function" from the dashboard), the waits it may resolve and the runs
+-- it may cancel (cancelOn). event_lock_names ran in an earlier statement,
 -- so this statement's snapshot holds every wait committed before the lock. `@>` pre-filters waits (it
 -- treats arrays as sets); the exact subset match is checked in Python.
 WITH input AS (
@@ -31,13 +32,18 @@ WITH input AS (
     RETURNING seq, id, name, data, ts
 )
 SELECT s.seq, s.id, s.name, s.data, s.ts,
-       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config) ORDER BY f.id), '[]')
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config, 'paused', f.paused)
+                                  ORDER BY f.id), '[]')
         FROM functions f
         WHERE f.app_id = $1 AND CASE WHEN $6::text IS NULL THEN f.trigger_event = s.name ELSE f.id = $6 END)
        AS functions,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', w.run_id, 'match', w.match)), '[]')
         FROM waits w
-        WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits
+        WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', c.run_id, 'match', c.match)), '[]')
+        FROM run_cancels c
+        WHERE c.app_id = $1 AND c.event_name = s.name AND (c.match IS NULL OR s.data @> c.match)
+          AND (c.until IS NULL OR c.until > durable_now())) AS cancels
 FROM stored s
 ORDER BY s.seq;  -- input order: the first matching event of a list wins a wait
 

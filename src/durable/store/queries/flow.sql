@@ -30,21 +30,25 @@ WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.
 -- lease token ($12) is handed straight to a worker of the ingesting process (claimed by $13 with a
 -- lease of $14 ms): it starts executing without a trip through the queue. Others wake the workers.
 -- A workspace with a cap (apps.max_concurrency) gets no hand-off (`handed_off` false): its runs are
--- counted under its lock, at claim.
+-- counted under its lock, at claim. $15/$16: the parent run and its invoke step of a run started by
+-- step.invoke (null otherwise).
 WITH app AS (
     SELECT max_concurrency IS NULL AS handed_off FROM apps WHERE id = $1
 ), input AS (
     SELECT i.run_id, i.function_id, i.event_id, i.event, i.due, i.priority, i.gate, i.gate_limit, i.flow,
-           i.rerun_of, CASE WHEN (SELECT handed_off FROM app) THEN i.token END AS token
+           i.rerun_of, CASE WHEN (SELECT handed_off FROM app) THEN i.token END AS token,
+           i.parent_run_id, i.parent_step_id
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[],
-                $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[])
-         AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of, token)
+                $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[], $15::text[], $16::text[])
+         AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of, token,
+               parent_run_id, parent_step_id)
 ), r AS (
-    INSERT INTO runs (id, app_id, function_id, event_id, event, activity, flow, rerun_of, started_at)
+    INSERT INTO runs (id, app_id, function_id, event_id, event, activity, flow, rerun_of, started_at,
+                      parent_run_id, parent_step_id)
     SELECT run_id, $1, function_id, event_id, event::jsonb,
            CASE WHEN token IS NOT NULL THEN 'executing'
                 WHEN coalesce(due, durable_now()) <= durable_now() THEN 'queued' ELSE 'scheduled' END,
-           flow::jsonb, rerun_of, CASE WHEN token IS NOT NULL THEN durable_now() END
+           flow::jsonb, rerun_of, CASE WHEN token IS NOT NULL THEN durable_now() END, parent_run_id, parent_step_id
     FROM input
 ), j AS (
     INSERT INTO jobs (run_id, app_id, available_at, ready_at, priority, gate, gate_limit, lease_token, claimed_by)
@@ -87,3 +91,14 @@ RETURNING j.run_id, pg_notify('durable_jobs', '');
 UPDATE events e SET outcomes = i.outcomes::jsonb
 FROM unnest($2::bigint[], $3::text[]) AS i (seq, outcomes)
 WHERE e.app_id = $1 AND e.seq = i.seq;
+
+-- name: run_cancels_add
+-- cancelOn rows of new runs: the event name, the subset of its data that cancels, the deadline.
+INSERT INTO run_cancels (run_id, idx, app_id, event_name, match, until)
+SELECT i.run_id, i.idx, $1, i.event_name, i.match::jsonb, i.until
+FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::timestamptz[])
+     AS i (run_id, idx, event_name, match, until);
+
+-- name: runs_active_among
+-- Which of these runs are still active (a singleton key's run).
+SELECT id FROM runs WHERE id = ANY($1::text[]) AND status = 'active';

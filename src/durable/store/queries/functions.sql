@@ -12,7 +12,7 @@ SET name = EXCLUDED.name, trigger_event = EXCLUDED.trigger_event, trigger_cron =
     config = EXCLUDED.config, updated_at = now();
 
 -- name: function_list
-SELECT id, name, trigger_event, trigger_cron, config, updated_at
+SELECT id, name, trigger_event, trigger_cron, config, updated_at, paused
 FROM functions WHERE app_id = $1 ORDER BY id;
 
 -- name: function_get

@@ -104,7 +104,7 @@ WITH RECURSIVE job_apps (app_id) AS (
     UPDATE runs r
     SET activity = 'executing', started_at = coalesce(r.started_at, durable_now())
     FROM claimed c WHERE r.id = c.run_id AND r.status = 'active'
-    RETURNING r.id, r.function_id, r.event
+    RETURNING r.id, r.function_id, r.event, r.parent_run_id, r.parent_step_id
 )
 SELECT p.lock_gates, p.lock_apps, p.trimmed, x.*
 FROM pending p
@@ -113,8 +113,17 @@ LEFT JOIN (
            a.previous_signing_key, a.signature_mode,
            f.config, clock_timestamp() AS now, c.ready_at,
            (extract(epoch FROM c.lease_until - durable_clock()) * 1000)::int AS lease_left_ms,
+           r.parent_run_id, r.parent_step_id,
+           -- invoke steps still pending on a child; only a run that was parked waiting can have them
+           CASE WHEN r0.activity = 'waiting' THEN
+               (SELECT count(*) FROM steps s WHERE s.run_id = c.run_id AND s.type = 'invoke' AND s.status = 'waiting')
+           ELSE 0 END AS pending_invokes,
+           -- the memo (docs/protocol.md); the same shape as run_memo, which cannot see this statement's
+           -- completed sleeps and timed-out waits
            (SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
-                       'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)), '{}')
+                       'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)
+                       || CASE WHEN s.type = 'invoke' AND s.error IS NOT NULL
+                               THEN jsonb_build_object('error', s.error) ELSE '{}' END), '{}')
             FROM steps s
             WHERE s.run_id = c.run_id
               AND (s.status IN ('completed', 'sleeping')
@@ -122,6 +131,7 @@ LEFT JOIN (
            AS steps
     FROM claimed c
     JOIN started r ON r.id = c.run_id
+    JOIN runs r0 ON r0.id = c.run_id  -- as before this statement: what the run was doing
     JOIN apps a ON a.id = c.app_id
     LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id
 ) AS x ON true;
@@ -164,3 +174,32 @@ WHERE run_id = $1 AND lease_token = $2;
 -- name: jobs_lock
 -- Lock a run's job row: the run's mutex. Every transaction that changes a run takes it first.
 SELECT run_id, lease_token FROM jobs WHERE run_id = $1 FOR UPDATE;
+
+-- name: run_memo
+-- A claimed run's memo read afresh (fenced on its lease): after an invoke step it reported pending had
+-- resolved meanwhile, or after its invoke deadlines passed. Same shape as in jobs_claim.
+SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_object(
+           'type', s.type, 'data', CASE WHEN s.status = 'completed' THEN s.output END)
+           || CASE WHEN s.type = 'invoke' AND s.error IS NOT NULL
+                   THEN jsonb_build_object('error', s.error) ELSE '{}' END), '{}') AS steps
+FROM jobs j JOIN steps s ON s.run_id = j.run_id
+WHERE j.run_id = $1 AND j.lease_token = $2 AND s.status = 'completed';
+
+-- name: invoke_timeouts
+-- Invoke steps of a claimed run whose deadline passed complete with a `timeout` error (fenced on the
+-- lease, the job locked first: a child ending at the same moment either resolved the step before, or
+-- finds it no longer pending). Returns how many timed out.
+WITH lease AS (
+    SELECT run_id FROM jobs WHERE run_id = $1 AND lease_token = $2 FOR UPDATE
+), s AS (
+    UPDATE steps s
+    SET status = 'completed', output = NULL, ended_at = durable_now(),
+        queued_ms = (extract(epoch FROM durable_now() - s.started_at) * 1000)::int,
+        error = jsonb_build_object(
+            'message', 'the invoked run did not end before the timeout', 'reason', 'timeout',
+            'runId', s.child_run_id, 'functionId', (SELECT function_id FROM runs WHERE id = s.child_run_id))
+    FROM lease
+    WHERE s.run_id = lease.run_id AND s.type = 'invoke' AND s.status = 'waiting' AND s.until <= durable_now()
+    RETURNING s.id
+)
+SELECT count(*) AS timed_out FROM s;

@@ -2,6 +2,8 @@
 -- The handler returned: the run ends and its job goes (freeing its concurrency slot: wake claimers).
 WITH lease AS (
     DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, gate
+), cancels AS (
+    DELETE FROM run_cancels c USING lease WHERE c.run_id = lease.run_id
 )
 UPDATE runs r SET status = 'completed', activity = NULL, output = $3, error = NULL, ended_at = durable_now()
 FROM lease WHERE r.id = lease.run_id
@@ -13,6 +15,8 @@ RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', 
 -- the run's (the last 50); the run waits on no retry any more.
 WITH lease AS (
     DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, attempt, gate
+), cancels AS (
+    DELETE FROM run_cancels c USING lease WHERE c.run_id = lease.run_id
 ), entry AS (
     SELECT run_id, attempt, gate,
            jsonb_build_object('attempt', attempt, 'message', $4::jsonb ->> 'message',
@@ -36,26 +40,11 @@ SET status = 'failed', activity = NULL, error = $4, ended_at = durable_now(), re
 FROM entry WHERE r.id = entry.run_id
 RETURNING r.id, CASE WHEN entry.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
 
--- name: run_cancel
--- Cancel an active run; call after jobs_lock so a worker mid-invoke loses its lease cleanly.
-WITH r AS (
-    UPDATE runs SET status = 'cancelled', activity = NULL, ended_at = durable_now()
-    WHERE id = $1 AND status = 'active'
-    RETURNING id
-), j AS (
-    DELETE FROM jobs USING r WHERE jobs.run_id = r.id
-), w AS (
-    DELETE FROM waits USING r WHERE waits.run_id = r.id
-), s AS (
-    UPDATE steps SET status = 'failed', ended_at = durable_now(), error = '{"message": "cancelled"}'
-    FROM r WHERE steps.run_id = r.id AND steps.status IN ('sleeping', 'waiting', 'retrying')
-)
-SELECT id FROM r;
-
 -- name: run_get
 -- A run, with its concurrency gate's load when it has a job in a gate.
 SELECT r.id, r.app_id, r.function_id, r.event_id, r.event, r.status, r.activity, r.output, r.error,
        r.retry, r.errors, r.rerun_of, r.flow, r.created_at, r.started_at, r.ended_at, j.gate_limit, j.available_at,
+       r.parent_run_id, r.parent_step_id, r.cancelled_by,
        (SELECT count(*) FROM jobs g
         WHERE g.gate = j.gate AND g.lease_token IS NOT NULL AND g.available_at > durable_now()) AS gate_running
 FROM runs r LEFT JOIN jobs j ON j.run_id = r.id
@@ -66,13 +55,18 @@ SELECT id, type, status, attempts, output, error, errors, queued_ms, app_ms, sta
 FROM steps WHERE run_id = $1 ORDER BY seq;
 
 -- name: run_list
-SELECT id, app_id, function_id, event_id, status, activity, error, flow, created_at, started_at, ended_at
+-- $7: a pre-filter of a `match` on event.data (jsonb @>; the caller checks `matches` exactly on
+-- match_data); $8: JSON text the output must contain (@>), null for no output filter.
+SELECT id, app_id, function_id, event_id, status, activity, error, flow, created_at, started_at, ended_at,
+       parent_run_id, cancelled_by, CASE WHEN $7::jsonb IS NOT NULL THEN event -> 'data' END AS match_data
 FROM runs
 WHERE app_id = $1
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR function_id = $3)
   AND ($4::text IS NULL OR activity = $4)
   AND ($5::text IS NULL OR id < $5)
+  AND ($7::jsonb IS NULL OR event -> 'data' @> $7::jsonb)
+  AND ($8::text IS NULL OR output @> $8::text::jsonb)
 ORDER BY id DESC
 LIMIT $6;
 
