@@ -22,7 +22,7 @@ import asyncpg
 from durable.core.match import matches
 from durable.core.times import iso_ms
 from durable.engine.cancel import cancel_runs, cause
-from durable.engine.runs import RUN_STATUSES, check_match, match_prefilter, rerun_in
+from durable.engine.runs import RUN_STATUSES, check_match, match_prefilter, rerun_many
 from durable.errors import InvalidInput, NotFound
 from durable.store.db import Conn, Database
 
@@ -219,5 +219,5 @@ async def bulk_rerun(db: Database, app_id: str, request: BulkRequest) -> tuple[i
             return len(await select_runs(conn, app_id, request.filter)), []
     async with db.transaction() as tx:
         sources = await select_runs(tx, app_id, request.filter)
-        started = [await rerun_in(tx, source) for source in sources]
+        started = await rerun_many(tx, app_id, sources)
     return len(started), started

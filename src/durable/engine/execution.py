@@ -24,7 +24,7 @@ from durable.core.match import matches
 from durable.engine.cancel import child_error, resolve_parent
 from durable.engine.changes import ChangeFeed
 from durable.engine.claim import Claim
-from durable.engine.flow import Planner
+from durable.engine.flow import Planner, Start
 from durable.engine.group_commit import StepRow, StepWriter
 from durable.engine.ingest import store_events
 from durable.errors import InvalidInput
@@ -378,6 +378,8 @@ class Executor:
                 r["id"]: r for r in await tx.fetch("steps_of", claim.run_id, [op["id"] for op in stored])
             }
             pending = stale = 0
+            steps: list[StepOp] = []
+            invokes: list[InvokeOp] = []
             for op in stored:
                 known = prior.get(op["id"])
                 if known is not None:
@@ -391,17 +393,20 @@ class Executor:
                         pending += 1  # reported again while its child runs: nothing to start
                     else:
                         stale += 1
-                    continue
-                if op["op"] == "step":
-                    await self._store_step(tx, claim, op, outputs[op["id"]], timing)
+                elif op["op"] == "step":
+                    steps.append(op)
                     memo[op["id"]] = {"type": "run", "data": op["data"]}
                 elif op["op"] == "send":
                     ids = await self._send(tx, claim, op, timing)
                     memo[op["id"]] = {"type": "send", "data": ids}
-                elif resolved := await self._start_child(tx, claim, op, held["now_ms"], timing):
-                    memo[op["id"]] = resolved
                 else:
-                    pending += 1
+                    invokes.append(op)
+            if steps:
+                await self._store_steps(tx, claim, steps, outputs, timing)
+            if invokes:
+                resolved = await self._start_children(tx, claim, invokes, held["now_ms"], timing)
+                memo.update(resolved)
+                pending += len(invokes) - len(resolved)
             # Park only when the answer made no progress besides invokes now pending: a step, a send, or an
             # invoke resolved at once means the replay can go further (Promise.race past a pending child).
             park = error is None and pending > 0 and stale == 0 and not memo
@@ -421,18 +426,22 @@ class Executor:
         claim.db_now = held["now"]
         return Outcome.CONTINUE
 
-    async def _store_step(self, tx: Conn, claim: Claim, op: StepOp, output: str, timing: Timing) -> None:
+    async def _store_steps(
+        self, tx: Conn, claim: Claim, ops: list[StepOp], outputs: dict[str, str], timing: Timing
+    ) -> None:
+        """The results of a parallel answer's new steps, in one statement."""
+        n = len(ops)
         await tx.fetch(
             "steps_complete_many",
-            [claim.run_id],
-            [claim.token],
-            [op["id"]],
-            [claim.attempt],
-            [output],
-            [_ms_between(claim.ready_at, timing.started_at)],
-            [timing.app_ms],
-            [timing.started_at],
-            [timing.ended_at],
+            [claim.run_id] * n,
+            [claim.token] * n,
+            [op["id"] for op in ops],
+            [claim.attempt] * n,
+            [outputs[op["id"]] for op in ops],
+            [_ms_between(claim.ready_at, timing.started_at)] * n,
+            [timing.app_ms] * n,
+            [timing.started_at] * n,
+            [timing.ended_at] * n,
         )
 
     async def _send(self, tx: Conn, claim: Claim, op: SendOp, timing: Timing) -> list[str]:
@@ -453,43 +462,61 @@ class Executor:
         )
         return ids
 
-    async def _start_child(
-        self, tx: Conn, claim: Claim, op: InvokeOp, now_ms: int, timing: Timing
-    ) -> dict[str, Any] | None:
-        """Start the run an invoke op asks for; None when it is pending, else the step's memo (resolved
-        at once: no such function)."""
-        function = await tx.fetchrow("function_for_invoke", claim.app_id, op["function"])
-        if function is None:
-            error = child_error(
-                f"no function {op['function']!r} in this workspace", "not_found", None, op["function"]
+    async def _start_children(
+        self, tx: Conn, claim: Claim, ops: list[InvokeOp], now_ms: int, timing: Timing
+    ) -> dict[str, Any]:
+        """Start the runs invoke ops ask for (one planner, one write) and store their pending steps.
+        Returns the memo of those resolved at once (no such function); the others are pending."""
+        functions = {}
+        for function_id in {op["function"] for op in ops}:
+            functions[function_id] = await tx.fetchrow("function_for_invoke", claim.app_id, function_id)
+        resolved: dict[str, Any] = {}
+        starts: list[tuple[InvokeOp, Start]] = []
+        for op in ops:
+            function = functions[op["function"]]
+            if function is None:
+                message = f"no function {op['function']!r} in this workspace"
+                error = child_error(message, "not_found", None, op["function"])
+                await tx.execute(
+                    "step_store",
+                    claim.run_id,
+                    op["id"],
+                    "invoke",
+                    None,
+                    error,
+                    claim.attempt,
+                    _ms_between(claim.ready_at, timing.started_at),
+                    timing.app_ms,
+                    timing.started_at,
+                    timing.ended_at,
+                )
+                resolved[op["id"]] = {"type": "invoke", "data": None, "error": error}
+                continue
+            event = {"id": new_id(), "name": INVOKED_EVENT, "data": op["data"], "ts": now_ms}
+            parent = (claim.run_id, op["id"])
+            starts.append(
+                (
+                    op,
+                    Start(
+                        op["function"], function["config"], event, parent=parent, paused=function["paused"]
+                    ),
+                )
             )
+        if starts:
+            children = await Planner(tx, claim.app_id, now_ms).add_runs([start for _, start in starts])
             await tx.execute(
-                "step_store",
+                "steps_invoke_pending",
                 claim.run_id,
-                op["id"],
-                "invoke",
-                None,
-                error,
+                [op["id"] for op, _ in starts],
+                children,
+                [
+                    None if op["until_ms"] is None else datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
+                    for op, _ in starts
+                ],
                 claim.attempt,
-                _ms_between(claim.ready_at, timing.started_at),
                 timing.app_ms,
-                timing.started_at,
-                timing.ended_at,
             )
-            return {"type": "invoke", "data": None, "error": error}
-        event = {"id": new_id(), "name": INVOKED_EVENT, "data": op["data"], "ts": now_ms}
-        child = await Planner(tx, claim.app_id, now_ms).add_run(
-            op["function"],
-            function["config"],
-            event,
-            parent=(claim.run_id, op["id"]),
-            paused=function["paused"],
-        )
-        until = None if op["until_ms"] is None else datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
-        await tx.execute(
-            "step_invoke_pending", claim.run_id, op["id"], child, until, claim.attempt, timing.app_ms
-        )
-        return None
+        return resolved
 
     async def _done(self, claim: Claim, op: DoneOp) -> Outcome:
         to_json_text(op["data"], "the run's output")  # refuses what the store cannot hold, by name

@@ -79,6 +79,18 @@ class _Merge:
 
 
 @dataclass(frozen=True)
+class Start:
+    """A run to create outside any event flow: its function, options, event, and where it comes from."""
+
+    function_id: str
+    config: dict[str, Any]
+    event: dict[str, Any]
+    rerun_of: str | None = None
+    parent: tuple[str, str] | None = None  # (run, invoke step) of a run started by step.invoke
+    paused: dict[str, Any] | None = None  # the function's pause: the run is held
+
+
+@dataclass(frozen=True)
 class Handoff:
     """Up to `capacity` new runs due now and outside any concurrency gate are claimed for `worker`
     inside the ingest transaction and returned as claims, to be driven at once by that process.
@@ -138,15 +150,31 @@ class Planner:
     ) -> str:
         """A run outside any event flow (a rerun, an invoked child, a failure handler): throttle, gate,
         priority and cancelOn only; held when the function is paused. `parent`: (run, invoke step)."""
-        if throttle := config.get("throttle"):  # its start takes a throttle slot: lock that row first
-            keyed = {"data": _keys_data(event)}
-            await self._lock_state([(keyed, {"id": function_id, "config": {"throttle": throttle}})])
-        run = self._new_run(function_id, config, event, None, None, held=paused)
-        run.rerun_of = rerun_of
-        if parent is not None:
-            run.parent_run_id, run.parent_step_id = parent
+        [run_id] = await self.add_runs([Start(function_id, config, event, rerun_of, parent, paused)])
+        return run_id
+
+    async def add_runs(self, starts: list[Start]) -> list[str]:
+        """Several runs outside any event flow (a bulk rerun), their throttle rows locked together in key
+        order (as an ingest locks them), in one write."""
+        throttled = [
+            (
+                {"data": _keys_data(s.event)},
+                {"id": s.function_id, "config": {"throttle": s.config["throttle"]}},
+            )
+            for s in starts
+            if s.config.get("throttle")
+        ]
+        if throttled:  # a start takes a throttle slot: lock those rows first
+            await self._lock_state(throttled)
+        ids = []
+        for start in starts:
+            run = self._new_run(start.function_id, start.config, start.event, None, None, held=start.paused)
+            run.rerun_of = start.rerun_of
+            if start.parent is not None:
+                run.parent_run_id, run.parent_step_id = start.parent
+            ids.append(run.run_id)
         await self._write()
-        return run.run_id
+        return ids
 
     async def _lock_state(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         needed = sorted(

@@ -3,7 +3,7 @@ runs list's `match` (event data) and `output` filters."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -13,7 +13,7 @@ from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.core.match import matches
 from durable.core.times import iso, iso_ms
 from durable.engine.cancel import cancel_runs, cause
-from durable.engine.flow import Planner
+from durable.engine.flow import Planner, Start
 from durable.errors import Conflict, InvalidInput, NotFound
 from durable.store.db import Conn, Database
 
@@ -44,18 +44,29 @@ async def rerun(db: Database, run_id: str, from_step: object = None) -> str:
 
 async def rerun_in(tx: Conn, source: Mapping[str, Any], from_step: str | None = None) -> str:
     """In `tx`, start a new run of `source`'s function and event (`source` has id, app_id, function_id
-    and event); with `from_step` (a step of that run), memoize the completed steps before it. The one
-    place a rerun creates its run: a single rerun and a bulk rerun both come here."""
-    function = await tx.fetchrow("function_for_invoke", source["app_id"], source["function_id"])
-    planner = Planner(tx, source["app_id"], await tx.fetchval("clock_now_ms"))
-    config = function["config"] if function is not None else {}
-    paused = function["paused"] if function is not None else None  # a paused function's rerun is held
-    new_id = await planner.add_run(
-        source["function_id"], config, source["event"], rerun_of=source["id"], paused=paused
-    )
+    and event); with `from_step` (a step of that run), memoize the completed steps before it."""
+    [new_id] = await rerun_many(tx, source["app_id"], [source])
     if from_step is not None:
         await tx.execute("run_copy_steps", source["id"], new_id, from_step)
     return new_id
+
+
+async def rerun_many(tx: Conn, app_id: str, sources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """In `tx`, a new run of each source's function and event, in one planner (throttle rows locked in
+    key order, one write); a paused function's reruns are held. The one place a rerun creates its run."""
+    functions: dict[str, Any] = {}
+    for function_id in {s["function_id"] for s in sources}:
+        functions[function_id] = await tx.fetchrow("function_for_invoke", app_id, function_id)
+    starts = []
+    for source in sources:
+        function = functions[source["function_id"]]
+        config = function["config"] if function is not None else {}
+        paused = function["paused"] if function is not None else None
+        starts.append(
+            Start(source["function_id"], config, source["event"], rerun_of=source["id"], paused=paused)
+        )
+    planner = Planner(tx, app_id, await tx.fetchval("clock_now_ms"))
+    return await planner.add_runs(starts)
 
 
 def run_view(row: asyncpg.Record) -> dict[str, Any]:

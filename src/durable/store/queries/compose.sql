@@ -84,10 +84,11 @@ INSERT INTO steps (run_id, id, type, status, attempts, output, error, queued_ms,
 VALUES ($1, $2, $3, 'completed', $6, $4, $5, $7, $8, $9, $10)
 ON CONFLICT (run_id, id) DO NOTHING;
 
--- name: step_invoke_pending
--- An invoke step waiting on its child run $3 until $4 (null: no timeout).
+-- name: steps_invoke_pending
+-- Invoke steps $2 waiting on their child runs $3 until $4 (null: no timeout).
 INSERT INTO steps (run_id, id, type, status, attempts, child_run_id, until, app_ms, started_at)
-VALUES ($1, $2, 'invoke', 'waiting', $5, $3, $4, $6, durable_now())
+SELECT $1, i.id, 'invoke', 'waiting', $5, i.child, i.until, $6, durable_now()
+FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS i (id, child, until)
 ON CONFLICT (run_id, id) DO NOTHING;
 
 -- name: run_park_invokes
