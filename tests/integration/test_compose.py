@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from typing import Any
 
 import durable_sdk
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.harness import AppServer, Engine, Workspace
 
@@ -492,3 +495,55 @@ async def test_cancelling_a_child_resolves_its_parent_with_a_cancelled_error(eng
         assert (await engine.api.post(f"/api/runs/{child['id']}/cancel")).status_code == 200
         parent = await _one(engine, ws, "mom")
     assert parent["output"] == "cancelled"
+
+
+_KEYS = st.sampled_from(["a", "b", "c"])
+_ARRIVALS = st.lists(st.lists(_KEYS, min_size=1, max_size=4), min_size=1, max_size=5)  # batches of keys
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arrivals=_ARRIVALS)
+async def test_keys_hold_for_any_arrival_order(engine: Engine, arrivals: list[list[str]]) -> None:
+    """Events with keys arriving in any order and any grouping (one POST /e per batch): one run per
+    idempotency key; singleton skip keeps each key's first run; singleton cancel keeps each key's last
+    run active and cancels the others it started. No worker runs, so every run started stays active."""
+    fns = [
+        {"id": "idem", "trigger": {"event": "k"}, "idempotency": "key"},
+        {"id": "skip", "trigger": {"event": "k"}, "singleton": {"key": "key", "mode": "skip"}},
+        {"id": "last", "trigger": {"event": "k"}, "singleton": {"key": "key", "mode": "cancel"}},
+    ]
+    ws = await engine.workspace(f"keys-{uuid.uuid4().hex[:10]}")
+    response = await engine.signed(ws, "/fn/sync", {"url": "http://127.0.0.1:9/app", "functions": fns})
+    assert response.status_code == 200, response.text
+    order = 0
+    for batch in arrivals:
+        events = []
+        for key in batch:
+            events.append({"name": "k", "data": {"key": key, "order": order}})
+            order += 1
+        assert (await engine.signed(ws, "/e", events)).status_code == 200
+    runs = [await engine.run(r["id"]) for r in await engine.runs(ws)]
+    sent = [key for batch in arrivals for key in batch]
+    orders = {key: [i for i, k in enumerate(sent) if k == key] for key in set(sent)}
+
+    def of(fn: str, status: str) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for run in runs:
+            if run["functionId"] == fn and run["status"] == status:
+                found.setdefault(run["event"]["data"]["key"], []).append(run["event"]["data"]["order"])
+        return found
+
+    assert of("idem", "active") == {key: [o[0]] for key, o in orders.items()}
+    assert of("skip", "active") == {key: [o[0]] for key, o in orders.items()}
+    assert of("last", "active") == {key: [o[-1]] for key, o in orders.items()}
+    # A run replaced by a later event of the same POST is never created; each other replaced one is
+    # cancelled.
+    persisted: dict[str, list[int]] = {}
+    order = 0
+    for batch in arrivals:
+        last_in_batch = {key: order + i for i, key in enumerate(batch)}
+        for key, last in last_in_batch.items():
+            persisted.setdefault(key, []).append(last)
+        order += len(batch)
+    cancelled = {key: sorted(v) for key, v in of("last", "cancelled").items()}
+    assert cancelled == {key: p[:-1] for key, p in persisted.items() if len(p) > 1}
