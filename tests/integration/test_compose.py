@@ -279,6 +279,9 @@ async def test_cancel_on_cancels_a_waiting_run_with_the_matching_key_only(engine
         cancelled = await _one(engine, ws, "ship", status="cancelled")
     assert cancelled["event"]["data"] == {"order": {"id": "o1"}}
     assert cancelled["cancelledBy"] == {"kind": "event", "eventId": cancel_id, "eventName": "order.cancelled"}
+    events = (await engine.api.get(f"/api/apps/{ws.id}/events")).json()["items"]
+    [stop] = [e for e in events if e["id"] == cancel_id]
+    assert stop["outcomes"] == [{"outcome": "cancelled", "runId": cancelled["id"]}]  # the events list says so
     [other] = await engine.runs(ws, status="active")
     assert other["id"] != cancelled["id"]
 
@@ -471,6 +474,9 @@ async def test_a_sent_event_resumes_a_waiting_run(engine: Engine) -> None:
         await engine.send(ws, "approve", {"id": 5})
         resumed = await _one(engine, ws, "waiter")
     assert resumed["output"] == {"id": 5, "by": "bot"}
+    events = (await engine.api.get(f"/api/apps/{ws.id}/events")).json()["items"]
+    [approved] = [e for e in events if e["name"] == "approved"]
+    assert approved["outcomes"] == [{"outcome": "resumed", "runId": resumed["id"], "functionId": "waiter"}]
 
 
 async def test_cancelling_a_child_resolves_its_parent_with_a_cancelled_error(engine: Engine) -> None:

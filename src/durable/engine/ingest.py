@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from durable.core.ids import new_id
 from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
@@ -70,20 +72,27 @@ async def store_events(
         for row in stored:
             if row["id"] in keys:
                 row["idempotencyKey"] = keys[row["id"]]
+    effects: dict[int, list[dict[str, Any]]] = {}  # per event seq: runs it resumed or cancelled
     if any(row["cancels"] for row in stored):
-        await cancel_matching(tx, stored)
+        await cancel_matching(tx, stored, effects)
     if any(row["functions"] for row in stored):
         planner = Planner(tx, app_id, now_ms, handoff)
         await planner.plan(stored)
         claims = planner.claims
     if any(row["waits"] for row in stored):
-        await resume_waits(tx, stored)
+        await resume_waits(tx, stored, effects)
+    if effects:
+        seqs = list(effects)
+        outcomes = [orjson.dumps(effects[s]).decode() for s in seqs]
+        await tx.execute("event_outcomes_append", app_id, seqs, outcomes)
     return ids, claims
 
 
-async def cancel_matching(tx: Conn, events: list[dict[str, Any]]) -> list[str]:
+async def cancel_matching(
+    tx: Conn, events: list[dict[str, Any]], effects: dict[int, list[dict[str, Any]]]
+) -> list[str]:
     """Cancel the active runs whose cancelOn one of `events` matches exactly (the first such event is
-    named as the cause)."""
+    named as the cause, and records {outcome: cancelled, runId} in `effects` by its seq)."""
     chosen: dict[str, dict[str, Any]] = {}
     for event in events:
         for candidate in event["cancels"]:
@@ -93,24 +102,38 @@ async def cancel_matching(tx: Conn, events: list[dict[str, Any]]) -> list[str]:
     by_event: dict[str, list[str]] = {}
     for run_id, event in chosen.items():
         by_event.setdefault(event["id"], []).append(run_id)
-    names = {event["id"]: event["name"] for event in chosen.values()}
+    by_id = {event["id"]: event for event in chosen.values()}
     for event_id, run_ids in by_event.items():
-        why = cause("event", eventId=event_id, eventName=names[event_id])
-        cancelled += await cancel_runs(tx, run_ids, why)
+        event = by_id[event_id]
+        done = await cancel_runs(tx, run_ids, cause("event", eventId=event_id, eventName=event["name"]))
+        chosen_here = set(run_ids)
+        for run_id in done:
+            if run_id in chosen_here:  # descendants cancelled with them are the runs' own record
+                effects.setdefault(event["seq"], []).append({"outcome": "cancelled", "runId": run_id})
+        cancelled += done
     return cancelled
 
 
-async def resume_waits(tx: Conn, events: list[dict[str, Any]]) -> int:
-    """Resolve every wait one of `events` matches exactly (the first such event wins)."""
+async def resume_waits(
+    tx: Conn, events: list[dict[str, Any]], effects: dict[int, list[dict[str, Any]]] | None = None
+) -> int:
+    """Resolve every wait one of `events` matches exactly (the first such event wins, and records
+    {outcome: resumed, runId, functionId} in `effects` by its seq)."""
     chosen: dict[str, dict[str, Any]] = {}
     for event in events:
         for wait in event["waits"]:
             if wait["runId"] not in chosen and matches(wait["match"], event["data"]):
-                chosen[wait["runId"]] = {k: event[k] for k in ("id", "name", "data", "ts")}
+                chosen[wait["runId"]] = event
     if not chosen:
         return 0
     run_ids = sorted(chosen)
     await tx.fetch("waits_lock_jobs", run_ids)
-    events_json = [to_json_text(chosen[r], "event") for r in run_ids]
+    keys = ("id", "name", "data", "ts")
+    events_json = [to_json_text({k: chosen[r][k] for k in keys}, "event") for r in run_ids]
     resumed = await tx.fetch("waits_resolve", run_ids, events_json)
+    for row in resumed:
+        tx.changed(row["app_id"], "runs", row["id"])
+        if effects is not None:
+            entry = {"outcome": "resumed", "runId": row["id"], "functionId": row["function_id"]}
+            effects.setdefault(chosen[row["id"]]["seq"], []).append(entry)
     return len(resumed)

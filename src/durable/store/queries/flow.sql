@@ -87,6 +87,12 @@ UPDATE jobs j SET available_at = i.due, ready_at = i.due
 FROM input i WHERE j.run_id = i.run_id
 RETURNING j.run_id, pg_notify('durable_jobs', '');
 
+-- name: event_outcomes_append
+-- What events did besides starting runs (resumed a wait, cancelled a run), after their own outcomes.
+UPDATE events e SET outcomes = e.outcomes || i.outcomes::jsonb
+FROM unnest($2::bigint[], $3::text[]) AS i (seq, outcomes)
+WHERE e.app_id = $1 AND e.seq = i.seq;
+
 -- name: event_outcomes
 UPDATE events e SET outcomes = i.outcomes::jsonb
 FROM unnest($2::bigint[], $3::text[]) AS i (seq, outcomes)

@@ -19,4 +19,4 @@ WITH input AS (
     UPDATE jobs j SET available_at = durable_now(), ready_at = durable_now() FROM gone g WHERE j.run_id = g.run_id
 )
 UPDATE runs r SET activity = 'queued' FROM gone g WHERE r.id = g.run_id
-RETURNING r.id, pg_notify('durable_jobs', '');
+RETURNING r.id, r.app_id, r.function_id, pg_notify('durable_jobs', '');
