@@ -13,12 +13,14 @@ import { RunDrawer } from "./pages/run";
 import { RunsPage } from "./pages/runs";
 import { SignIn } from "./pages/signin";
 import { WorkspacesPage } from "./pages/workspaces";
+import { BookOpen, ChartColumn, House, Play, SquareFunction, Zap } from "lucide";
+import { Icon } from "./components/icon";
 
 const SECTIONS = [
-  { key: "runs", label: "Runs", icon: "▶" },
-  { key: "events", label: "Events", icon: "⚡" },
-  { key: "functions", label: "Functions", icon: "ƒ" },
-  { key: "metrics", label: "Metrics", icon: "▦" },
+  { key: "runs", label: "Runs", icon: Play },
+  { key: "events", label: "Events", icon: Zap },
+  { key: "functions", label: "Functions", icon: SquareFunction },
+  { key: "metrics", label: "Metrics", icon: ChartColumn },
 ] as const;
 type Section = (typeof SECTIONS)[number]["key"];
 
@@ -158,7 +160,10 @@ function Shell({ signOut }: { signOut: (() => Promise<void>) | null }) {
         </Link>
         <nav class="nav">
           <Link href="/" class={`nav-item ${path === "/" ? "is-active" : ""}`} testId="nav-workspaces">
-            <span class="nav-icon">⌂</span>Workspaces
+            <span class="nav-icon">
+              <Icon icon={House} />
+            </span>
+            Workspaces
           </Link>
           {workspace && (
             <div class="nav-group">
@@ -173,7 +178,9 @@ function Shell({ signOut }: { signOut: (() => Promise<void>) | null }) {
                   class={`nav-item ${section === s.key ? "is-active" : ""}`}
                   testId={`nav-${s.key}`}
                 >
-                  <span class="nav-icon">{s.icon}</span>
+                  <span class="nav-icon">
+                    <Icon icon={s.icon} />
+                  </span>
                   {s.label}
                 </Link>
               ))}
@@ -181,6 +188,13 @@ function Shell({ signOut }: { signOut: (() => Promise<void>) | null }) {
           )}
         </nav>
         <div class="sidebar-foot">
+          {/* A full page load: the docs page is served by the engine, outside this app's router. */}
+          <a href="/api/docs" class="nav-item" data-testid="nav-api-docs" target="_blank" rel="noopener">
+            <span class="nav-icon">
+              <Icon icon={BookOpen} />
+            </span>
+            API docs
+          </a>
           <LiveIndicator />
           {signOut && (
             <button type="button" class="btn btn-ghost btn-sm sign-out" onClick={() => void signOut()} data-testid="sign-out">

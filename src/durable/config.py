@@ -26,6 +26,11 @@ class Settings:
     """PORT: service and dashboard port. Defaults to 3030."""
     database_url: str | None = None
     """DATABASE_URL: an external Postgres. Defaults to unset, meaning the embedded one."""
+    database_direct_url: str | None = None
+    """DATABASE_DIRECT_URL: the same Postgres reached without a pooler, for what needs a session (LISTEN,
+    migrations). Setting it says DATABASE_URL is a transaction-mode pooler (PgBouncer, Supabase's or
+    Neon's pooled endpoint): the pool then keeps no prepared statement and no session state
+    (docs/self-hosting.md). Defaults to unset: DATABASE_URL serves everything, with prepared statements."""
     pg_port: int = 5434
     """DURABLE_PG_PORT: TCP port of the embedded Postgres. Defaults to 5434."""
     pg_dir: Path = Path("~/.durable/pgdata").expanduser()
@@ -83,6 +88,23 @@ class Settings:
         if self.database_url:
             return self.database_url
         return embedded_dsn(self.pg_dir, self.pg_port)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether `dsn` is a transaction-mode pooler: DATABASE_DIRECT_URL is set.
+
+        The direct URL is the signal, rather than a flag of its own, because a transaction pooler cannot
+        carry LISTEN, so a pooled deployment must name a direct URL anyway; one variable then leaves no
+        broken combination (a pooler flag without a direct URL would LISTEN through the pooler and miss
+        notifications). Naming a direct URL in front of a session-mode pooler only costs the
+        prepared-statement speed-up, never correctness.
+        """
+        return self.database_direct_url is not None
+
+    @property
+    def direct_dsn(self) -> str:
+        """Where session work connects (LISTEN, migrations): DATABASE_DIRECT_URL, else `dsn`."""
+        return self.database_direct_url or self.dsn
 
 
 PASSWORD_FILE = "durable-password"
@@ -144,6 +166,26 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+def _direct_url(env: Mapping[str, str], database_url: str | None) -> str | None:
+    """DATABASE_DIRECT_URL, checked against DATABASE_URL. Its value is never echoed: it holds a password."""
+    direct = env.get("DATABASE_DIRECT_URL") or None
+    if direct is None:
+        return None
+    if not direct.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_DIRECT_URL is invalid: expected a postgresql:// or postgres:// URL")
+    if database_url is None:
+        raise ConfigError(
+            "DATABASE_DIRECT_URL is set without DATABASE_URL: expected DATABASE_URL too (the pooled URL; "
+            "the embedded Postgres has no pooler)"
+        )
+    if direct == database_url:
+        raise ConfigError(
+            "DATABASE_DIRECT_URL is invalid: it equals DATABASE_URL; expected the URL of the Postgres "
+            "behind the pooler (not the pooler's), or DATABASE_DIRECT_URL unset when there is no pooler"
+        )
+    return direct
+
+
 def is_loopback(host: str) -> bool:
     """Whether an address (or `localhost`) names this machine's loopback interface only."""
     host = host.strip("[]").lower()
@@ -181,6 +223,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"DATABASE_URL={database_url!r} is invalid: expected a postgresql:// or postgres:// URL"
         )
+    database_direct_url = _direct_url(env, database_url)
     admin_token = env.get("DURABLE_ADMIN_TOKEN") or None
     if admin_token is not None and len(admin_token) < 8:
         raise ConfigError("DURABLE_ADMIN_TOKEN is invalid: expected at least 8 characters")
@@ -200,6 +243,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         port=_int(env, "PORT", 3030, 1, 65535),
         database_url=database_url,
+        database_direct_url=database_direct_url,
         pg_port=_int(env, "DURABLE_PG_PORT", 5434, 1, 65535),
         pg_dir=Path(pg_dir_raw).expanduser().resolve(),
         workers=_int(env, "DURABLE_WORKERS", 2, 0, 64),

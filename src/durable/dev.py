@@ -71,7 +71,7 @@ def children(root: Path, settings: Settings) -> tuple[list[Child], list[str]]:
     if shutil.which("php") and php_app.exists():
         stack.append(Child("php-app", ["sh", str(php_app)], {**base, "PORT": str(first + 2)}))
     else:
-        notes.append("php-app: needs php-cli (make install-sdks)")
+        notes.append("php-app: needs php-cli (apt-get install php-cli, or make system-deps)")
     if sys.stdout.isatty():
         for i, child in enumerate(stack):
             child.color = COLORS[i % len(COLORS)]

@@ -23,6 +23,7 @@ from durable.api.connections import MAX_CONNECTIONS, bounded_http
 from durable.config import Settings, embedded_password, exposure_problem, is_loopback
 from durable.engine.changes import ChangeFeed
 from durable.engine.execution import Executor, invoke_timeout
+from durable.engine.tracing import setup_tracing
 from durable.scheduler.cron import run_cron
 from durable.scheduler.maintenance import run_maintenance
 from durable.store import embedded
@@ -43,7 +44,8 @@ class _Server(uvicorn.Server):
 
 
 async def prepare_database(settings: Settings, *, start_embedded: bool) -> bool:
-    """Start (or find) the embedded Postgres when no DATABASE_URL is set; apply migrations."""
+    """Start (or find) the embedded Postgres when no DATABASE_URL is set; apply migrations (over
+    DATABASE_DIRECT_URL when DATABASE_URL is a pooler)."""
     started = False
     if settings.embedded:
         if start_embedded:
@@ -55,7 +57,7 @@ async def prepare_database(settings: Settings, *, start_embedded: bool) -> bool:
             )
         else:
             _check_password_file(settings)
-    await migrate(settings.dsn)
+    await migrate(settings.direct_dsn)  # under a session: never through a transaction pooler
     return started
 
 
@@ -99,15 +101,20 @@ class Runtime:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
         started_pg = await prepare_database(settings, start_embedded=self.serve_http)
-        db = await Database.connect(settings.dsn, max_size=max(10, 10 * settings.workers))
+        db = await Database.connect(
+            settings.dsn, pooled=settings.pooled, max_size=max(10, 10 * settings.workers)
+        )
+        if settings.pooled:
+            log.info("pooled: DATABASE_URL without prepared statements; LISTEN on DATABASE_DIRECT_URL")
         wakeup = Wakeup()
-        await wakeup.start(settings.dsn)
+        await wakeup.start(settings.direct_dsn)  # LISTEN needs a session
         invoker = Invoker(
             timeout_ms=invoke_timeout(settings.lease_ms),
             user_agent=f"durable/{__version__} (pid {os.getpid()})",
             own_port=settings.port,
             own_host=settings.host,
             allow=settings.app_url_allow,
+            tracing=setup_tracing(__version__),  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set
         )
         feed = ChangeFeed(db)
         db.on_change = feed.touch  # what engine transactions changed, announced after each commit

@@ -281,7 +281,7 @@ async def test_cancel_on_cancels_a_waiting_run_with_the_matching_key_only(engine
     assert cancelled["cancelledBy"] == {"kind": "event", "eventId": cancel_id, "eventName": "order.cancelled"}
     events = (await engine.api.get(f"/api/apps/{ws.id}/events")).json()["items"]
     [stop] = [e for e in events if e["id"] == cancel_id]
-    assert stop["outcomes"] == [{"outcome": "cancelled", "runId": cancelled["id"]}]  # the events list says so
+    assert stop["outcomes"] == [{"outcome": "cancelled", "runId": cancelled["id"], "functionId": "ship"}]
     [other] = await engine.runs(ws, status="active")
     assert other["id"] != cancelled["id"]
 

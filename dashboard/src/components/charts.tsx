@@ -1,7 +1,9 @@
-// Hand-written SVG charts: time series (bars, stacked bars, lines, areas) with a hover readout, and
-// horizontal bars. No chart library: a few hundred lines cover what the metrics screen needs.
-import type { JSX } from "preact";
-import { useRef, useState } from "preact/hooks";
+// Time-series charts drawn by uPlot (a maintained canvas chart library, ~50 KB, no dependencies):
+// bars (stacked by `stack`), lines and areas, with our own hover readout. The per-function list is a
+// table of CSS bars, not a chart.
+import { useEffect, useRef, useState } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
 import { useWidth } from "../hooks";
 
 export interface Series {
@@ -14,13 +16,34 @@ export interface Series {
   stack?: string;
 }
 
-const PAD = { top: 12, right: 12, bottom: 24, left: 46 };
-
 export function niceMax(value: number): number {
   if (value <= 0) return 1;
   const exp = 10 ** Math.floor(Math.log10(value));
   for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * exp >= value) return m * exp;
   return 10 * exp;
+}
+
+/** What uPlot draws: stacked bars become cumulative sums, drawn from the top of each stack down so each
+ * lower part paints over the taller bar behind it. `order[i]` is the index in `series` of drawn series i. */
+export function chartData(series: Series[]): { drawn: number[][]; order: number[]; max: number } {
+  const n = Math.max(0, ...series.map((s) => s.values.length));
+  const cumulative = series.map((s) => s.values.map((v) => v || 0));
+  const stacks = new Map<string, number[]>();
+  series.forEach((s, i) => {
+    if (s.kind !== "bar" || !s.stack) return;
+    const below = stacks.get(s.stack) ?? new Array(n).fill(0);
+    cumulative[i] = below.map((b, j) => b + (s.values[j] || 0));
+    stacks.set(s.stack, cumulative[i]);
+  });
+  // Within a stack, the last series is the tallest: draw it first.
+  const order = series.map((_, i) => i).sort((a, b) => {
+    const sa = series[a].stack;
+    const sb = series[b].stack;
+    if (sa && sa === sb) return b - a;
+    return a - b;
+  });
+  const max = Math.max(0, ...cumulative.flat());
+  return { drawn: order.map((i) => cumulative[i]), order, max };
 }
 
 export function TimeChart({
@@ -47,107 +70,74 @@ export function TimeChart({
   testId?: string;
 }) {
   const box = useRef<HTMLDivElement>(null);
+  const target = useRef<HTMLDivElement>(null);
   const width = useWidth(box);
-  const [hover, setHover] = useState<number | null>(null);
-  const n = times.length;
-  const plotW = Math.max(10, width - PAD.left - PAD.right);
-  const plotH = height - PAD.top - PAD.bottom;
+  const [hover, setHover] = useState<{ index: number; left: number } | null>(null);
 
-  const stacks = new Map<string, number[]>();
-  let max = 0;
-  for (const s of series) {
-    if (s.kind === "bar" && s.stack) {
-      const sums = stacks.get(s.stack) ?? new Array(n).fill(0);
-      s.values.forEach((v, i) => (sums[i] += v || 0));
-      stacks.set(s.stack, sums);
-      max = Math.max(max, ...sums);
-    } else {
-      max = Math.max(max, ...s.values.map((v) => v || 0));
-    }
-  }
-  let top = yMax ?? niceMax(Math.max(max, minTop));
-  if (integer) top = Math.max(2, Math.ceil(top / 2) * 2);
-  const y = (v: number) => PAD.top + plotH - (Math.min(v, top) / top) * plotH;
-  const slot = plotW / Math.max(n, 1);
-  const x = (i: number) => PAD.left + slot * i + slot / 2;
-  const barSeries = series.filter((s) => s.kind === "bar");
-  const groups = [...new Set(barSeries.map((s) => s.stack ?? s.key))];
-  const barW = Math.max(1, Math.min(28, (slot * 0.78) / Math.max(groups.length, 1)));
-
-  const yTicks = [0, top / 2, top];
-  const xEvery = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(plotW / 90))));
-
-  const bars: JSX.Element[] = [];
-  const offsets = new Map<string, number[]>();
-  for (const s of barSeries) {
-    const group = s.stack ?? s.key;
-    const g = groups.indexOf(group);
-    const base = offsets.get(group) ?? new Array(n).fill(0);
-    s.values.forEach((v, i) => {
-      if (!v) return;
-      const x0 = x(i) - (barW * groups.length) / 2 + g * barW;
-      const y0 = y(base[i] + v);
-      const h = y(base[i]) - y0;
-      bars.push(<rect key={`${s.key}-${i}`} x={x0 + 0.5} y={y0} width={Math.max(1, barW - 1)} height={Math.max(h, 0.5)} fill={s.color} rx={barW > 6 ? 1.5 : 0} />);
-      base[i] += v;
-    });
-    offsets.set(group, base);
-  }
-
-  const paths = series
-    .filter((s) => s.kind !== "bar")
-    .map((s) => {
-      const points = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v || 0).toFixed(1)}`);
-      if (points.length === 0) return null;
-      const line = `M${points.join("L")}`;
-      return (
-        <g key={s.key}>
-          {s.kind === "area" && <path d={`${line}L${x(n - 1).toFixed(1)},${y(0)}L${x(0).toFixed(1)},${y(0)}Z`} fill={s.color} opacity={0.16} />}
-          <path d={line} fill="none" stroke={s.color} stroke-width={1.8} stroke-linejoin="round" stroke-linecap="round" />
-        </g>
-      );
-    });
-
-  const onMove = (e: MouseEvent) => {
-    const rect = (e.currentTarget as SVGElement).getBoundingClientRect();
-    const i = Math.floor((e.clientX - rect.left - PAD.left) / slot);
-    setHover(i >= 0 && i < n ? i : null);
-  };
+  useEffect(() => {
+    const element = target.current;
+    if (!element) return;
+    const { drawn, order, max } = chartData(series);
+    let top = yMax ?? niceMax(Math.max(max, minTop));
+    if (integer) top = Math.max(2, Math.ceil(top / 2) * 2);
+    const slot = times.length > 1 ? (times[1] - times[0]) / 1000 : 60;
+    const bars = uPlot.paths.bars!({ size: [0.78, 28], gap: 1 });
+    const options: uPlot.Options = {
+      width: Math.max(10, width),
+      height,
+      legend: { show: false },
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      padding: [12, 12, 0, 0],
+      scales: {
+        x: { time: true, range: (_u, min, maxX) => [min - slot / 2, maxX + slot / 2] },
+        y: { range: () => [0, top] },
+      },
+      axes: [
+        { values: (_u, splits) => splits.map((t) => timeFormat(t * 1000)), grid: { show: false }, size: 28, font: "10.5px system-ui, sans-serif", stroke: "#6b7280", ticks: { show: false } },
+        {
+          values: (_u, splits) => splits.map((v) => format(v)),
+          incrs: integer ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 100_000] : undefined,
+          splits: () => [0, top / 2, top],
+          grid: { stroke: "#eef0f3", width: 1 },
+          size: 52,
+          font: "10.5px system-ui, sans-serif",
+          stroke: "#6b7280",
+          ticks: { show: false },
+        },
+      ],
+      series: [
+        {},
+        ...order.map((i) => {
+          const s = series[i];
+          return s.kind === "bar"
+            ? { label: s.label, stroke: s.color, fill: s.color, width: 0, paths: bars, points: { show: false } }
+            : { label: s.label, stroke: s.color, width: 1.8, fill: s.kind === "area" ? `${s.color}29` : undefined, points: { show: false } };
+        }),
+      ],
+      hooks: {
+        setCursor: [
+          (u) => {
+            const index = u.cursor.idx;
+            setHover(index === null || index === undefined ? null : { index, left: u.valToPos(u.data[0][index], "x") });
+          },
+        ],
+      },
+    };
+    const plot = new uPlot(options, [times.map((t) => t / 1000), ...drawn], element);
+    return () => plot.destroy();
+  }, [width, height, times.join(","), JSON.stringify(series), yMax, minTop, integer]);
 
   return (
-    <div class="chart" ref={box} data-testid={testId}>
-      <svg width={width} height={height} onMouseMove={onMove} onMouseLeave={() => setHover(null)} role="img">
-        {yTicks.map((t) => (
-          <g key={t}>
-            <line x1={PAD.left} x2={PAD.left + plotW} y1={y(t)} y2={y(t)} class="chart-grid" />
-            <text x={PAD.left - 8} y={y(t) + 4} text-anchor="end" class="chart-label">
-              {format(t)}
-            </text>
-          </g>
-        ))}
-        {times.map((t, i) =>
-          i % xEvery === 0 ? (
-            <text key={t} x={x(i)} y={height - 6} text-anchor="middle" class="chart-label">
-              {timeFormat(t)}
-            </text>
-          ) : null,
-        )}
-        {hover !== null && <rect x={PAD.left + slot * hover} y={PAD.top} width={slot} height={plotH} class="chart-hover" />}
-        {bars}
-        {paths}
-        {hover !== null &&
-          series
-            .filter((s) => s.kind !== "bar")
-            .map((s) => <circle key={s.key} cx={x(hover)} cy={y(s.values[hover] || 0)} r={3.5} fill="#fff" stroke={s.color} stroke-width={2} />)}
-      </svg>
-      {hover !== null && (
-        <div class="chart-tip" style={{ left: `${Math.min(Math.max(x(hover) + 12, 0), width - 190)}px` }}>
-          <div class="chart-tip-time">{timeFormat(times[hover])}</div>
+    <div class="chart" ref={box} data-testid={testId} data-chart="uplot" onMouseLeave={() => setHover(null)}>
+      <div ref={target} />
+      {hover !== null && hover.index < times.length && (
+        <div class="chart-tip" style={{ left: `${Math.min(Math.max(hover.left + 12, 0), width - 190)}px` }} data-testid="chart-tip">
+          <div class="chart-tip-time">{timeFormat(times[hover.index])}</div>
           {series.map((s) => (
             <div class="chart-tip-row" key={s.key}>
               <span class="swatch" style={{ background: s.color }} />
               <span class="chart-tip-label">{s.label}</span>
-              <span class="chart-tip-value">{format(s.values[hover] || 0)}</span>
+              <span class="chart-tip-value">{format(s.values[hover.index] || 0)}</span>
             </div>
           ))}
         </div>
@@ -175,15 +165,14 @@ export function BarList({ rows, format, color = "#6366f1", testId }: { rows: { l
   return (
     <div class="barlist" data-testid={testId}>
       {rows.map((r) => (
-        <div class="barlist-row" key={r.label}>
+        <div class="barlist-row" key={r.label} data-testid="barlist-row" data-label={r.label} data-value={String(r.value)}>
           <div class="barlist-label" title={r.label}>
             {r.label}
             {r.sub && <span class="barlist-sub">{r.sub}</span>}
           </div>
-          <svg class="barlist-track" viewBox="0 0 100 10" preserveAspectRatio="none">
-            <rect x={0} y={0} width={100} height={10} rx={2} class="barlist-bg" />
-            <rect x={0} y={0} width={Math.max(0.5, (r.value / max) * 100)} height={10} rx={2} fill={color} />
-          </svg>
+          <div class="barlist-track">
+            <div class="barlist-fill" style={{ width: `${Math.max(0.5, (r.value / max) * 100)}%`, background: color }} />
+          </div>
           <div class="barlist-value">{format(r.value)}</div>
         </div>
       ))}

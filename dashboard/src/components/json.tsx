@@ -1,4 +1,6 @@
 import { useState } from "preact/hooks";
+import { Check, ChevronRight } from "lucide";
+import { Icon } from "./icon";
 
 /** A collapsible JSON tree: objects and arrays fold; the first `openDepth` levels start open. */
 export function JsonTree({ value, openDepth = 2 }: { value: unknown; openDepth?: number }) {
@@ -40,7 +42,9 @@ function JsonNode({ name, value, depth, openDepth, last = true }: { name?: strin
   return (
     <div class="json-node">
       <div class="json-line json-toggle" onClick={() => setOpen(!open)}>
-        <span class={`json-caret ${open ? "is-open" : ""}`}>▸</span>
+        <span class={`json-caret ${open ? "is-open" : ""}`}>
+          <Icon icon={ChevronRight} size={12} />
+        </span>
         {key}
         <span class="json-punct">{openBrace}</span>
         {!open && (
@@ -217,7 +221,7 @@ export function JsonEditor({ value, onInput, rows = 8, testId }: { value: string
         }}
       />
       <div class={`json-status ${parsed.ok ? "ok" : "bad"}`} data-testid={testId ? `${testId}-status` : undefined}>
-        {parsed.ok ? "✓ Valid JSON object" : parsed.error}
+        {parsed.ok ? <><Icon icon={Check} size={13} /> Valid JSON object</> : parsed.error}
       </div>
     </div>
   );

@@ -1,5 +1,7 @@
 import { useState } from "preact/hooks";
 import { plural } from "../format";
+import { ChevronLeft, ChevronRight, ChevronsLeft } from "lucide";
+import { Icon } from "./icon";
 
 export interface PagerState {
   page: number;
@@ -36,14 +38,14 @@ export function Pager({ pager, nextCursor, count, noun }: { pager: PagerState; n
       <div class="pager-buttons">
         {pager.page > 1 && (
           <button type="button" class="btn btn-ghost btn-sm" onClick={pager.first}>
-            « Newest
+            <Icon icon={ChevronsLeft} size={14} /> Newest
           </button>
         )}
         <button type="button" class="btn btn-secondary btn-sm" disabled={pager.page === 0} onClick={pager.previous} data-testid="pager-previous">
-          ‹ Previous
+          <Icon icon={ChevronLeft} size={14} /> Previous
         </button>
         <button type="button" class="btn btn-secondary btn-sm" disabled={!nextCursor} onClick={() => nextCursor && pager.next(nextCursor)} data-testid="pager-next">
-          Next ›
+          Next <Icon icon={ChevronRight} size={14} />
         </button>
       </div>
     </div>

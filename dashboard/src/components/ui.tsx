@@ -3,6 +3,8 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { Environment, FunctionPause, RunActivity, RunStatus } from "../api";
 import { formatFull, formatRelative } from "../format";
 import { onLinkClick } from "../router";
+import { CircleDashed, type IconNode, X } from "lucide";
+import { Icon } from "./icon";
 
 const ENV_LABEL: Record<Environment, string> = { dev: "DEV", acc: "ACC", prod: "PROD" };
 const ENV_TITLE: Record<Environment, string> = {
@@ -185,10 +187,12 @@ export function CopyButton({ text, label = "Copy", testId }: { text: string; lab
   );
 }
 
-export function Empty({ title, children, icon = "◎" }: { title: string; children?: ComponentChildren; icon?: string }) {
+export function Empty({ title, children, icon = CircleDashed }: { title: string; children?: ComponentChildren; icon?: IconNode }) {
   return (
     <div class="empty" data-testid="empty">
-      <div class="empty-icon">{icon}</div>
+      <div class="empty-icon">
+        <Icon icon={icon} size={28} />
+      </div>
       <div class="empty-title">{title}</div>
       {children && <div class="empty-body">{children}</div>}
     </div>
@@ -269,7 +273,7 @@ export function Modal({ title, onClose, children, footer, width = 560, testId }:
         <div class="modal-header">
           <h2>{title}</h2>
           <button type="button" class="icon-btn" aria-label="Close" onClick={onClose}>
-            ×
+            <Icon icon={X} />
           </button>
         </div>
         <div class="modal-body">{children}</div>

@@ -6,6 +6,8 @@ import { Pager, usePager } from "../components/pager";
 import { ActionButton, Button, Empty, ErrorBox, Field, Loading, Modal, PageHeader, StatusBadge, Time, toast } from "../components/ui";
 import { changeTouches, useLiveRefresh, useNow, useResource } from "../hooks";
 import { compactJson, shortId } from "../format";
+import { Ban, Layers, Play, SkipForward, Timer, Zap } from "lucide";
+import { Icon } from "../components/icon";
 import { setQuery } from "../router";
 
 export function EventsPage({ app }: { app: App }) {
@@ -24,7 +26,7 @@ export function EventsPage({ app }: { app: App }) {
         subtitle="Every event received, newest first, with the runs it started, or why it started none."
         actions={
           <Button variant="primary" onClick={() => setFiring(true)} testId="fire-event">
-            ⚡ Fire event
+            <Icon icon={Zap} /> Fire event
           </Button>
         }
       />
@@ -32,7 +34,7 @@ export function EventsPage({ app }: { app: App }) {
       {!events.data && !events.error && <Loading />}
       {events.data && items.length === 0 && (
         <div class="card">
-          <Empty title={pager.page > 0 ? "No more events" : "No events yet"} icon="⚡">
+          <Empty title={pager.page > 0 ? "No more events" : "No events yet"} icon={Zap}>
             Send one from your app (<code>client.send(name, data)</code>) or use <strong>Fire event</strong>.
           </Empty>
         </div>
@@ -113,6 +115,25 @@ const SKIP_REASON: Record<string, string> = {
   paused: "The function is paused (skipping new events)",
 };
 
+/** What an event did to a run it did not start. */
+const OUTCOME_LABEL: Record<string, string> = {
+  debounced: "debounced into",
+  batched: "batched into",
+  resumed: "resumed",
+  cancelled: "cancelled",
+};
+const OUTCOME_TITLE: Record<string, string> = {
+  debounced: "The event replaced the pending run's event (debounce)",
+  batched: "The event joined the run's batch",
+  resumed: "The event matched a step.waitForEvent of this run, which goes on with it",
+  cancelled: "The event cancelled this run (its cancelOn matched)",
+};
+
+function OutcomeIcon({ outcome }: { outcome: string }) {
+  const icon = { skipped: SkipForward, debounced: Timer, batched: Layers, resumed: Play, cancelled: Ban }[outcome];
+  return icon ? <Icon icon={icon} size={13} /> : null;
+}
+
 export function EventOutcomes({ event }: { event: DurableEvent }) {
   const runs = event.runs ?? [];
   const outcomes = event.outcomes ?? [];
@@ -132,22 +153,18 @@ export function EventOutcomes({ event }: { event: DurableEvent }) {
         const label =
           o.outcome === "skipped"
             ? `skipped: ${o.reason ?? "flow control"}`
-            : o.outcome === "debounced"
-              ? "debounced into"
-              : o.outcome === "batched"
-                ? "batched into"
-                : o.reason
-                  ? `${o.outcome}: ${o.reason}`
-                  : o.outcome;
+            : (OUTCOME_LABEL[o.outcome] ?? (o.reason ? `${o.outcome}: ${o.reason}` : o.outcome));
         return (
           <span
             class={`outcome outcome-${o.outcome}`}
             key={`${o.functionId}-${i}`}
             data-testid="event-outcome"
             data-reason={o.reason ?? ""}
-            title={o.outcome === "skipped" ? SKIP_REASON[o.reason ?? ""] : undefined}
+            data-outcome={o.outcome}
+            title={o.outcome === "skipped" ? SKIP_REASON[o.reason ?? ""] : OUTCOME_TITLE[o.outcome]}
           >
-            <span class="outcome-fn">{o.functionId}</span>
+            <OutcomeIcon outcome={o.outcome} />
+            {o.functionId && <span class="outcome-fn">{o.functionId}</span>}
             <span class="outcome-text">{label}</span>
             {o.runId && o.outcome !== "skipped" && (
               <button type="button" class="linkish mono small" onClick={() => openRun(o.runId!)} title={o.runId}>

@@ -6,6 +6,8 @@ import { changeTouches, useLiveRefresh, useNow, useResource } from "../hooks";
 import { live } from "../live";
 import { formatMs, formatOption } from "../format";
 import { navigate } from "../router";
+import { Play, SquareFunction } from "lucide";
+import { Icon } from "../components/icon";
 
 const OPTION_ORDER = [
   "concurrency",
@@ -107,7 +109,7 @@ export function FunctionsPage({ app }: { app: App }) {
       {!functions.data && !functions.error && <Loading />}
       {functions.data && items.length === 0 && (
         <div class="card">
-          <Empty title="No functions yet" icon="ƒ">
+          <Empty title="No functions yet" icon={SquareFunction}>
             Functions appear when your app syncs: <code>client.sync([...])</code> registers them with their triggers and
             options.
           </Empty>
@@ -173,7 +175,7 @@ export function FunctionsPage({ app }: { app: App }) {
                         </Button>
                         {paused ? (
                           <ActionButton guarded={prod} size="sm" variant="primary" onAction={() => resume(fn)} testId="resume-function" title={prod ? "Production: click twice to resume" : "Resume: held runs become due at once"}>
-                            ▶ Resume
+                            <Icon icon={Play} /> Resume
                           </ActionButton>
                         ) : (
                           <Button size="sm" variant="secondary" onClick={() => setPausing(fn)} testId="pause-function" title="Pause: hold new runs, or skip new events">
@@ -181,7 +183,7 @@ export function FunctionsPage({ app }: { app: App }) {
                           </Button>
                         )}
                         <Button size="sm" onClick={() => setRunning(fn)} testId="run-function">
-                          ▶ Run
+                          <Icon icon={Play} /> Run
                         </Button>
                       </div>
                     </td>

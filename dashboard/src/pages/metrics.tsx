@@ -6,6 +6,7 @@ import { Empty, ErrorBox, Loading, PageHeader, Segmented } from "../components/u
 import { changeTouches, useLiveRefresh, useResource } from "../hooks";
 import { formatMs } from "../format";
 import { setQuery, useLocation } from "../router";
+import { ChartColumn } from "lucide";
 
 const COLORS = {
   started: "#6366f1",
@@ -96,7 +97,7 @@ function MetricsView({ data }: { data: Metrics }) {
   if (buckets.length === 0) {
     return (
       <div class="card">
-        <Empty title="No data for this range" icon="▦" />
+        <Empty title="No data for this range" icon={ChartColumn} />
       </div>
     );
   }
@@ -149,16 +150,16 @@ function MetricsView({ data }: { data: Metrics }) {
           <TimeChart times={times} series={[{ key: "backlog", label: "Backlog", color: COLORS.backlog, values: backlog, kind: "area" }]} timeFormat={fmtTime} integer testId="chart-backlog" />
         </ChartCard>
       </div>
-      <ChartCard title="p95 duration per function" note="runs that ended in this range">
+      <ChartCard title="p95 duration per function" note="runs that ended in this range; from buckets 1.1 % wide, clamped to the exact shortest and longest run">
         {functions.length === 0 ? (
-          <Empty title="No run ended in this range" icon="▦" />
+          <Empty title="No run ended in this range" icon={ChartColumn} />
         ) : (
           <BarList
             testId="chart-p95"
             rows={functions.map((f) => ({
               label: f.functionId,
               value: f.p95Ms ?? 0,
-              sub: `${f.completed.toLocaleString()} ok · ${f.failed.toLocaleString()} failed`,
+              sub: `${f.completed.toLocaleString()} ok · ${f.failed.toLocaleString()} failed${f.maxMs !== null ? ` · max ${formatMs(f.maxMs)}` : ""}`,
             }))}
             format={(v) => formatMs(v)}
           />

@@ -8,6 +8,8 @@ import { formatAbsolute, formatMs, parseTime } from "../format";
 import { setQuery } from "../router";
 import { CancelledByNotice, Children, RunLink } from "./run-links";
 import { FlowNote } from "./runs";
+import { Box, CornerDownRight, CornerLeftUp, Diamond, Ellipsis, Hourglass, type IconNode, Moon, Play, RotateCcw, Send, Square, X } from "lucide";
+import { Icon } from "../components/icon";
 
 export function RunDrawer({ runId, app }: { runId: string; app: App }) {
   const run = useResource(() => api.run(runId), [runId]);
@@ -39,7 +41,7 @@ export function RunDrawer({ runId, app }: { runId: string; app: App }) {
                 <div class="mono small muted">{runId}</div>
               </div>
               <button type="button" class="icon-btn" aria-label="Close" onClick={close}>
-                ×
+                <Icon icon={X} />
               </button>
             </div>
             <div class="drawer-body">{run.error ? <ErrorBox error={(run.error as { status?: number }).status === 404 ? `No run ${runId}` : run.error} /> : <Loading rows={8} />}</div>
@@ -63,8 +65,12 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
   }, [run.id]);
   const rerunTarget = fromStep || steps[0]?.id || "";
 
-  const totalQueued = steps.reduce((sum, s) => sum + (s.queuedMs || 0), 0);
-  const totalApp = steps.reduce((sum, s) => sum + (s.appMs || 0), 0);
+  // The figures are the bars' sums: durable time counts each sleep, wait and invoke for as long as it
+  // parked (growing while it still does) and the round the run waits for now; steps reused from the
+  // original run (a rerun from a step) count in neither, as they have no bar.
+  const plan = tracePlan(run, now);
+  const totalQueued = plan.rows.reduce((sum, r) => sum + (r.queued ? r.queued.end - r.queued.start : 0), 0) + (plan.pending?.kind === "queued" ? plan.pending.segment.end - plan.pending.segment.start : 0);
+  const totalApp = plan.rows.reduce((sum, r) => sum + (r.reused ? 0 : r.step.appMs || 0), 0);
   const duration = (parseTime(run.endedAt) ?? now) - (parseTime(run.createdAt) ?? now);
 
   const rerun = async (step?: string) => {
@@ -94,12 +100,12 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
           </div>
         </div>
         <button type="button" class="icon-btn" aria-label="Close" onClick={onClose} data-testid="drawer-close">
-          ×
+          <Icon icon={X} />
         </button>
       </div>
       <div class="drawer-actions" data-testid="run-actions">
         <ActionButton guarded={guarded} onAction={() => rerun()} testId="rerun">
-          ↻ Rerun
+          <Icon icon={RotateCcw} /> Rerun
         </ActionButton>
         {steps.length > 0 && (
           <div class="inline-group">
@@ -118,7 +124,7 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
         <div class="spacer" />
         {active && (
           <ActionButton guarded={guarded} variant="danger" onAction={cancel} testId="cancel-run">
-            ■ Cancel run
+            <Icon icon={Square} /> Cancel run
           </ActionButton>
         )}
       </div>
@@ -126,8 +132,8 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
         <div class="stats">
           <Stat label="Created" value={<Time iso={run.createdAt} now={now} />} sub={formatAbsolute(run.createdAt)} />
           <Stat label={active ? "Running for" : "Duration"} value={formatMs(duration)} sub={run.endedAt ? `ended ${formatAbsolute(run.endedAt)}` : run.activity ?? ""} />
-          <Stat label="Durable time" value={formatMs(totalQueued)} sub="queue · sleep · wait" tone="queued" />
-          <Stat label="App time" value={formatMs(totalApp)} sub={`${steps.length} step${steps.length === 1 ? "" : "s"}`} tone="app" />
+          <Stat label="Durable time" value={formatMs(totalQueued)} sub="queue · sleep · wait" tone="queued" testId="stat-durable" ms={totalQueued} />
+          <Stat label="App time" testId="stat-app" ms={totalApp} value={formatMs(totalApp)} sub={`${steps.length} step${steps.length === 1 ? "" : "s"}`} tone="app" />
         </div>
         {run.rerunOf && (
           <div class="notice">
@@ -139,7 +145,9 @@ function RunDetail({ run, app, onClose, reload }: { run: Run; app: App; onClose:
         )}
         {run.parentRunId && (
           <div class="notice notice-link" data-testid="run-parent">
-            <span class="link-icon">⤴</span> Invoked by{" "}
+            <span class="link-icon">
+              <Icon icon={CornerLeftUp} size={14} />
+            </span> Invoked by{" "}
             <RunLink runId={run.parentRunId} testId="run-parent-link" />
           </div>
         )}
@@ -239,9 +247,9 @@ function AttemptList({ errors }: { errors: AttemptError[] }) {
   );
 }
 
-function Stat({ label, value, sub, tone }: { label: string; value: ComponentChildren; sub?: string; tone?: "queued" | "app" }) {
+function Stat({ label, value, sub, tone, testId, ms }: { label: string; value: ComponentChildren; sub?: string; tone?: "queued" | "app"; testId?: string; ms?: number }) {
   return (
-    <div class={`stat ${tone ? `stat-${tone}` : ""}`}>
+    <div class={`stat ${tone ? `stat-${tone}` : ""}`} data-testid={testId} data-ms={ms === undefined ? undefined : String(Math.round(ms))}>
       <div class="stat-label">{label}</div>
       <div class="stat-value">{value}</div>
       {sub && <div class="stat-sub">{sub}</div>}
@@ -290,6 +298,30 @@ export function stepGeometry(step: StepView, runCreated: number, now: number, ru
   };
 }
 
+interface Pending {
+  kind: "app" | "queued";
+  segment: Segment;
+  label: string;
+}
+
+/** The trace's bars: each step's segments, and the round in flight (the app executing the next step,
+ * not stored until it answers, or the run waiting its turn). The stat cards sum the same bars. */
+export function tracePlan(run: Run, now: number): { rows: StepGeometry[]; pending: Pending | null } {
+  const created = parseTime(run.createdAt) ?? now;
+  const active = run.status === "active";
+  const rows = (run.steps ?? []).map((s) => stepGeometry(s, created, now, active));
+  const lastEnd = rows.reduce((m, r) => Math.max(m, r.app?.end ?? 0, r.queued?.end ?? 0), parseTime(run.startedAt) ?? created);
+  const pending: Pending | null =
+    active && (run.activity === "executing" || run.activity === "queued" || run.activity === "scheduled")
+      ? {
+          kind: run.activity === "executing" ? "app" : "queued",
+          segment: { start: lastEnd, end: Math.max(now, lastEnd) },
+          label: run.activity === "executing" ? "executing next step…" : run.activity === "scheduled" ? "scheduled…" : "queued…",
+        }
+      : null;
+  return { rows, pending };
+}
+
 function niceStep(span: number): number {
   const target = span / 5;
   const base = 10 ** Math.floor(Math.log10(Math.max(target, 1)));
@@ -315,18 +347,7 @@ function Waterfall({
   const childOf = (stepId: string) => (run.children ?? []).find((c) => c.stepId === stepId);
   const created = parseTime(run.createdAt) ?? now;
   const active = run.status === "active";
-  const steps = run.steps ?? [];
-  const rows = steps.map((s) => stepGeometry(s, created, now, active));
-  const lastEnd = rows.reduce((m, r) => Math.max(m, r.app?.end ?? 0, r.queued?.end ?? 0), parseTime(run.startedAt) ?? created);
-  // The round in flight: the app is executing the next step (not stored until it answers), or the run waits its turn.
-  const pending: { kind: "app" | "queued"; segment: Segment; label: string } | null =
-    active && (run.activity === "executing" || run.activity === "queued" || run.activity === "scheduled")
-      ? {
-          kind: run.activity === "executing" ? "app" : "queued",
-          segment: { start: lastEnd, end: Math.max(now, lastEnd) },
-          label: run.activity === "executing" ? "executing next step…" : run.activity === "scheduled" ? "scheduled…" : "queued…",
-        }
-      : null;
+  const { rows, pending } = tracePlan(run, now);
   const ends = [parseTime(run.endedAt) ?? (active ? now : created), pending?.segment.end ?? 0, ...rows.flatMap((r) => [r.app?.end ?? 0, r.queued?.end ?? 0])];
   const starts = rows.flatMap((r) => [r.app?.start ?? created, r.queued?.start ?? created]);
   const t0 = Math.min(created, ...starts);
@@ -361,7 +382,9 @@ function Waterfall({
       </div>
       <div class="wf-row wf-run-row">
         <div class="wf-label">
-          <span class="wf-icon">▶</span>
+          <span class="wf-icon">
+            <Icon icon={Play} size={13} />
+          </span>
           <span class="wf-name">run</span>
         </div>
         <div class="wf-track">
@@ -378,7 +401,7 @@ function Waterfall({
             <div class={`wf-row clickable step-${s.status}`} onClick={() => onSelect(s.id)} data-testid="step-row" data-step-id={s.id} data-step-status={s.status}>
               <div class="wf-label" title={`${STEP_KIND[s.type] ?? s.type} step ${s.id}`}>
                 <span class={`wf-icon wf-icon-${s.type}`} data-testid="step-icon">
-                  {STEP_ICON[s.type] ?? "◆"}
+                  <Icon icon={STEP_ICON[s.type] ?? Diamond} size={13} />
                 </span>
                 <span class="wf-name">{s.id}</span>
                 {(s.type === "invoke" || s.type === "send") && (
@@ -388,6 +411,11 @@ function Waterfall({
                 )}
                 {s.status !== "completed" && <span class={`mini-status mini-${s.status}`}>{s.status}</span>}
                 {s.attempts > 1 && <span class="mini-status">×{s.attempts}</span>}
+                {s.errors.length > 0 && (
+                  <span class="mini-status mini-failed" data-testid="step-failed-attempts" title={s.errors.map((e) => `attempt ${e.attempt}: ${e.message}`).join("\n")}>
+                    {s.errors.length} failed {s.errors.length === 1 ? "attempt" : "attempts"}
+                  </span>
+                )}
               </div>
               <div class="wf-track">
                 <Grid ticks={ticks} span={span} />
@@ -430,7 +458,9 @@ function Waterfall({
       {pending && (
         <div class="wf-row wf-pending" data-testid="step-pending">
           <div class="wf-label">
-            <span class="wf-icon">…</span>
+            <span class="wf-icon">
+            <Icon icon={Ellipsis} size={13} />
+          </span>
             <span class="wf-name muted">{pending.label}</span>
           </div>
           <div class="wf-track">
@@ -444,7 +474,7 @@ function Waterfall({
   );
 }
 
-const STEP_ICON: Record<string, string> = { run: "◆", sleep: "☾", wait: "◌", invoke: "⤷", send: "✉" };
+const STEP_ICON: Record<string, IconNode> = { run: Box, sleep: Moon, wait: Hourglass, invoke: CornerDownRight, send: Send };
 const STEP_KIND: Record<string, string> = { run: "Run", sleep: "Sleep", wait: "Wait", invoke: "Invoke", send: "Send" };
 
 function Grid({ ticks, span }: { ticks: number[]; span: number }) {
@@ -481,12 +511,14 @@ function StepDetail({ step, child, guarded, onRerunFrom }: { step: StepView; chi
           </dd>
         </dl>
         <ActionButton guarded={guarded} size="sm" onAction={() => onRerunFrom(step.id)} testId="rerun-from-this-step" title="Rerun: the steps before this one are reused, this one and the rest execute again">
-          ↻ Rerun from here
+          <Icon icon={RotateCcw} size={14} /> Rerun from here
         </ActionButton>
       </div>
       {step.type === "invoke" && (
         <div class="notice notice-link" data-testid="step-child">
-          <span class="link-icon">⤷</span> Invoked{" "}
+          <span class="link-icon">
+            <Icon icon={CornerDownRight} size={14} />
+          </span> Invoked{" "}
           <span class="strong">{child?.functionId ?? step.error?.functionId ?? "a function"}</span>
           {childRunId ? (
             <>
@@ -510,11 +542,18 @@ function StepDetail({ step, child, guarded, onRerunFrom }: { step: StepView; chi
           <span data-testid="step-error">{step.error.message}</span>
         </ErrorBox>
       )}
-      {(step.errors?.length ?? 0) > 0 && (
-        <>
-          <div class="section-label">Failed attempts</div>
-          <AttemptList errors={step.errors!} />
-        </>
+      {step.errors.length > 0 && (
+        <div data-testid="step-attempt-history">
+          <div class="section-label">Attempt history</div>
+          <AttemptList errors={step.errors} />
+          <div class="small muted" data-testid="step-attempt-last">
+            {step.status === "completed"
+              ? `attempt ${step.attempts}: completed`
+              : step.status === "retrying"
+                ? `attempt ${step.attempts} comes next`
+                : `attempt ${step.attempts}: ${step.status}`}
+          </div>
+        </div>
       )}
       <div class="section-label">{OUTPUT_LABEL[step.type] ?? "Output"}</div>
       <div class="code-card">

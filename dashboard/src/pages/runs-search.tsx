@@ -6,6 +6,8 @@ import { ActionButton, Button, ErrorBox, toast } from "../components/ui";
 import { live } from "../live";
 import { plural } from "../format";
 import { setQuery } from "../router";
+import { type IconNode, RotateCcw, Square } from "lucide";
+import { Icon } from "../components/icon";
 
 /** The engine acts on at most this many runs per bulk call. */
 const BULK_LIMIT = 10_000;
@@ -118,15 +120,17 @@ interface BulkState {
   error?: string;
 }
 
-const BULK_TEXT: Record<BulkKind, { button: string; will: string; confirm: (n: number) => string; done: (n: number) => string }> = {
+const BULK_TEXT: Record<BulkKind, { button: string; icon: IconNode; will: string; confirm: (n: number) => string; done: (n: number) => string }> = {
   cancel: {
-    button: "■ Cancel matching runs",
+    button: "Cancel matching runs",
+    icon: Square,
     will: "will be cancelled",
     confirm: (n) => `Cancel ${plural(n, "run")}`,
     done: (n) => `Cancelled ${plural(n, "run")}`,
   },
   rerun: {
-    button: "↻ Rerun matching runs",
+    button: "Rerun matching runs",
+    icon: RotateCcw,
     will: "will be rerun (each as a new run)",
     confirm: (n) => `Rerun ${plural(n, "run")}`,
     done: (n) => `Started ${plural(n, "rerun")}`,
@@ -219,7 +223,7 @@ export function BulkActions({
             testId={`bulk-${kind}`}
             title="Counts the runs first; nothing changes until you confirm"
           >
-            {BULK_TEXT[kind].button}
+            <Icon icon={BULK_TEXT[kind].icon} /> {BULK_TEXT[kind].button}
           </Button>
         ))}
       </div>

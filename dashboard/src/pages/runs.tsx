@@ -1,10 +1,11 @@
-import { type App, ApiError, RUN_ACTIVITIES, RUN_STATUSES, type Run, api } from "../api";
+import { type App, ApiError, RUN_ACTIVITIES, RUN_STATUSES, type RunSummary, api } from "../api";
 import { Pager, usePager } from "../components/pager";
 import { Empty, ErrorBox, Loading, PageHeader, Segmented, StatusBadge, Time } from "../components/ui";
 import { changeTouches, useLiveRefresh, useNow, useResource } from "../hooks";
-import { durationBetween, formatMs, parseTime } from "../format";
+import { compactJson, durationBetween, formatMs, parseTime } from "../format";
 import { setQuery, useLocation } from "../router";
 import { BulkActions, RunSearch } from "./runs-search";
+import { Play } from "lucide";
 
 export function RunsPage({ app }: { app: App }) {
   const { query } = useLocation();
@@ -89,7 +90,7 @@ export function RunsPage({ app }: { app: App }) {
       {!runs.data && !runs.error && <Loading rows={6} />}
       {runs.data && !refused && items.length === 0 && (
         <div class="card">
-          <Empty title={filtered ? "No runs match these filters" : pager.page > 0 ? "No more runs" : "No runs yet"} icon="▶">
+          <Empty title={filtered ? "No runs match these filters" : pager.page > 0 ? "No more runs" : "No runs yet"} icon={Play}>
             {filtered ? "Try another status, activity, function or search." : "Runs appear here the moment an event starts a function."}
           </Empty>
         </div>
@@ -102,6 +103,7 @@ export function RunsPage({ app }: { app: App }) {
                 <th style={{ width: "15%" }}>Status</th>
                 <th>Function</th>
                 <th>Run</th>
+                <th style={{ width: "22%" }}>Output</th>
                 <th style={{ width: "12%" }}>Created</th>
                 <th class="num" style={{ width: "11%" }}>
                   Duration
@@ -121,7 +123,25 @@ export function RunsPage({ app }: { app: App }) {
   );
 }
 
-function RunRow({ run, now, selected }: { run: Run; now: number; selected: boolean }) {
+/** The run's output in one line: the whole value (the list carries it when its JSON text has at most
+ * 2048 characters), or the list's preview of a longer one, marked as cut. */
+export function OutputCell({ run }: { run: RunSummary }) {
+  if (run.status !== "completed") return <span class="muted small">—</span>;
+  if (run.outputTruncated) {
+    return (
+      <span class="mono small data-preview" data-testid="run-output-preview" data-truncated="true" title="Output cut to its first 2048 characters: open the run for all of it">
+        {(run.outputPreview ?? "").slice(0, 80)}… <span class="pill">truncated</span>
+      </span>
+    );
+  }
+  return (
+    <span class="mono small data-preview" data-testid="run-output-preview" data-truncated="false" title={compactJson(run.output, 2048)}>
+      {compactJson(run.output, 80)}
+    </span>
+  );
+}
+
+function RunRow({ run, now, selected }: { run: RunSummary; now: number; selected: boolean }) {
   const duration = durationBetween(run.createdAt, run.endedAt, now);
   return (
     <tr
@@ -139,6 +159,9 @@ function RunRow({ run, now, selected }: { run: Run; now: number; selected: boole
         {run.flow && <FlowNote flow={run.flow} now={now} />}
       </td>
       <td class="mono small muted">{run.id}</td>
+      <td>
+        <OutputCell run={run} />
+      </td>
       <td class="muted">
         <Time iso={run.createdAt} now={now} />
       </td>

@@ -17,6 +17,7 @@ import {
 import type { Resource } from "../hooks";
 import { useNow } from "../hooks";
 import { navigate } from "../router";
+import { House } from "lucide";
 
 export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
   const [creating, setCreating] = useState(false);
@@ -43,7 +44,7 @@ export function WorkspacesPage({ apps }: { apps: Resource<Page<App>> }) {
       {!apps.data && !apps.error && <Loading />}
       {apps.data && items.length === 0 && (
         <div class="card">
-          <Empty title="No workspaces yet" icon="⌂">
+          <Empty title="No workspaces yet" icon={House}>
             Create one with <strong>New workspace</strong>, or let your app provision it with <code>POST /api/apps</code>{" "}
             (the SDK examples do this on their first start).
           </Empty>

@@ -18,6 +18,9 @@ final class Serve
     /** The types of a memoized step: one per step primitive (parallel is made of the others). */
     private const MEMO_TYPES = ['run', 'sleep', 'wait', 'invoke', 'send'];
 
+    /** The W3C trace context of the engine's invoke span: sent beside the signature, never signed. */
+    public const TRACEPARENT_HEADER = 'traceparent';
+
     /**
      * Answer the current request: read php://input and the signature headers, write status, headers
      * and body. Returns the response it wrote.
@@ -38,6 +41,7 @@ final class Serve
         $headers = [
             SignatureV2::HEADER => $_SERVER['HTTP_X_DURABLE_SIGNATURE_V2'] ?? null,
             Signature::HEADER => $_SERVER['HTTP_X_DURABLE_SIGNATURE'] ?? null,
+            self::TRACEPARENT_HEADER => $_SERVER['HTTP_TRACEPARENT'] ?? null,
         ];
         ob_start(); // stray output of user code (echo, warnings) must not corrupt the signed body
         try {
@@ -76,7 +80,8 @@ final class Serve
      * @param list<DurableFunction> $functions
      * @param array<string, string|list<string>|null>|string|null $signature the request's headers (any
      *        case, values as strings or lists: e.g. a framework's `$request->headers->all()`), or the
-     *        value of its x-durable-signature-v2 header alone
+     *        value of its x-durable-signature-v2 header alone; a well-formed `traceparent` among the
+     *        headers is kept in the invoke as 'traceparent' (else null) for the handler
      * @param (callable(): int)|null $clock epoch milliseconds, for freshness and the steps (default: the system clock)
      * @return array{status: int, headers: array<string, string>, body: string}
      */
@@ -138,19 +143,22 @@ final class Serve
         if ($function === null) {
             return $respond(404, ['error' => "unknown function '{$invoke['functionId']}'"], $replyTo);
         }
+        $invoke['traceparent'] = self::traceparent(is_array($signature) ? $signature : []);
         return $respond(200, self::execute($function, $invoke, $clock), $replyTo);
     }
 
     /**
      * Replay $function's handler for one decoded invoke and return the op to answer.
      *
-     * @param array{event: array<string, mixed>, steps?: array<string, array<string, mixed>>} $invoke
+     * @param array{event: array<string, mixed>, steps?: array<string, array<string, mixed>>, traceparent?: string|null} $invoke
      * @param (callable(): int)|null $clock
      * @return array<string, mixed>
      */
     public static function execute(DurableFunction $function, array $invoke, ?callable $clock = null): array
     {
-        $step = new Step($invoke['steps'] ?? [], \Closure::fromCallable($clock ?? [Duration::class, 'nowMs']));
+        $clock = \Closure::fromCallable($clock ?? [Duration::class, 'nowMs']);
+        // The invoke's traceparent, for $step->traceparent() (docs/tracing.md).
+        $step = new Step($invoke['steps'] ?? [], $clock, $invoke['traceparent'] ?? null);
         try {
             return $step->finish(($function->handler)($invoke['event'], $step), null);
         } catch (\Throwable $e) {
@@ -220,6 +228,25 @@ final class Serve
             }
         }
         return $invoke;
+    }
+
+    /**
+     * The request's W3C traceparent if well-formed (lower-case hex, non-zero ids, version not ff),
+     * else null: a malformed one is ignored, as the W3C recommendation says.
+     *
+     * @param array<string, string|list<string>|null> $headers
+     */
+    public static function traceparent(array $headers): ?string
+    {
+        foreach ($headers as $name => $value) {
+            if (strtolower((string) $name) !== self::TRACEPARENT_HEADER) {
+                continue;
+            }
+            $value = trim((string) (is_array($value) ? ($value[0] ?? '') : $value));
+            $valid = '/^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$/';
+            return preg_match($valid, $value) === 1 ? $value : null;
+        }
+        return null;
     }
 
     /**

@@ -41,8 +41,14 @@ final class Step
      * @param array<string, array{type: string, data?: mixed, error?: array<string, mixed>|null}> $steps the invoke's memoized steps
      * @param \Closure(): int $clock epoch milliseconds; sleep, waitForEvent and invoke count from it
      */
-    public function __construct(private array $steps, private \Closure $clock)
+    public function __construct(private array $steps, private \Closure $clock, private ?string $traceparent = null)
     {
+    }
+
+    /** The engine's W3C traceparent for this invoke, or null: pass it on so your spans join the run's trace. */
+    public function traceparent(): ?string
+    {
+        return $this->traceparent;
     }
 
     /**

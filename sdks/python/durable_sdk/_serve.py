@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any, NamedTuple
@@ -17,6 +18,8 @@ from ._step import encode, execute_async, execute_blocking, execute_sync, is_asy
 
 MAX_BODY = 4 * 1024 * 1024  # the engine refuses bodies over 4 MiB; so does the app
 MEMO_TYPES = ("run", "sleep", "wait", "invoke", "send")
+TRACEPARENT_HEADER = "traceparent"  # W3C trace context of the engine's invoke span (never signed)
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?")
 Response = tuple[int, list[tuple[str, str]], bytes]
 Clock = Callable[[], int]
 
@@ -99,10 +102,19 @@ class _Endpoint:
             return self.respond(401, {"error": str(replay)}, signature.n)
         return signature.n
 
-    def route(self, method: str, body: bytes, v1: str | None, v2: str | None = None) -> Response | _Call:
+    def route(
+        self,
+        method: str,
+        body: bytes,
+        v1: str | None,
+        v2: str | None = None,
+        traceparent: str | None = None,
+    ) -> Response | _Call:
         """Answer at once, or return the function to run with its invoke body.
 
-        ``v1`` and ``v2`` are the request's ``x-durable-signature`` and ``x-durable-signature-v2``.
+        ``v1`` and ``v2`` are the request's ``x-durable-signature`` and ``x-durable-signature-v2``;
+        ``traceparent`` its W3C ``traceparent`` header, kept in the invoke as ``"traceparent"`` when
+        well-formed (else None) for the handler's step.
         """
         if method == "GET":
             return self.respond(200, {"functions": sorted(self.functions)})
@@ -119,11 +131,19 @@ class _Endpoint:
         function = self.functions.get(invoke["functionId"])
         if function is None:
             return self.respond(404, {"error": f"unknown function {invoke['functionId']!r}"}, reply_to)
+        invoke["traceparent"] = parse_traceparent(traceparent)
         return _Call(function, invoke, reply_to)
 
-    async def answer_async(self, method: str, body: bytes, v1: str | None, v2: str | None = None) -> Response:
+    async def answer_async(
+        self,
+        method: str,
+        body: bytes,
+        v1: str | None,
+        v2: str | None = None,
+        traceparent: str | None = None,
+    ) -> Response:
         """Route and run on an event loop: ``async def`` handlers on it, plain ones in a worker thread."""
-        routed = self.route(method, body, v1, v2)
+        routed = self.route(method, body, v1, v2, traceparent)
         if not isinstance(routed, _Call):
             return routed
         if is_async(routed.function):
@@ -132,9 +152,16 @@ class _Endpoint:
             op = await asyncio.to_thread(execute_sync, routed.function, routed.invoke)
         return self.respond(200, op, routed.reply_to)
 
-    def answer(self, method: str, body: bytes, v1: str | None, v2: str | None = None) -> Response:
+    def answer(
+        self,
+        method: str,
+        body: bytes,
+        v1: str | None,
+        v2: str | None = None,
+        traceparent: str | None = None,
+    ) -> Response:
         """Route and run in this thread (a WSGI worker): ``async def`` handlers in ``asyncio.run``."""
-        routed = self.route(method, body, v1, v2)
+        routed = self.route(method, body, v1, v2, traceparent)
         if not isinstance(routed, _Call):
             return routed
         return self.respond(200, execute_blocking(routed.function, routed.invoke), routed.reply_to)
@@ -154,6 +181,15 @@ def index(functions: Iterable[Function]) -> dict[str, Function]:
                 raise ValueError(f"duplicate function id {served.id!r}")
             found[served.id] = served
     return found
+
+
+def parse_traceparent(value: str | None) -> str | None:
+    """The W3C ``traceparent`` header value if well-formed (lower-case hex, non-zero ids, version not
+    ``ff``), else None: a malformed one is ignored, as the W3C recommendation says."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _TRACEPARENT.fullmatch(value) else None
 
 
 def parse_invoke(body: bytes) -> tuple[dict[str, Any] | None, str]:
@@ -207,9 +243,13 @@ def serve(
             size += len(chunks[-1])
             more = message.get("more_body", False)
         received = dict(scope["headers"])  # ASGI lower-cases header names
-        v1, v2 = (received.get(name.encode()) for name in (V1_HEADER, V2_HEADER))
+        v1, v2, tp = (received.get(name.encode()) for name in (V1_HEADER, V2_HEADER, TRACEPARENT_HEADER))
         status, headers, body = await endpoint.answer_async(
-            scope["method"], b"".join(chunks), v1 and v1.decode("latin-1"), v2 and v2.decode("latin-1")
+            scope["method"],
+            b"".join(chunks),
+            v1 and v1.decode("latin-1"),
+            v2 and v2.decode("latin-1"),
+            tp and tp.decode("latin-1"),
         )
         await send(
             {
@@ -243,6 +283,7 @@ def serve_wsgi(
             body,
             environ.get("HTTP_X_DURABLE_SIGNATURE"),
             environ.get("HTTP_X_DURABLE_SIGNATURE_V2"),
+            environ.get("HTTP_TRACEPARENT"),
         )
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [payload]

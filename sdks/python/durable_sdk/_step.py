@@ -99,7 +99,15 @@ class Step:
     order the calls happen.
     """
 
-    def __init__(self, steps: dict[str, Any], is_async: bool, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        steps: dict[str, Any],
+        is_async: bool,
+        clock: Clock | None = None,
+        traceparent: str | None = None,
+    ) -> None:
+        self.traceparent = traceparent
+        """The W3C traceparent of this invoke (the engine's span), or None: pass it on to join the trace."""
         self._steps = steps
         self._async = is_async
         self._clock = clock
@@ -446,7 +454,7 @@ def _finish(answer: Op | None, result: Any = None, exc: Exception | None = None)
 
 def execute_sync(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
     """Replay a plain ``def`` handler for one invoke and return the op to answer."""
-    step = Step(invoke["steps"], is_async=False, clock=clock)
+    step = Step(invoke["steps"], is_async=False, clock=clock, traceparent=invoke.get("traceparent"))
     result: Any = None
     error: Exception | None = None
     try:
@@ -462,7 +470,7 @@ def execute_sync(function: Function, invoke: dict[str, Any], clock: Clock | None
 
 async def execute_async(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
     """Replay an ``async def`` handler for one invoke and return the op to answer."""
-    step = Step(invoke["steps"], is_async=True, clock=clock)
+    step = Step(invoke["steps"], is_async=True, clock=clock, traceparent=invoke.get("traceparent"))
     result: Any = None
     error: Exception | None = None
     try:

@@ -46,7 +46,8 @@ def view(
             status, headers, payload = endpoint.respond(413, {"error": error})
         else:
             v1, v2 = request.headers.get(V1_HEADER), request.headers.get(V2_HEADER)
-            status, headers, payload = endpoint.answer(request.method or "GET", body, v1, v2)
+            trace = request.headers.get("traceparent")
+            status, headers, payload = endpoint.answer(request.method or "GET", body, v1, v2, trace)
         return HttpResponse(payload, status=status, headers=dict(headers))
 
     exempt: Callable[[HttpRequest], HttpResponse] = csrf_exempt(durable)

@@ -46,7 +46,8 @@ def router(
             if size > MAX_BODY:
                 break
         v1, v2 = request.headers.get(V1_HEADER), request.headers.get(V2_HEADER)
-        status, headers, body = await endpoint.answer_async(request.method, b"".join(chunks), v1, v2)
+        trace = request.headers.get("traceparent")
+        status, headers, body = await endpoint.answer_async(request.method, b"".join(chunks), v1, v2, trace)
         return Response(body, status_code=status, headers=dict(headers))
 
     return api

@@ -44,7 +44,11 @@ def blueprint(
     def durable() -> Response:
         body = request.get_data()  # the raw bytes the signature covers
         status, headers, payload = endpoint.answer(
-            request.method, body, request.headers.get(V1_HEADER), request.headers.get(V2_HEADER)
+            request.method,
+            body,
+            request.headers.get(V1_HEADER),
+            request.headers.get(V2_HEADER),
+            request.headers.get("traceparent"),
         )
         return Response(payload, status=status, headers=headers)
 

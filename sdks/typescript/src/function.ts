@@ -83,6 +83,8 @@ export interface HandlerContext<TData = any> {
   runId: string;
   /** 1-based attempt of the step the handler is about to reach. */
   attempt: number;
+  /** The engine's W3C `traceparent` for this invoke, or null: pass it on so your spans join the run's trace. */
+  traceparent: string | null;
 }
 
 /** A handler: replayed from the top on every invoke, so keep side effects inside `step.run`. */

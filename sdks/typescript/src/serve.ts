@@ -6,6 +6,9 @@ import { execute, type Invoke } from "./step.js";
 
 const MAX_BODY = 4 * 1024 * 1024; // the engine refuses bodies over 4 MiB; so does the app
 const MEMO_TYPES = ["run", "sleep", "wait", "invoke", "send"];
+/** W3C trace context of the engine's invoke span (sent beside the signature, never signed). */
+const TRACEPARENT_HEADER = "traceparent";
+const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$/;
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -92,8 +95,10 @@ export function serve(functions: Iterable<DurableFunction<any, any>>, options: S
     if (typeof invoke === "string") return { status: 400, payload: { error: `malformed invoke: ${invoke}` }, invoke: checked.n };
     const fn = byId.get(invoke.functionId);
     if (!fn) return { status: 404, payload: { error: `unknown function ${repr(invoke.functionId)}` }, invoke: checked.n };
+    // The invoke's `traceparent`, for the handler's context (null when absent or malformed).
+    const traced = Object.assign(invoke, { traceparent: parseTraceparent(header(TRACEPARENT_HEADER)) });
     try {
-      return { status: 200, payload: await execute(fn, invoke), invoke: checked.n };
+      return { status: 200, payload: await execute(fn, traced), invoke: checked.n };
     } catch (error) {
       return { status: 500, payload: { error: `durable serve failed: ${(error as Error)?.message ?? error}` }, invoke: checked.n };
     }
@@ -165,6 +170,15 @@ async function readNode(req: NodeLikeRequest): Promise<Body> {
     if (size <= MAX_BODY) chunks.push(Buffer.from(chunk));
   }
   return { bytes: size > MAX_BODY ? null : Buffer.concat(chunks), parsed: false };
+}
+
+/**
+ * A W3C `traceparent` value if well-formed (lower-case hex, non-zero ids, version not `ff`), else null:
+ * a malformed one is ignored, as the W3C recommendation says.
+ */
+function parseTraceparent(value: string | undefined): string | null {
+  const trimmed = value?.trim();
+  return trimmed !== undefined && TRACEPARENT.test(trimmed) ? trimmed : null;
 }
 
 /** Decode an invoke body into an {@link Invoke}, or return what is wrong with it. */

@@ -46,6 +46,8 @@ export interface Invoke {
   attempt: number;
   event: DurableEvent;
   steps: Record<string, Memo>;
+  /** The invoke's W3C `traceparent` header, when the engine traces (docs/tracing.md). */
+  traceparent?: string | null;
 }
 
 /** Options of {@link Step.waitForEvent}. */
@@ -277,7 +279,13 @@ class Replay implements Step {
 /** Replay `fn` for one invoke and return the op to answer. `now` is the clock (epoch ms) of sleeps, waits and invokes. */
 export async function execute(fn: DurableFunction<any, any>, invoke: Invoke, now: () => number = Date.now): Promise<Op> {
   const step = new Replay(invoke.steps, now);
-  const context = { event: invoke.event, step, runId: invoke.runId, attempt: invoke.attempt };
+  const context = {
+    event: invoke.event,
+    step,
+    runId: invoke.runId,
+    attempt: invoke.attempt,
+    traceparent: invoke.traceparent ?? null,
+  };
   const outcome = (async () => fn.handler(context))().then(
     (value) => () => resultOp(null, value),
     (error: unknown) => () => errorOp(null, error),

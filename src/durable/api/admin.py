@@ -408,7 +408,15 @@ async def app_metrics(request: Request, app_id: str, range: str = "1h") -> Respo
     return JSON(await metrics.series(request.app.state.db, app_id, range))
 
 
-@router.get("/stream", summary="Server-Sent Events: what changed (pushed from Postgres NOTIFY)")
+@router.get(
+    "/stream",
+    summary="Server-Sent Events: what changed (pushed from Postgres NOTIFY)",
+    responses={
+        200: {"description": "text/event-stream: one `change` event per NOTIFY, {appId, kinds, runIds}"},
+        401: schemas.ERRORS[401],
+        503: schemas.ERRORS[503],
+    },
+)
 async def change_stream(request: Request) -> Response:
     return await stream(request)
 

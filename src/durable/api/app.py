@@ -65,7 +65,7 @@ def create_app(
     ):  # the engine announces what its transactions changed, after commit
         db.on_change = app.state.feed.touch
     app.state.dispatcher = dispatcher
-    app.state.broadcaster = Broadcaster(settings.dsn)
+    app.state.broadcaster = Broadcaster(settings.direct_dsn)
     app.state.sign_in_limiter = SignInLimiter()
 
     @app.exception_handler(ApiError)
@@ -93,7 +93,15 @@ def create_app(
             media_type="application/json",
         )
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness and database reachability",
+        responses={
+            200: {"description": '{"ok": true, "database": "ready", "version": …}'},
+            503: {"description": '{"ok": false, "database": "unavailable", …} with Retry-After'},
+        },
+    )
     async def healthz(request: Request) -> Response:
         # Bounded, so a load balancer tells a database that does not answer from one that is slow.
         try:
@@ -111,6 +119,12 @@ def create_app(
         tags=["ops"],
         summary="Prometheus metrics (DURABLE_METRICS_TOKEN or the admin token when set)",
         dependencies=[Depends(check_metrics)],
+        responses={
+            200: {"description": "Prometheus text exposition format"},
+            401: {
+                "description": '{"error": …, "code": "unauthorized"}: the metrics or admin token is missing or wrong'
+            },
+        },
     )
     async def metrics() -> Response:
         body, content_type = render_metrics()

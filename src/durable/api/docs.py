@@ -8,7 +8,7 @@ a file too: the CSP (api/guard.py) allows no inline script.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from durable.api.auth import check_admin
 from durable.api.http import JSON
@@ -53,6 +53,13 @@ async def openapi(request: Request) -> Response:
 @router.get("/api/docs")
 async def docs_page() -> Response:
     return HTMLResponse(PAGE, headers={"cache-control": "no-cache"})
+
+
+@router.get("/docs")
+@router.get("/redoc")
+async def docs_elsewhere() -> Response:
+    """Where FastAPI apps usually keep their docs: the page is at /api/docs."""
+    return RedirectResponse("/api/docs", status_code=308)
 
 
 @router.get("/api/docs/init.js")

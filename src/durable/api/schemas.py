@@ -118,12 +118,16 @@ class Paused(BaseModel, extra="forbid"):
     since: str = Field(description="when the function was paused")
 
 
-class Function(BaseModel):
-    """A synced function; an option appears only when it is set."""
+class Function(BaseModel, extra="allow"):
+    """A synced function; an option appears only when it is set (the composition options, such as
+    idempotency, singleton, cancelOn and onFailure, as they were synced)."""
 
     id: str
     name: str
-    trigger: dict[str, str] = Field(description='{"event": name} or {"cron": expression}')
+    trigger: dict[str, str | None] = Field(
+        description='{"event": name} or {"cron": expression}; {"cron": null}: no trigger (the function'
+        " starts through invoke, as a failure handler, or from the dashboard)"
+    )
     retries: int | None = None
     concurrency: Concurrency | None = None
     priority: int | PriorityKey | None = None
@@ -141,6 +145,15 @@ class FunctionList(BaseModel):
 
 class RunError(BaseModel):
     message: str
+
+
+class StepError(BaseModel, extra="forbid"):
+    message: str
+    reason: Literal["failed", "timeout", "cancelled", "not_found"] | None = Field(
+        None, description="an invoke step whose child did not complete: why"
+    )
+    runId: str | None = Field(None, description="an invoke step: the child run, if one started")
+    functionId: str | None = Field(None, description="an invoke step: the function it invoked")
 
 
 class AttemptError(BaseModel, extra="forbid"):
@@ -164,7 +177,7 @@ class Step(BaseModel):
     status: Literal["completed", "failed", "retrying", "sleeping", "waiting"]
     attempts: int
     output: Any = None
-    error: RunError | None
+    error: StepError | None
     errors: list[AttemptError] = Field(description="each failed attempt of this step, oldest first")
     queuedMs: int = Field(description="durable time: queue, backoff, sleep or wait")
     appMs: int = Field(description="time inside the app's answer")
@@ -193,9 +206,21 @@ class RunSummary(BaseModel):
     eventId: str
     status: Literal["active", "completed", "failed", "cancelled"]
     activity: Literal["executing", "queued", "waiting", "sleeping", "scheduled"] | None
-    output: Any = Field(None, description="the handler's result once completed")
+    output: Any = Field(
+        None,
+        description="the handler's result once completed. In the runs list, only when its JSON text has at"
+        " most 2048 characters; a longer one is null there and comes as outputPreview",
+    )
+    outputPreview: str | None = Field(
+        None,
+        description="runs list only: the first 2048 characters of the output's JSON text when it is"
+        " longer (GET /api/runs/{runId} has it whole); null otherwise",
+    )
+    outputTruncated: bool = Field(False, description="true when output is given as outputPreview")
     error: RunError | None = Field(description="what the run failed with; null unless it failed")
-    flow: dict[str, Any] | None = Field(description="why an active run is scheduled or queued")
+    flow: dict[str, dict[str, Any]] | None = Field(
+        description="why an active run is scheduled or queued: {option: {until?, ...}}"
+    )
     parentRunId: str | None = Field(None, description="the run that invoked this one (step.invoke)")
     cancelledBy: CancelledBy | None = Field(None, description="who cancelled the run; null unless cancelled")
     createdAt: str | None
@@ -234,16 +259,39 @@ class BulkAnswer(BaseModel, extra="forbid"):
     count: int = Field(description="the runs selected (at most 10,000): cancelled, rerun, or counted")
 
 
+RunStatus = Literal["active", "completed", "failed", "cancelled"]
+
+
+class EventRun(BaseModel, extra="forbid"):
+    runId: str
+    functionId: str
+    status: RunStatus
+
+
+class EventOutcome(BaseModel, extra="forbid"):
+    """What an event did besides starting a run of a function."""
+
+    outcome: Literal["skipped", "debounced", "batched", "resumed", "cancelled"] = Field(
+        description="skipped: started no run (see reason); debounced, batched: joined the run runId;"
+        " resumed: resolved a wait of the run runId; cancelled: cancelled the run runId (cancelOn)"
+    )
+    functionId: str | None = Field(
+        None, description="the function concerned (for a resumed run, that run's function)"
+    )
+    reason: str | None = Field(
+        None, description="skipped: rateLimit | idempotency | singleton | paused | ..."
+    )
+    runId: str | None = Field(None, description="the run joined, resumed or cancelled")
+
+
 class Event(BaseModel):
     id: str
     name: str
     data: dict[str, Any]
     ts: int
     receivedAt: str | None
-    runs: list[dict[str, Any]] = Field(description="[{runId, functionId, status}] started by this event")
-    outcomes: list[dict[str, Any]] = Field(
-        description="[{functionId, outcome: skipped|debounced|batched, reason?, runId?}]"
-    )
+    runs: list[EventRun] = Field(description="the runs this event started")
+    outcomes: list[EventOutcome] = Field(description="what else it did, in the order it happened")
 
 
 class EventList(BaseModel):
@@ -265,7 +313,13 @@ class FunctionMetrics(BaseModel):
     functionId: str
     completed: int
     failed: int
-    p95Ms: int | None
+    p95Ms: int | None = Field(
+        description="95th percentile of the durations of the runs that ended in the range (created to"
+        " ended), from a histogram with 64 buckets per doubling (each 1.1 % wide), interpolated in its"
+        " bucket and clamped to the exact shortest and longest duration: within 1.1 % of the exact"
+        " value, and exact for a single run; null when no run ended"
+    )
+    maxMs: int | None = Field(description="the longest of those durations, exactly")
 
 
 class Metrics(BaseModel):

@@ -22,9 +22,12 @@ def cause(kind: Kind, **detail: str) -> dict[str, Any]:
     return {"kind": kind, **detail}
 
 
-async def cancel_runs(tx: Conn, run_ids: Sequence[str], why: dict[str, Any]) -> list[str]:
+async def cancel_runs(
+    tx: Conn, run_ids: Sequence[str], why: dict[str, Any], functions: dict[str, str] | None = None
+) -> list[str]:
     """Cancel the active runs among `run_ids` (and their active descendants) in `tx`; returns the ids
-    of every run cancelled. Runs already ended are left as they are."""
+    of every run cancelled (and fills `functions`, when given, with each one's function id). Runs
+    already ended are left as they are."""
     if not run_ids:
         return []
     ids = sorted(set(run_ids))
@@ -33,6 +36,8 @@ async def cancel_runs(tx: Conn, run_ids: Sequence[str], why: dict[str, Any]) -> 
     cancelled = {r["id"] for r in rows}
     for r in rows:
         tx.changed(r["app_id"], "runs", r["id"])
+        if functions is not None:
+            functions[r["id"]] = r["function_id"]
         parent = r["parent_run_id"]
         if parent is not None and parent not in cancelled:
             await resolve_parent(

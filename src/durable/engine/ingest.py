@@ -105,11 +105,14 @@ async def cancel_matching(
     by_id = {event["id"]: event for event in chosen.values()}
     for event_id, run_ids in by_event.items():
         event = by_id[event_id]
-        done = await cancel_runs(tx, run_ids, cause("event", eventId=event_id, eventName=event["name"]))
+        functions: dict[str, str] = {}
+        why = cause("event", eventId=event_id, eventName=event["name"])
+        done = await cancel_runs(tx, run_ids, why, functions)
         chosen_here = set(run_ids)
         for run_id in done:
             if run_id in chosen_here:  # descendants cancelled with them are the runs' own record
-                effects.setdefault(event["seq"], []).append({"outcome": "cancelled", "runId": run_id})
+                entry = {"outcome": "cancelled", "runId": run_id, "functionId": functions[run_id]}
+                effects.setdefault(event["seq"], []).append(entry)
         cancelled += done
     return cancelled
 

@@ -69,7 +69,15 @@ async def rerun_many(tx: Conn, app_id: str, sources: Sequence[Mapping[str, Any]]
     return await planner.add_runs(starts)
 
 
+OUTPUT_PREVIEW_CHARS = 2048  # run_list: a longer output's JSON text is cut to this many characters
+
+
 def run_view(row: asyncpg.Record) -> dict[str, Any]:
+    """A run's summary. From `run_list`, an output whose JSON text is longer than
+    OUTPUT_PREVIEW_CHARS comes as `outputPreview` (that many characters of it) with `output` null and
+    `outputTruncated` true; `GET /api/runs/{id}` always has the whole output."""
+    keys = set(row.keys())  # Record.keys() is an iterator: one `in` would consume it
+    preview = row["output_preview"] if "output_preview" in keys else None
     return {
         "id": row["id"],
         "appId": row["app_id"],
@@ -77,7 +85,9 @@ def run_view(row: asyncpg.Record) -> dict[str, Any]:
         "eventId": row["event_id"],
         "status": row["status"],
         "activity": row["activity"],
-        "output": row["output"] if "output" in row.keys() else None,
+        "output": row["output"] if "output" in keys else None,
+        "outputPreview": preview,
+        "outputTruncated": preview is not None,
         "error": _error_view(row["error"]),
         "flow": flow_view(row),
         "parentRunId": row["parent_run_id"],
@@ -108,6 +118,15 @@ def _error_view(error: Any) -> dict[str, Any] | None:
     return {"message": error.get("message", "")}
 
 
+def step_error_view(error: Any) -> dict[str, Any] | None:
+    """A step's error; an invoke step whose child did not complete also says why (`reason`: failed,
+    timeout, cancelled, not_found), which child run and which function (engine/cancel.child_error)."""
+    view = _error_view(error)
+    if view is not None and "reason" in error:
+        view.update(reason=error["reason"], runId=error.get("runId"), functionId=error.get("functionId"))
+    return view
+
+
 def retry_view(row: asyncpg.Record) -> dict[str, Any] | None:
     """The retry a run is waiting out: why, which attempt comes next and when. None unless the run is
     `scheduled` by a retry (runs.retry outlives the wait; a claim makes it history)."""
@@ -136,7 +155,7 @@ def step_view(row: asyncpg.Record) -> dict[str, Any]:
         "status": row["status"],
         "attempts": row["attempts"],
         "output": row["output"],
-        "error": _error_view(row["error"]),
+        "error": step_error_view(row["error"]),
         "errors": errors_view(row["errors"]),
         "queuedMs": row["queued_ms"],
         "appMs": row["app_ms"],

@@ -12,6 +12,10 @@ was not listening. `Listener` keeps one dedicated connection LISTENing on one ch
   loops re-claim; the SSE streams were ended on loss so browsers refetch).
 
 `listening` is False from the moment the loss is noticed until the connection is back.
+
+The DSN must reach Postgres directly, never a transaction-mode pooler (DATABASE_DIRECT_URL when
+DATABASE_URL is one): a pooler runs the LISTEN on a server connection it then lends to other clients,
+so the notifications reach whoever holds it, or nobody.
 """
 
 from __future__ import annotations

@@ -32,7 +32,12 @@ def migration_files() -> list[tuple[int, str, str]]:
 
 
 async def migrate(dsn: str) -> list[int]:
-    """Apply pending migrations; return the versions applied by this call."""
+    """Apply pending migrations; return the versions applied by this call.
+
+    `dsn` must reach Postgres directly (DATABASE_DIRECT_URL behind a pooler): the connection prepares
+    named statements, which a transaction pooler would leave on a server connection other clients then
+    share, and the whole migration is one long transaction that should not hold a pooler's slot.
+    """
     conn = await asyncpg.connect(dsn)
     applied_now: list[int] = []
     try:

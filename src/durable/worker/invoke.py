@@ -13,10 +13,14 @@ Signatures (docs/protocol.md, "Signing"): every invoke carries `x-durable-signat
 a fresh nonce), plus the v1 `x-durable-signature` in compat mode. The answer must carry a v2 signature
 by the app whose `r` is this invoke's nonce, so an answer captured from another invoke is refused; only
 in compat mode may it carry v1 alone.
+
+Tracing (docs/tracing.md): an invoke may carry the W3C `traceparent` of its span; like every header it
+is outside the signature, which covers the body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import time
@@ -42,6 +46,7 @@ from durable.core.signing import (
     verify_v2,
 )
 from durable.engine.outbound import is_local_address
+from durable.engine.tracing import Tracing
 from durable.errors import InvalidInput, InvokeError
 from durable.types import MAX_BODY, Op
 
@@ -59,10 +64,13 @@ class Invoker:
         own_port: int | None = None,
         own_host: str = "127.0.0.1",
         allow: AllowList | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """`own_port`/`own_host`: where this engine's API listens (PORT, DURABLE_HOST), never invoked;
-        `allow`: DURABLE_APP_URL_ALLOW, checked again here since it may have changed since the sync."""
+        `allow`: DURABLE_APP_URL_ALLOW, checked again here since it may have changed since the sync;
+        `tracing`: the OpenTelemetry spans of the runs driven with this invoker (None: tracing off)."""
         self.user_agent = user_agent
+        self.tracing = tracing
         self.own_port = own_port
         self.own_host = own_host
         self.allow = allow
@@ -89,11 +97,18 @@ class Invoker:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.close)  # exports the spans still queued
+            self.tracing = None
 
-    async def invoke(self, url: str | None, body: dict[str, object], keys: Keys | str) -> Op:
+    async def invoke(
+        self, url: str | None, body: dict[str, object], keys: Keys | str, traceparent: str | None = None
+    ) -> Op:
         """POST the invoke; return the app's op, or raise InvokeError naming what was wrong.
 
-        `keys`: the workspace's keys and signature mode (a bare key: one key, compat mode)."""
+        `keys`: the workspace's keys and signature mode (a bare key: one key, compat mode);
+        `traceparent`: the W3C header of this invoke's span, sent as is (docs/tracing.md: it is not
+        covered by the signature)."""
         if not url:
             raise InvokeError("the app has no URL: sync it first (POST /fn/sync with its url)")
         _refuse(url, self.own_port, self.own_host, self.allow)
@@ -108,6 +123,8 @@ class Invoker:
         }
         if keys.mode == "compat":
             headers[V1_HEADER] = sign(raw, keys.signing)
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         answered = False  # whether any byte of an HTTP answer arrived: after that, the app may have run
         try:
             async with self.session().post(url, data=raw, headers=headers, allow_redirects=False) as response:

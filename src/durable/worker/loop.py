@@ -3,6 +3,10 @@
 Each loop keeps up to `invokes_per_worker` runs in flight. A loop sleeps until the earliest job is due
 (a free job's due time or a lease's expiry, so crashed workers' runs are picked up on time), or until
 Postgres NOTIFY on `durable_jobs` (or a run finishing here) wakes it. No polling interval sets latency.
+
+With tracing on (`Invoker.tracing`, engine/tracing.py), each drive of a run is a `durable.run` span and
+each round a `durable.invoke` span whose `traceparent` goes to the app; off, it costs one `is None` test
+per round.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import asyncio
 import logging
 import os
 import socket
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from durable.engine.claim import Claim
 from durable.engine.execution import Executor, Outcome, Timing
@@ -20,6 +26,9 @@ from durable.metrics import INVOKE_SECONDS, INVOKES, RUNS_ENDED
 from durable.store.listen import Listener
 from durable.store.outage import RETRYABLE
 from durable.worker.invoke import Invoker
+
+if TYPE_CHECKING:
+    from durable.engine.tracing import RunSpan
 
 log = logging.getLogger("durable.worker")
 
@@ -138,10 +147,16 @@ class WorkerLoop:
         flight like any other retryable error, instead of leaving the run to be re-driven at every
         lease expiry without end.
         """
+        tracing = self.invoker.tracing
+        span = None if tracing is None else tracing.run(claim.run_id, claim.function_id, claim.app_id)
+        outcome: Outcome | None = None
         try:
-            await self._drive(claim)
+            outcome = await self._drive(claim, span)
         except Exception as exc:
             log.exception("%s: driving run %s failed", self.name, claim.run_id)
+            if span is not None:
+                span.end("failed", exc)
+                span = None
             now = self.executor.now()
             message = f"the engine failed while driving the run: {type(exc).__name__}: {exc}"
             try:
@@ -150,18 +165,23 @@ class WorkerLoop:
                 )
             except RETRYABLE as again:
                 log.warning("%s: run %s: could not record the failure (%s)", self.name, claim.run_id, again)
+        finally:
+            if span is not None:
+                span.end(outcome.value if outcome is not None else "failed")
 
-    async def _drive(self, claim: Claim) -> None:
+    async def _drive(self, claim: Claim, span: RunSpan | None) -> Outcome:
+        """Drive the run; return how the last round left it (`Outcome.LOST` also when the lease was
+        found lost before an invoke, `Outcome.CONTINUE` when the loop stopped between two rounds)."""
         if not claim.function_exists:
             message = (
                 f"function {claim.function_id!r} is no longer registered (the app's last sync removed it)"
             )
             now = self.executor.now()
-            await self.executor.attempt_failed(
+            outcome = await self.executor.attempt_failed(
                 claim, message, Timing(now, now), step_id=None, retryable=False
             )
             RUNS_ENDED.labels("failed").inc()
-            return
+            return outcome
         while True:
             # No invoke without a live lease that covers it: a claim that stalled (a slow statement, a
             # Postgres restart, a paused process) is renewed, or dropped if another worker has it now.
@@ -169,19 +189,26 @@ class WorkerLoop:
                 held = await self.executor.hold_lease(claim)
             except RETRYABLE as exc:
                 log.warning("%s: run %s: could not renew its lease (%s)", self.name, claim.run_id, exc)
-                return
+                return Outcome.LOST
             if not held:
                 log.info(
                     "%s: run %s: lease lost before the invoke; the app is not called", self.name, claim.run_id
                 )
-                return
+                return Outcome.LOST
+            invoke_span = None if span is None else span.invoke(claim.attempt)
             started = self.executor.now()
             try:
-                op = await self.invoker.invoke(claim.url, claim.invoke_body(), claim.keys())
+                op = await self.invoker.invoke(
+                    claim.url,
+                    claim.invoke_body(),
+                    claim.keys(),
+                    None if invoke_span is None else invoke_span.traceparent,
+                )
             except InvokeError as exc:
                 timing = Timing(started, self.executor.now())
                 INVOKES.labels("error").inc()
                 INVOKE_SECONDS.observe(timing.app_ms / 1000)
+                queued_ms = 0 if invoke_span is None else _ms_between(claim.ready_at, started)
                 outcome = await self.executor.attempt_failed(
                     claim,
                     exc.message,
@@ -190,22 +217,33 @@ class WorkerLoop:
                     retryable=exc.retryable,
                     unreachable=exc.unreachable,
                 )
+                if invoke_span is not None:
+                    invoke_span.end(
+                        queued_ms=queued_ms,
+                        app_ms=timing.app_ms,
+                        op=None,
+                        outcome=outcome.value,
+                        error=exc.message,
+                    )
                 if outcome is Outcome.ENDED:
                     RUNS_ENDED.labels("failed").inc()
-                return
+                return outcome
             timing = Timing(started, self.executor.now())
             INVOKES.labels("ok").inc()
             INVOKE_SECONDS.observe(timing.app_ms / 1000)
+            queued_ms = 0 if invoke_span is None else _ms_between(claim.ready_at, started)
             outcome = await self.executor.apply(claim, op, timing)
+            if invoke_span is not None:
+                invoke_span.end(queued_ms=queued_ms, app_ms=timing.app_ms, op=op, outcome=outcome.value)
             if outcome is Outcome.ENDED:
                 RUNS_ENDED.labels("completed" if op["op"] == "done" else "failed").inc()
             if outcome is not Outcome.CONTINUE:
                 if outcome is not Outcome.LOST:
                     self.wakeup.set()  # a slot or a timer changed: let the loop look again
-                return
+                return outcome
             if self.stopping:
                 await self.executor.release(claim)
-                return
+                return outcome
 
     def stop(self) -> None:
         self.stopping = True
@@ -220,6 +258,11 @@ class WorkerLoop:
                 task.cancel()
             return len(pending)
         return 0
+
+
+def _ms_between(a: datetime, b: datetime) -> int:
+    """A round's queued time: from when the run became due (`Claim.ready_at`) to the invoke."""
+    return max(0, int((b - a).total_seconds() * 1000))
 
 
 def worker_name(index: int) -> str:

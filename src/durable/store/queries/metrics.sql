@@ -23,18 +23,22 @@ LEFT JOIN LATERAL (SELECT sum(queued_ms) AS queued_ms, sum(app_ms) AS app_ms FRO
 WHERE r.ended_at > $1 AND r.ended_at <= $2;
 
 -- name: metrics_add
--- Add one rollup's counts to the per-minute rows (histograms added bucket by bucket).
-INSERT INTO metrics_minute AS m (app_id, function_id, minute, started, completed, failed, queued_ms, app_ms, histogram)
+-- Add one rollup's counts to the per-minute rows: sparse duration histograms added bucket by bucket,
+-- the shortest and longest durations kept.
+INSERT INTO metrics_minute AS m (app_id, function_id, minute, started, completed, failed, queued_ms, app_ms,
+                                 durations, min_ms, max_ms)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::int[], $7::bigint[],
-                     $8::bigint[], $9::text[]::jsonb[])
+                     $8::bigint[], $9::text[]::jsonb[], $10::bigint[], $11::bigint[])
 ON CONFLICT (app_id, minute, function_id) DO UPDATE
 SET started = m.started + EXCLUDED.started, completed = m.completed + EXCLUDED.completed,
     failed = m.failed + EXCLUDED.failed, queued_ms = m.queued_ms + EXCLUDED.queued_ms,
     app_ms = m.app_ms + EXCLUDED.app_ms,
-    histogram = (SELECT coalesce(jsonb_agg(coalesce((m.histogram ->> i)::int, 0)
-                                           + coalesce((EXCLUDED.histogram ->> i)::int, 0) ORDER BY i), '[]')
-                 FROM generate_series(0, greatest(jsonb_array_length(m.histogram),
-                                                  jsonb_array_length(EXCLUDED.histogram)) - 1) AS i);
+    durations = (SELECT coalesce(jsonb_object_agg(b.k, b.n), '{}')
+                 FROM (SELECT x.k, sum(x.v::text::bigint) AS n
+                       FROM (SELECT * FROM jsonb_each(m.durations)
+                             UNION ALL SELECT * FROM jsonb_each(EXCLUDED.durations)) AS x (k, v)
+                       GROUP BY x.k) AS b),
+    min_ms = least(m.min_ms, EXCLUDED.min_ms), max_ms = greatest(m.max_ms, EXCLUDED.max_ms);
 
 -- name: metrics_sample_backlog
 INSERT INTO metrics_backlog AS b (app_id, minute, backlog)
@@ -59,7 +63,9 @@ FROM metrics_backlog WHERE app_id = $1 AND minute >= $2
 GROUP BY 1 ORDER BY 1;
 
 -- name: metrics_functions
-SELECT function_id, completed, failed, histogram FROM metrics_minute WHERE app_id = $1 AND minute >= $2;
+-- `histogram`: rows rolled up before migration 0012 (their `durations` is empty).
+SELECT function_id, completed, failed, durations, min_ms, max_ms, histogram
+FROM metrics_minute WHERE app_id = $1 AND minute >= $2;
 
 -- name: metrics_prune
 DELETE FROM metrics_minute WHERE minute < durable_now() - interval '8 days';

@@ -56,9 +56,12 @@ FROM steps WHERE run_id = $1 ORDER BY seq;
 
 -- name: run_list
 -- $7: a pre-filter of a `match` on event.data (jsonb @>; the caller checks `matches` exactly on
--- match_data); $8: JSON text the output must contain (@>), null for no output filter.
+-- match_data); $8: JSON text the output must contain (@>), null for no output filter. The output comes
+-- whole when its JSON text has at most 2048 characters, else as output_preview: the first 2048 of them.
 SELECT id, app_id, function_id, event_id, status, activity, error, flow, created_at, started_at, ended_at,
-       parent_run_id, cancelled_by, CASE WHEN $7::jsonb IS NOT NULL THEN event -> 'data' END AS match_data
+       parent_run_id, cancelled_by, CASE WHEN $7::jsonb IS NOT NULL THEN event -> 'data' END AS match_data,
+       CASE WHEN length(output::text) <= 2048 THEN output END AS output,
+       CASE WHEN length(output::text) > 2048 THEN left(output::text, 2048) END AS output_preview
 FROM runs
 WHERE app_id = $1
   AND ($2::text IS NULL OR status = $2)
