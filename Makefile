@@ -92,7 +92,8 @@ version: ## check that every package states the version in VERSION; `make versio
 run: install-run ## start the engine on the embedded Postgres (DATABASE_URL switches to another)
 	@echo ""
 	@echo "  Durable is starting: dashboard http://localhost:$(DURABLE_PORT)/  (API docs: /api/docs)"
-	@echo "  Send a first event, from another shell:  .venv/bin/durable send demo.hello --data '{}'"
+	@echo "  A workspace and a first event, from another shell (docs/cli.md):"
+	@echo "    .venv/bin/durable apps create demo --env-file .env && set -a && . ./.env && set +a && .venv/bin/durable send demo.hello --data '{}'"
 	@echo ""
 	$(VENV)/bin/durable start
 
@@ -101,19 +102,31 @@ dev: install-run install-sdks ## the full local stack: engine, a worker, and the
 	$(VENV)/bin/durable dev
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict, on the engine and on the Python SDK
 	$(VENV)/bin/ruff check src tests sdks/python examples/python bench build_hooks setup.py
 	$(VENV)/bin/ruff format --check src tests build_hooks setup.py
 	$(VENV)/bin/mypy
+	cd sdks/python && ../../$(VENV)/bin/mypy durable_sdk
+
+# After system-deps (PHP is a test tool here): every PHP file parses and declares strict_types. The
+# TypeScript SDK's strictness (strict, exactOptionalPropertyTypes) is its tsconfig, checked by its build.
+.PHONY: lint-php
+lint-php: ## php -l and declare(strict_types=1) on every file of the PHP SDK
+	@for f in $$(find sdks/php -name '*.php' -not -path '*/vendor/*'); do \
+	  php -l "$$f" >/dev/null || exit 1; \
+	  grep -q 'declare(strict_types=1);' "$$f" || { echo "$$f: missing declare(strict_types=1)"; exit 1; }; \
+	done; echo "lint-php: every PHP file parses and is strict"
 
 .PHONY: test
 test: lint install sdks system-deps ## every suite: lint, PHP and TypeScript SDK tests, then pytest (engine, Python SDK, e2e, browser)
+	$(MAKE) --no-print-directory lint-php
 	cd sdks/php && phpunit --colors=never
 	cd sdks/typescript && $(NPM) test
 	$(PY) -m pytest -q -m "not slow" tests sdks/python/tests
 
 .PHONY: test-all
 test-all: lint install sdks system-deps ## every suite including slow and load tests
+	$(MAKE) --no-print-directory lint-php
 	cd sdks/php && phpunit --colors=never
 	cd sdks/typescript && $(NPM) test
 	$(PY) -m pytest -q tests sdks/python/tests

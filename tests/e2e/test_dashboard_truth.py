@@ -174,7 +174,8 @@ async def test_the_dashboard_says_the_truth(dsn: str, tmp_path: Path, page: Any)
             await expect(history.get_by_test_id("attempt-error")).to_contain_text("upstream said 503")
             await expect(history.get_by_test_id("step-attempt-last")).to_have_text("attempt 2: completed")
             await screenshot(page, "truth-attempts")
-            await page.keyboard.press("Escape")
+            await page.keyboard.press("Escape")  # the keyboard way out of the drawer
+            await expect(page.get_by_test_id("run-drawer")).to_have_count(0)
 
             # outputs in the runs list: whole when small, a marked preview when over 2048 characters
             send(base, app_id, key, "small.requested")
@@ -227,7 +228,8 @@ async def test_the_dashboard_says_the_truth(dsn: str, tmp_path: Path, page: Any)
             await expect(outcome.get_by_role("button")).to_have_attribute("title", shipper_id)
             await outcome.get_by_role("button").click()  # opens the run it cancelled
             await expect(page.get_by_test_id("run-drawer")).to_have_attribute("data-run-id", shipper_id)
-            await page.keyboard.press("Escape")
+            await page.get_by_test_id("drawer-close").click()
+            await expect(page.get_by_test_id("run-drawer")).to_have_count(0)
             await screenshot(page, "truth-events")
 
             # real icons (lucide SVGs), none of the old Unicode glyphs

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { type App, type AttemptError, type Run, type RunChild, type RetryView, type StepView, api } from "../api";
 import { JsonTree } from "../components/json";
 import { ActionButton, CopyButton, ErrorBox, Loading, StatusBadge, Time, toast } from "../components/ui";
@@ -18,9 +18,11 @@ export function RunDrawer({ runId, app }: { runId: string; app: App }) {
     run.reload,
   );
   const close = () => setQuery({ run: null });
+  const closeNow = useRef(close);
+  closeNow.current = close; // the listener below is added once: it must call this render's close
   useEffect(() => {
     const key = (e: KeyboardEvent) => {
-      if (e.key === "Escape" && !document.querySelector(".modal")) close();
+      if (e.key === "Escape" && !document.querySelector(".modal")) closeNow.current();
     };
     window.addEventListener("keydown", key);
     return () => window.removeEventListener("keydown", key);

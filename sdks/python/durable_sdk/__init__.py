@@ -9,13 +9,16 @@ from ._options import CancelOn, Function, Singleton, function
 from ._serve import serve, serve_wsgi
 from ._signing import sign, sign_v2, verify, verify_v2
 from ._step import SentEvent, Step
+from ._typed import AsyncStep, Event, SyncStep
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStep",
     "CancelOn",
     "Client",
     "DurableError",
+    "Event",
     "Function",
     "InvokeError",
     "NonRetryableError",
@@ -24,6 +27,7 @@ __all__ = [
     "Singleton",
     "Step",
     "StepInterrupt",
+    "SyncStep",
     "__version__",
     "function",
     "serve",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Required, TypedDict
 
 Duration = str | int | dt.timedelta
-Handler = Callable[[dict[str, Any], Any], Any]
+Handler = Callable[[Any, Any], Any]  # (event, step): an event dict (or durable_sdk.Event), a Step (or AsyncStep / SyncStep)
 MAX_FAILURE_ID = 120  # a function id is at most 128 characters, and ``<id>:failure`` must be one too
 MAX_CANCEL_ON = 10
 
