@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Required, TypedDict
 
 Duration = str | int | dt.timedelta
-Handler = Callable[[Any, Any], Any]  # (event, step): an event dict (or durable_sdk.Event), a Step (or AsyncStep / SyncStep)
+# (event, step): an event dict (or durable_sdk.Event), a Step (annotated AsyncStep or SyncStep)
+Handler = Callable[[Any, Any], Any]
 MAX_FAILURE_ID = 120  # a function id is at most 128 characters, and ``<id>:failure`` must be one too
 MAX_CANCEL_ON = 10
 
