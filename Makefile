@@ -102,11 +102,16 @@ dev: install-run install-sdks ## the full local stack: engine, a worker, and the
 	$(VENV)/bin/durable dev
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict, on the engine and on the Python SDK
+lint: $(STAMP) ## ruff, mypy --strict (engine and Python SDK), php -l + strict_types, tsc (when installed)
 	$(VENV)/bin/ruff check src tests sdks/python examples/python bench build_hooks setup.py
 	$(VENV)/bin/ruff format --check src tests build_hooks setup.py
 	$(VENV)/bin/mypy
 	cd sdks/python && ../../$(VENV)/bin/mypy durable_sdk
+	@if command -v php >/dev/null; then $(MAKE) --no-print-directory lint-php; \
+	else echo "lint: php not installed: the PHP SDK is checked by make test (lint-php after system-deps)"; fi
+	@if [ -x sdks/typescript/node_modules/.bin/tsc ]; then cd sdks/typescript && node_modules/.bin/tsc --noEmit -p tsconfig.json \
+	  && echo "lint: the TypeScript SDK type-checks (strict, exactOptionalPropertyTypes)"; \
+	else echo "lint: the TypeScript SDK is type-checked by its build (make sdks)"; fi
 
 # After system-deps (PHP is a test tool here): every PHP file parses and declares strict_types. The
 # TypeScript SDK's strictness (strict, exactOptionalPropertyTypes) is its tsconfig, checked by its build.
