@@ -1,15 +1,21 @@
 """The benchmark's app process: the durable_sdk ASGI app under uvicorn (uvloop + httptools).
 
-    BENCH_SIGNING_KEY=... python bench/benchapp.py PORT
+    BENCH_SIGNING_KEY=... python bench/benchapp.py PORT [PROCESSES]
 
-`three_steps` runs three steps that do nothing; `parked` waits for an event that is never sent;
+`three_steps` runs three steps that do nothing (checkpointing on, the SDK's default: one invoke runs all
+three), `three_steps_off` the same with `checkpoint=False` (one step per invoke), `twenty_steps` twenty
+steps with checkpointing on; `parked` waits for an event that is never sent, `await_approval` for an
+approval event matching its order's `orderId` (the ingest scenario);
 `burst_gated` (concurrency 10 per tenant) and `burst_plain` (no concurrency option) run one step of
 5 ms simulated work, counting at the app how many of each tenant's runs are inside that step at once,
 answered as JSON on `GET /stats`; `flood` (priority 100) runs one step that sleeps `workMs` (the
 fairness scenario's flooding workspace); `fan-parent` invokes `size` runs of `fan-child` at once and
 sums their outputs, `parallel-10` / `sequential-10` run ten 20 ms steps side by side or one after the
-other (the compose scenario; `GET /stats` also counts each function's invokes). The bench starts one such process per workspace of a scenario,
-next to the engine process, and imports FUNCTIONS to sync them.
+other (the compose scenario). `GET /stats` also counts each function's invokes (handler calls), under
+"invokes". The bench starts one such process per workspace of a scenario, next to the engine process,
+and imports FUNCTIONS to sync them. PROCESSES (default 1) uvicorn worker processes share the port
+(the scale-out scenario, when the app is the limit); each then counts for itself, so `GET /stats`
+answers for one of them only.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ except ImportError:  # not installed (`make install` does): use the SDK from thi
     import durable_sdk
 
 __all__ = [
+    "APPROVAL_EVENT",
     "FLOW_GATED_EVENT",
     "FLOW_LIMIT",
     "FLOW_PLAIN_EVENT",
@@ -41,15 +48,24 @@ __all__ = [
     "BRANCHES",
     "FUNCTIONS",
     "NEVER_EVENT",
+    "ORDER_EVENT",
     "PARK_EVENT",
     "STATS_PATH",
     "THREE_STEPS_EVENT",
+    "THREE_STEPS_OFF_EVENT",
+    "TWENTY_STEPS",
+    "TWENTY_STEPS_EVENT",
     "durable_sdk",
 ]
 
 THREE_STEPS_EVENT = "bench.three"
+THREE_STEPS_OFF_EVENT = "bench.three.off"
+TWENTY_STEPS_EVENT = "bench.twenty"
+TWENTY_STEPS = 20
 PARK_EVENT = "bench.park"
 NEVER_EVENT = "bench.never"
+ORDER_EVENT = "bench.order"
+APPROVAL_EVENT = "bench.approval"
 FLOW_GATED_EVENT = "bench.flow.gated"
 FLOW_PLAIN_EVENT = "bench.flow.plain"
 FLOOD_EVENT = "bench.flood"
@@ -63,17 +79,46 @@ FLOW_WORK_S = 0.005
 STATS_PATH = "/stats"
 
 
-@durable_sdk.function(id="three-steps", trigger={"event": THREE_STEPS_EVENT})
-async def three_steps(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+INVOKES: defaultdict[str, int] = defaultdict(int)  # handler calls (= invokes) per function
+
+
+async def three(step: durable_sdk.Step) -> Any:
     a = await step.run("a", lambda: 1)
     b = await step.run("b", lambda: 2)
     c = await step.run("c", lambda: 3)
     return a + b + c
 
 
+@durable_sdk.function(id="three-steps", trigger={"event": THREE_STEPS_EVENT})
+async def three_steps(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["three-steps"] += 1
+    return await three(step)
+
+
+@durable_sdk.function(id="three-steps-off", trigger={"event": THREE_STEPS_OFF_EVENT}, checkpoint=False)
+async def three_steps_off(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["three-steps-off"] += 1
+    return await three(step)
+
+
+@durable_sdk.function(id="twenty-steps", trigger={"event": TWENTY_STEPS_EVENT})
+async def twenty_steps(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    INVOKES["twenty-steps"] += 1
+    total = 0
+    for i in range(TWENTY_STEPS):
+        total += await step.run(f"s{i}", lambda i=i: i)
+    return total
+
+
 @durable_sdk.function(id="parked", trigger={"event": PARK_EVENT})
 async def parked(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     return await step.wait_for_event("w", event=NEVER_EVENT, timeout="1h")
+
+
+@durable_sdk.function(id="await-approval", trigger={"event": ORDER_EVENT})
+async def await_approval(event: dict[str, Any], step: durable_sdk.Step) -> Any:
+    order = event["data"]["orderId"]
+    return await step.wait_for_event("approval", event=APPROVAL_EVENT, match={"orderId": order}, timeout="1h")
 
 
 class Executing:
@@ -127,9 +172,6 @@ async def flood(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     await step.run("work", lambda: asyncio.sleep(event["data"].get("workMs", 500) / 1000))
 
 
-INVOKES: defaultdict[str, int] = defaultdict(int)  # handler replays (= invokes) per function
-
-
 @durable_sdk.function(id="fan-child", trigger=None)
 async def fan_child(event: dict[str, Any], step: durable_sdk.Step) -> Any:
     INVOKES["fan-child"] += 1
@@ -161,7 +203,10 @@ async def sequential_10(event: dict[str, Any], step: durable_sdk.Step) -> Any:
 
 FUNCTIONS = [
     three_steps,
+    three_steps_off,
+    twenty_steps,
     parked,
+    await_approval,
     burst_gated,
     burst_plain,
     flood,
@@ -189,20 +234,30 @@ def with_stats(app: Asgi) -> Asgi:
     return wrapper
 
 
+def create_app() -> Asgi:
+    """The app of one process (uvicorn's factory when it runs several)."""
+    return with_stats(durable_sdk.serve(FUNCTIONS, signing_key=os.environ["BENCH_SIGNING_KEY"]))
+
+
 def main() -> None:
     import uvicorn
 
     port = int(sys.argv[1])
-    uvicorn.run(
-        with_stats(durable_sdk.serve(FUNCTIONS, signing_key=os.environ["BENCH_SIGNING_KEY"])),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
+    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "off",
+    }
+    if processes == 1:
+        uvicorn.run(create_app(), **options)
+    else:  # several processes need the app by name; they share the port's socket
+        app_dir = str(Path(__file__).resolve().parent)
+        uvicorn.run("benchapp:create_app", factory=True, workers=processes, app_dir=app_dir, **options)
 
 
 if __name__ == "__main__":

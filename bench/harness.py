@@ -1,4 +1,5 @@
-"""What the scenarios stand on: a Postgres, child processes, and one engine + app pair per scenario.
+"""What the scenarios stand on: a Postgres, child processes, one engine + app pair per scenario (or
+several engine and worker processes on one database), and parked runs cloned by SQL.
 
 Every child runs in its own session (Ctrl-C in the terminal reaches only the bench, which then stops
 them), logs to a file in a temporary directory, and is killed at exit whatever happened. Every wait
@@ -154,12 +155,22 @@ class Postgres:
         self.admin_dsn = admin_dsn
         self.embedded = embedded
         self.started_here = started_here
+        self.label = "embedded" if embedded else "external"
 
     @classmethod
     def start(cls) -> Postgres:
         url = os.environ.get("DATABASE_URL")
         if url:
-            return cls(url, embedded=False, started_here=False)
+            return cls.external(url)
+        return cls.embedded_server()
+
+    @classmethod
+    def external(cls, url: str) -> Postgres:
+        return cls(url, embedded=False, started_here=False)
+
+    @classmethod
+    def embedded_server(cls) -> Postgres:
+        """The embedded Postgres in .bench-pg/, started unless it runs already."""
         from durable.config import embedded_dsn
         from durable.store import embedded
 
@@ -202,17 +213,28 @@ class Postgres:
             await conn.close()
         return info
 
+    async def summary(self) -> str:
+        """One line: version, where, and the settings that decide commit cost and connections."""
+        info = await self.describe()
+        where = "embedded, .bench-pg/" if self.embedded else "external"
+        return (
+            f"PostgreSQL {info['version']} ({where}; fsync={info['fsync']},"
+            f" synchronous_commit={info['synchronous_commit']}, shared_buffers={info['shared_buffers']},"
+            f" max_connections={info['max_connections']})"
+        )
+
 
 # --- the app process alone -----------------------------------------------------------------------
 
 
-async def start_app(name: str, signing_key: str) -> tuple[Child, str]:
-    """Start bench/benchapp.py under uvicorn; return it and its URL once it answers."""
+async def start_app(name: str, signing_key: str, processes: int = 1) -> tuple[Child, str]:
+    """Start bench/benchapp.py under uvicorn (`processes` worker processes on one port); return it and
+    its URL once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api/durable"
     child = Child(
         name,
-        [PYTHON, str(REPO / "bench" / "benchapp.py"), str(port)],
+        [PYTHON, str(REPO / "bench" / "benchapp.py"), str(port), str(processes)],
         child_env(BENCH_SIGNING_KEY=signing_key),
     )
     async with aiohttp.ClientSession() as http:
@@ -246,26 +268,50 @@ class Stack:
     """A fresh database `bench_<name>`, an engine process on it, and an app process synced to it.
 
     `async with Stack(pg, "x", workers=2) as stack:` starts everything; leaving stops the processes
-    and drops the database.
+    and drops the database. `engines=N` starts N `durable start` processes on the same database, each
+    on its own port (all a second process needs: the same DATABASE_URL, another PORT; each runs
+    `workers` worker loops, its own scheduler and maintenance, and hands the runs its API ingests to
+    its own loops), `worker_processes=M` adds M `durable worker` processes (worker loops only), and
+    `app_processes` runs the app with that many uvicorn processes.
     """
 
     def __init__(
-        self, pg: Postgres, name: str, workers: int = 2, engine_env: dict[str, str] | None = None
+        self,
+        pg: Postgres,
+        name: str,
+        workers: int = 2,
+        engine_env: dict[str, str] | None = None,
+        *,
+        engines: int = 1,
+        worker_processes: int = 0,
+        app_processes: int = 1,
     ) -> None:
         self.engine_env = engine_env or {}
         self.pg = pg
         self.name = name
         self.database = f"bench_{name}"
         self.workers = workers
-        self.engine: Child | None = None
+        self.engine_count = engines
+        self.worker_count = worker_processes
+        self.app_processes = app_processes
+        self.engines: list[Child] = []  # `durable start` processes; the first is `engine`
+        self.engine_urls: list[str] = []
+        self.worker_procs: list[Child] = []  # `durable worker` processes
         self.app: Child | None = None
         self.db: asyncpg.Connection | None = None
         self.http: aiohttp.ClientSession | None = None
-        self.base_url = ""
         self.app_url = ""
         self.app_id = ""
         self.signing_key = ""
         self.tenants: list[Tenant] = []
+
+    @property
+    def engine(self) -> Child | None:
+        return self.engines[0] if self.engines else None
+
+    @property
+    def base_url(self) -> str:
+        return self.engine_urls[0] if self.engine_urls else ""
 
     async def __aenter__(self) -> Stack:
         try:
@@ -280,30 +326,55 @@ class Stack:
 
     async def _start(self) -> None:
         dsn = await self.pg.create_database(self.database)
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.engine = Child(
-            f"engine-{self.name}",
-            [PYTHON, "-m", "durable", "start"],
-            child_env(
-                DATABASE_URL=dsn,
-                PORT=str(port),
-                DURABLE_HOST="127.0.0.1",
-                DURABLE_WORKERS=str(self.workers),
-                DURABLE_DRAIN_TIMEOUT_MS="2000",
-                **self.engine_env,
-            ),
-        )
+        env = {
+            "DATABASE_URL": dsn,
+            "DURABLE_HOST": "127.0.0.1",
+            "DURABLE_WORKERS": str(self.workers),
+            "DURABLE_DRAIN_TIMEOUT_MS": "2000",
+            **self.engine_env,
+        }
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=60)
         )
-        await wait_for(self._healthy, f"the engine's /healthz on {self.base_url}", timeout=60, every=0.1)
+        # The first engine migrates the fresh database; the others start once it answers.
+        await self._start_engine(env)
+        await asyncio.gather(*(self._start_engine(env) for _ in range(1, self.engine_count)))
+        await asyncio.gather(*(self._start_worker(env) for _ in range(self.worker_count)))
         workspace = await self._admin_post("/api/apps", {"name": f"bench-{self.name}", "environment": "dev"})
         self.app_id, self.signing_key = workspace["id"], workspace["signingKey"]
-        self.app, self.app_url = await start_app(f"app-{self.name}", self.signing_key)
+        self.app, self.app_url = await start_app(f"app-{self.name}", self.signing_key, self.app_processes)
         client = durable_sdk.Client(self.base_url, self.app_id, self.signing_key, self.app_url)
         await asyncio.to_thread(client.sync, FUNCTIONS)
         self.db = await asyncpg.connect(dsn, timeout=10)
+
+    async def _start_engine(self, env: dict[str, str]) -> None:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        suffix = f"-{len(self.engines) + 1}" if self.engines else ""
+        child = Child(
+            f"engine-{self.name}{suffix}",
+            [PYTHON, "-m", "durable", "start"],
+            child_env(**env, PORT=str(port)),
+        )
+        self.engines.append(child)
+        self.engine_urls.append(url)
+        await wait_for(
+            lambda: self._healthy(child, url), f"the engine's /healthz on {url}", timeout=60, every=0.1
+        )
+
+    async def _start_worker(self, env: dict[str, str]) -> None:
+        child = Child(
+            f"worker-{self.name}-{len(self.worker_procs) + 1}",
+            [PYTHON, "-m", "durable", "worker"],
+            child_env(**env),
+        )
+        self.worker_procs.append(child)
+
+        async def running() -> bool:
+            child.check_alive()
+            return "worker loop(s) running" in child.log_path.read_text(errors="replace")
+
+        await wait_for(running, f"{child.name} to run its worker loops", timeout=60, every=0.1)
 
     async def close(self) -> None:
         if self.db is not None:
@@ -312,9 +383,10 @@ class Stack:
         if self.http is not None:
             await self.http.close()
             self.http = None
-        for child in (*(t.app for t in self.tenants), self.app, self.engine):
+        children = [*(t.app for t in self.tenants), self.app, *self.worker_procs, *self.engines]
+        await asyncio.gather(*(asyncio.to_thread(child.stop) for child in children if child is not None))
+        for child in children:
             if child is not None:
-                await asyncio.to_thread(child.stop)
                 child.report_problems()
         await self.pg.drop_database(self.database)
 
@@ -329,15 +401,15 @@ class Stack:
         return tenant
 
     def check_alive(self) -> None:
-        for child in (self.engine, self.app, *(t.app for t in self.tenants)):
+        for child in (*self.engines, *self.worker_procs, self.app, *(t.app for t in self.tenants)):
             if child is not None:
                 child.check_alive()
 
-    async def _healthy(self) -> bool:
-        assert self.engine is not None and self.http is not None
-        self.engine.check_alive()
+    async def _healthy(self, engine: Child, url: str) -> bool:
+        assert self.http is not None
+        engine.check_alive()
         try:
-            async with self.http.get(self.base_url + "/healthz") as response:
+            async with self.http.get(url + "/healthz") as response:
                 return response.status == 200
         except aiohttp.ClientError:
             return False
@@ -349,9 +421,17 @@ class Stack:
                 raise BenchError(f"POST {path}: {response.status} {await response.text()}")
             return await response.json()
 
-    async def send(self, events: list[dict[str, Any]], tenant: Tenant | None = None) -> list[str]:
-        """Send events (at most 1000) as the SDK does, signed, to the stack's workspace or `tenant`;
-        return their ids."""
+    async def send(
+        self, events: list[dict[str, Any]], tenant: Tenant | None = None, via: int = 0
+    ) -> list[str]:
+        """Send events (at most 1000) as the SDK does, signed, to the stack's workspace or `tenant`,
+        through engine number `via`; return their ids."""
+        return (await self.send_timed(events, tenant, via))[1]
+
+    async def send_timed(
+        self, events: list[dict[str, Any]], tenant: Tenant | None = None, via: int = 0
+    ) -> tuple[float, list[str]]:
+        """`send`, and the seconds from the signed request's first byte sent to its answer read."""
         assert self.http is not None
         body = orjson.dumps(events)
         app_id, key = (tenant.app_id, tenant.signing_key) if tenant else (self.app_id, self.signing_key)
@@ -360,10 +440,14 @@ class Stack:
             "x-durable-app": app_id,
             "x-durable-signature": durable_sdk.sign(body, key),
         }
-        async with self.http.post(self.base_url + "/e", data=body, headers=headers) as response:
+        url = self.engine_urls[via % len(self.engine_urls)] + "/e"
+        start = time.perf_counter()
+        async with self.http.post(url, data=body, headers=headers) as response:
+            answer = await response.read()
+            elapsed = time.perf_counter() - start
             if response.status != 200:
-                raise BenchError(f"POST /e: {response.status} {await response.text()}")
-            return list(orjson.loads(await response.read())["ids"])
+                raise BenchError(f"POST /e: {response.status} {answer.decode(errors='replace')}")
+        return elapsed, list(orjson.loads(answer)["ids"])
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         assert self.http is not None
@@ -383,8 +467,12 @@ class Stack:
         )
         return dict(row)
 
-    async def wait_counts(self, what: str, done: Callable[[dict[str, int]], bool], timeout: float) -> None:
-        """Poll `count_runs` every 50 ms until `done(counts)`; fail fast on failed runs or a dead child."""
+    async def wait_counts(
+        self, what: str, done: Callable[[dict[str, int]], bool], timeout: float, every: float = 0.05
+    ) -> None:
+        """Poll `count_runs` every `every` s until `done(counts)`; fail fast on failed runs or a dead child.
+
+        Each poll counts the whole runs table: with 100,000 runs, poll seldom (it costs Postgres CPU)."""
         counts: dict[str, int] = {}
 
         async def check() -> bool:
@@ -396,6 +484,73 @@ class Stack:
             return done(counts)
 
         try:
-            await wait_for(check, what, timeout)
+            await wait_for(check, what, timeout, every)
         except BenchError as exc:
             raise BenchError(f"{exc} (last counts {counts})") from None
+
+
+# --- parked runs cloned by SQL -------------------------------------------------------------------
+
+# The rows that make a parked run, by table, with the column that names the run. A clone copies every
+# column of the template's rows (read from the catalogue, so a column a later migration adds is copied
+# too) except identity and generated columns, which take their own values, and those it varies.
+CLONED_TABLES = {
+    "runs": "id",
+    "jobs": "run_id",
+    "steps": "run_id",
+    "waits": "run_id",
+    "run_cancels": "run_id",
+}
+
+_GENERATED_COLUMNS = """
+SELECT attrelid::regclass::text || '.' || attname AS name FROM pg_attribute
+WHERE attrelid = ANY($1::regclass[]) AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''
+ORDER BY 1
+"""
+
+_COPIED_COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attidentity = '' AND attgenerated = ''
+ORDER BY attnum
+"""
+
+
+async def clone_run(
+    db: asyncpg.Connection, run_id: str, first: int, count: int, vary: dict[str, dict[str, str]] | None = None
+) -> str:
+    """Insert clones number `first` .. `first + count - 1` of the parked run `run_id`, in one transaction,
+    then ANALYZE the tables (as autovacuum would have by the time that many runs were parked).
+
+    Clone g's run id is the template's first 10 characters (its time) and g in 16 digits. `vary` gives,
+    per table, SQL expressions for columns that differ per clone, over the template row `t` and the clone
+    number `g` (for example a wait's match). Returns how long it took and what was copied."""
+    vary = vary or {}
+    start = time.perf_counter()
+    rows = 0
+    async with db.transaction():
+        for table, key in CLONED_TABLES.items():
+            columns = [r["attname"] for r in await db.fetch(_COPIED_COLUMNS, table)]
+            exprs = {key: f"left(t.{key}, 10) || lpad(g::text, 16, '0')", **vary.get(table, {})}
+            missing = set(exprs) - set(columns)
+            if missing:
+                raise BenchError(f"cannot vary {table}.{', '.join(sorted(missing))}: no such copied column")
+            copied = [c for c in columns if c not in exprs]
+            names = ", ".join(f'"{c}"' for c in [*copied, *exprs])
+            values = ", ".join([*(f't."{c}"' for c in copied), *exprs.values()])
+            status = await db.execute(
+                f"INSERT INTO {table} ({names}) SELECT {values}"
+                f" FROM {table} t, generate_series($1::int, $2::int) AS g WHERE t.{key} = $3",
+                first,
+                first + count - 1,
+                run_id,
+            )
+            rows += int(status.split()[-1])
+    await db.execute(f"ANALYZE {', '.join(CLONED_TABLES)}")
+    varied = ", ".join(f"{t}.{c}" for t, cols in vary.items() for c in cols)
+    generated = [r["name"] for r in await db.fetch(_GENERATED_COLUMNS, list(CLONED_TABLES))]
+    computed = f"; generated columns computed by Postgres: {', '.join(generated)}" if generated else ""
+    return (
+        f"{count:,} clones, {rows // max(count, 1)} rows each in {', '.join(CLONED_TABLES)}, every column"
+        f" copied but the run id{' and ' + varied if varied else ''}{computed}, in"
+        f" {time.perf_counter() - start:.1f} s"
+    )

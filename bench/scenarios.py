@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import statistics
 import time
 from datetime import datetime
@@ -15,6 +16,7 @@ import asyncpg
 import orjson
 import psutil
 from benchapp import (
+    APPROVAL_EVENT,
     BRANCHES,
     FAN_EVENT,
     FLOOD_EVENT,
@@ -22,13 +24,17 @@ from benchapp import (
     FLOW_LIMIT,
     FLOW_PLAIN_EVENT,
     NEVER_EVENT,
+    ORDER_EVENT,
     PARALLEL_EVENT,
     PARK_EVENT,
     SEQUENTIAL_EVENT,
     STATS_PATH,
     THREE_STEPS_EVENT,
+    THREE_STEPS_OFF_EVENT,
+    TWENTY_STEPS,
+    TWENTY_STEPS_EVENT,
 )
-from harness import BenchError, Child, Postgres, Stack, Tenant, start_app
+from harness import BenchError, Child, Postgres, Stack, Tenant, clone_run, start_app
 
 from durable.store.db import sql
 
@@ -46,18 +52,35 @@ def seconds_between(a: str, b: str) -> float:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
-def three_step_events(n: int, tag: str) -> list[dict[str, Any]]:
-    return [{"name": THREE_STEPS_EVENT, "data": {"tag": tag, "i": i}} for i in range(n)]
+def variant(checkpoint: bool) -> str:
+    return f"checkpointing {'on' if checkpoint else 'off'}"
+
+
+def three_step_event(checkpoint: bool) -> str:
+    """The event of the three-step function with checkpointing on (the SDK's default) or off."""
+    return THREE_STEPS_EVENT if checkpoint else THREE_STEPS_OFF_EVENT
+
+
+def three_step_events(n: int, tag: str, checkpoint: bool = True) -> list[dict[str, Any]]:
+    return [{"name": three_step_event(checkpoint), "data": {"tag": tag, "i": i}} for i in range(n)]
 
 
 async def send_all(stack: Stack, events: list[dict[str, Any]], batch: int) -> None:
-    for start in range(0, len(events), batch):
-        await stack.send(events[start : start + batch])
+    """Send in batches, one after the other when the stack has one engine; with several, one sender
+    per engine, the batches dealt round-robin (each engine ingests and runs its share)."""
+    batches = [events[start : start + batch] for start in range(0, len(events), batch)]
+    ways = len(stack.engine_urls)
+
+    async def through(via: int) -> None:
+        for chunk in batches[via::ways]:
+            await stack.send(chunk, via=via)
+
+    await asyncio.gather(*(through(via) for via in range(ways)))
 
 
-async def warm_up(stack: Stack) -> None:
+async def warm_up(stack: Stack, checkpoint: bool = True) -> None:
     """A few runs first, so connections, caches and imports are warm before anything is timed."""
-    await stack.send(three_step_events(WARM_UP_RUNS, "warm-up"))
+    await send_all(stack, three_step_events(WARM_UP_RUNS, "warm-up", checkpoint), 1)
     await stack.wait_counts("the warm-up runs", lambda c: c["completed"] >= WARM_UP_RUNS, timeout=60)
 
 
@@ -135,110 +158,193 @@ async def references(pg: Postgres, quick: bool) -> dict[str, float]:
 # --- 1. throughput -------------------------------------------------------------------------------
 
 
-async def throughput(pg: Postgres, runs: int, workers: int, batch: int = 500) -> dict[str, float]:
-    """Send `runs` events in batches as fast as possible; time from the first send to the last run's end."""
-    async with Stack(pg, f"throughput_w{workers}", workers) as stack:
-        await warm_up(stack)
-        target = WARM_UP_RUNS + runs
-        meter = CpuMeter(stack)
-        await meter.start()
-        first_send = time.time()
-        await send_all(stack, three_step_events(runs, "throughput"), batch)
-        sent = time.time()
-        await stack.wait_counts(
-            f"{runs} runs to complete", lambda c: c["completed"] >= target, timeout=max(120, runs / 20)
-        )
-        cpu = meter.stop()
-        assert stack.db is not None
-        last_end = await stack.db.fetchval(
-            "SELECT extract(epoch FROM max(ended_at)) FROM runs WHERE event->'data'->>'tag' = 'throughput'"
-        )
+async def drive(stack: Stack, runs: int, checkpoint: bool, batch: int = 500) -> dict[str, Any]:
+    """Warm up, then send `runs` three-step events in batches as fast as possible; time from the first
+    send to the last run's end, and the CPU of every process meanwhile."""
+    await warm_up(stack, checkpoint)
+    target = WARM_UP_RUNS + runs
+    meter = CpuMeter(stack)
+    await meter.start()
+    first_send = time.time()
+    await send_all(stack, three_step_events(runs, "throughput", checkpoint), batch)
+    sent = time.time()
+    await stack.wait_counts(
+        f"{runs} runs to complete", lambda c: c["completed"] >= target, timeout=max(120, runs / 20)
+    )
+    cpu = await meter.stop()
+    assert stack.db is not None
+    last_end = await stack.db.fetchval(
+        "SELECT extract(epoch FROM max(ended_at)) FROM runs WHERE event->'data'->>'tag' = 'throughput'"
+    )
     wall = float(last_end) - first_send
     rate = runs / wall
+    return {
+        "runs": runs,
+        "checkpoint": checkpoint,
+        "seconds": wall,
+        "runs_per_s": rate,
+        "steps_per_s": rate * STEPS_PER_RUN,
+        "send_s": sent - first_send,
+        "cpu": cpu,
+    }
+
+
+async def throughput(pg: Postgres, runs: int, workers: int, checkpoint: bool) -> dict[str, Any]:
+    """`runs` three-step runs as fast as they go, on one engine process with `workers` loops."""
+    name = f"throughput_w{workers}_{'on' if checkpoint else 'off'}"
+    async with Stack(pg, name, workers) as stack:
+        figures = await drive(stack, runs, checkpoint)
+    wall, rate, send_s = figures["seconds"], figures["runs_per_s"], figures["send_s"]
     print(
-        f"throughput: {runs} runs in {wall:.2f} s = {rate:,.0f} runs/s = {rate * STEPS_PER_RUN:,.0f} steps/s"
-        f" (workers={workers}; sending took {sent - first_send:.2f} s = {runs / (sent - first_send):,.0f} events/s)"
+        f"throughput: {runs} runs in {wall:.2f} s = {rate:,.0f} runs/s = {figures['steps_per_s']:,.0f} steps/s"
+        f" (workers={workers}, {variant(checkpoint)}; sending took {send_s:.2f} s = {runs / send_s:,.0f} events/s)"
     )
-    print(f"  {CpuMeter.describe(cpu)}")
-    return {"workers": workers, "runs": runs, "seconds": wall, "runs_per_s": rate}
+    print(f"  {CpuMeter.describe(figures['cpu'])}")
+    return {"workers": workers, **figures}
+
+
+# --- 1b. scale-out: several engine and worker processes on one Postgres -------------------------
+
+
+async def scaleout(
+    pg: Postgres, runs: int, engines: int, worker_processes: int, checkpoint: bool, app_processes: int = 1
+) -> dict[str, Any]:
+    """The throughput scenario on `engines` `durable start` processes (the batches dealt round-robin
+    to their APIs) plus `worker_processes` `durable worker` processes, all on one database."""
+    name = (
+        f"scaleout_{pg.label}_s{engines}_w{worker_processes}_a{app_processes}_{'on' if checkpoint else 'off'}"
+    )
+    async with Stack(
+        pg, name, engines=engines, worker_processes=worker_processes, app_processes=app_processes
+    ) as stack:
+        figures = await drive(stack, runs, checkpoint)
+    shape = f"{engines} start + {worker_processes} worker"
+    apps = f", app in {app_processes} processes" if app_processes > 1 else ""
+    print(
+        f"scaleout [{pg.label}]: {shape}, {variant(checkpoint)}{apps}: {runs} runs in"
+        f" {figures['seconds']:.2f} s = {figures['steps_per_s']:,.0f} steps/s (sending took"
+        f" {figures['send_s']:.2f} s)"
+    )
+    print(f"  {CpuMeter.describe(figures['cpu'])}")
+    return {
+        "pg": pg.label,
+        "engines": engines,
+        "worker_processes": worker_processes,
+        "app_processes": app_processes,
+        "shape": shape + apps,
+        **figures,
+    }
 
 
 # --- 2. latency ----------------------------------------------------------------------------------
 
 
-async def one_run(stack: Stack, tag: str, timeout: float = 10.0) -> tuple[float, str]:
+async def one_run(stack: Stack, tag: str, checkpoint: bool, timeout: float = 10.0) -> tuple[float, str]:
     """Send one three-step event, poll its run until completed; return (seconds, run id)."""
-    return await timed_run(stack, THREE_STEPS_EVENT, {"tag": tag}, timeout)
+    return await timed_run(stack, three_step_event(checkpoint), {"tag": tag}, timeout)
 
 
-async def latency(pg: Postgres, runs: int, workers: int = 2) -> dict[str, float]:
+async def latency(pg: Postgres, runs: int, twenty: int, workers: int = 2) -> dict[str, Any]:
+    """Three-step runs one at a time, checkpointing off and on alternately (so both see the same
+    machine), then `twenty` twenty-step runs (checkpointing on) one at a time."""
     async with Stack(pg, "latency", workers) as stack:
         for _ in range(WARM_UP_RUNS):
-            await one_run(stack, "warm-up")
-        observed, run_ids = [], []
+            for checkpoint in (False, True):
+                await one_run(stack, "warm-up", checkpoint)
+        await timed_run(stack, TWENTY_STEPS_EVENT, {"tag": "warm-up"})
+        observed: dict[bool, list[float]] = {False: [], True: []}
+        run_ids: dict[bool, list[str]] = {False: [], True: []}
+        before = await app_stats(stack, "invokes")
         for _ in range(runs):
-            seconds, run_id = await one_run(stack, "latency")
-            observed.append(seconds * 1000)
-            run_ids.append(run_id)
-        views = [await stack.get_run(run_id) for run_id in run_ids]
+            for checkpoint in (False, True):
+                seconds, run_id = await one_run(stack, "latency", checkpoint)
+                observed[checkpoint].append(seconds * 1000)
+                run_ids[checkpoint].append(run_id)
+        middle = await app_stats(stack, "invokes")
+        long_observed, long_ids = [], []
+        for _ in range(twenty):
+            seconds, run_id = await timed_run(stack, TWENTY_STEPS_EVENT, {"tag": "latency"})
+            long_observed.append(seconds * 1000)
+            long_ids.append(run_id)
+        after = await app_stats(stack, "invokes")
+        views = {c: [await stack.get_run(run_id) for run_id in ids] for c, ids in run_ids.items()}
+        long_views = [await stack.get_run(run_id) for run_id in long_ids]
 
-    figures = analyse_latency(observed, views)
+    results: dict[str, Any] = {}
+    for checkpoint, function_id in ((False, "three-steps-off"), (True, "three-steps")):
+        figures = analyse_latency(observed[checkpoint], views[checkpoint], STEPS_PER_RUN)
+        figures["app_invokes"] = (middle.get(function_id, 0) - before.get(function_id, 0)) / runs
+        results["on" if checkpoint else "off"] = figures
+        print_latency(f"{runs} three-step runs", variant(checkpoint), figures)
+    long = analyse_latency(long_observed, long_views, TWENTY_STEPS)
+    long["app_invokes"] = (after.get("twenty-steps", 0) - middle.get("twenty-steps", 0)) / twenty
+    results["twenty"] = long
+    print_latency(f"{twenty} {TWENTY_STEPS}-step runs", variant(True), long)
     print(
-        f"latency: {runs} three-step runs one at a time, event sent -> completed seen: p50/p90/p99 {figures['observed']} ms"
+        "  app round trip: an invoke that carried steps, POST sent -> answer received, as the engine stamped"
+        " it (the steps of one checkpoint share their invoke's stamps). engine time per step: (run created"
+        " -> ended - the round trips of the invokes that carried steps) / steps, i.e. ingest, wake-up,"
+        " claim, the commits, and an invoke that only returns the result, with the run's completion, shared"
+        " over the steps. answer -> next invoke sent: between two invokes that carried steps (none when one"
+        " checkpoint carried them all). invokes per run: handler calls counted by the app. The observed"
+        " figure adds the POST /e round trip and up to ~1 ms of SQL polling, and that polling competes"
+        " with the engine for the same cores."
+    )
+    return results
+
+
+def print_latency(what: str, how: str, figures: dict[str, Any]) -> None:
+    between = f"{figures['between']:.2f}" if figures["between"] is not None else "none (one invoke)"
+    print(
+        f"latency: {what} one at a time, {how}, event sent -> completed seen: p50/p90/p99"
+        f" {figures['observed']} ms; {figures['app_invokes']:.1f} invokes per run at the app,"
+        f" {figures['invokes_p50']:.0f} of them carrying steps (p50)"
     )
     print(
-        f"latency: the same inside the engine, run created -> run ended: p50/p90/p99 {figures['engine']} ms"
+        f"  inside the engine, run created -> ended: p50/p90/p99 {figures['engine']} ms; per step, p50: app"
+        f" round trip {figures['app_step_p50']:.2f} ms, engine time {figures['engine_step_p50']:.2f} ms"
     )
     print(
-        f"latency: per step, p50: app round trip {figures['app_step_p50']:.2f} ms, engine time"
-        f" {figures['engine_step_p50']:.2f} ms; queuedMs p50 {figures['queued_step_p50']:.0f} ms"
-    )
-    print(
-        f"latency: where a run's time goes, p50 ms: created -> first invoke sent {figures['to_first']:.2f}"
-        f" | a step's invoke {figures['app_step_p50']:.2f} | answer -> next invoke sent {figures['between']:.2f}"
+        f"  where a run's time goes, p50 ms: created -> first invoke sent {figures['to_first']:.2f}"
+        f" | an invoke's round trip {figures['app_step_p50']:.2f} | answer -> next invoke sent {between}"
         f" | last step's answer -> run ended {figures['tail']:.2f}"
     )
-    print(
-        "  app round trip: a step's invoke, POST sent -> answer received, as the engine stamped it."
-        " engine time per step: (run created -> ended - the 3 steps' round trips) / 3, i.e. ingest,"
-        " wake-up, claim, one commit per step, and the 4th invoke (it returns the result) with the run's"
-        " completion, shared over the 3 steps. queuedMs: the engine's integer count of a step's time before"
-        " its invoke. The observed figure adds the POST /e round trip and up to ~1 ms of SQL polling, and"
-        " that polling competes with the engine for the same cores."
-    )
-    return figures
 
 
-def analyse_latency(observed: list[float], views: list[dict[str, Any]]) -> dict[str, Any]:
-    """Percentiles of the observed latencies and, from the run views, where the engine's time went."""
+def analyse_latency(observed: list[float], views: list[dict[str, Any]], steps_per_run: int) -> dict[str, Any]:
+    """Percentiles of the observed latencies and, from the run views, where the engine's time went.
+
+    The steps of one checkpoint share their invoke's startedAt and endedAt, so the invokes that carried
+    steps are the distinct (startedAt, endedAt) pairs of a run's steps."""
     engine_ms: list[float] = []
     engine_per_step: list[float] = []
     app: list[float] = []
-    queued: list[float] = []
     to_first: list[float] = []
     between: list[float] = []
     tail: list[float] = []
+    invokes: list[int] = []
     for view in views:
         steps = [s for s in view["steps"] if s["type"] == "run"]
-        if len(steps) != STEPS_PER_RUN:
-            raise BenchError(f"run {view['id']} has {len(steps)} run steps, expected {STEPS_PER_RUN}")
+        if len(steps) != steps_per_run:
+            raise BenchError(f"run {view['id']} has {len(steps)} run steps, expected {steps_per_run}")
         total = seconds_between(view["createdAt"], view["endedAt"]) * 1000
-        trips = [seconds_between(s["startedAt"], s["endedAt"]) * 1000 for s in steps]
-        engine_ms.append(total)
-        engine_per_step.append((total - sum(trips)) / STEPS_PER_RUN)
-        app.extend(trips)
-        queued.extend(s["queuedMs"] for s in steps)
-        to_first.append(seconds_between(view["createdAt"], steps[0]["startedAt"]) * 1000)
-        between.extend(
-            seconds_between(a["endedAt"], b["startedAt"]) * 1000
-            for a, b in zip(steps, steps[1:], strict=False)
+        carried = sorted(
+            {(s["startedAt"], s["endedAt"]) for s in steps}, key=lambda t: datetime.fromisoformat(t[0])
         )
-        tail.append(seconds_between(steps[-1]["endedAt"], view["endedAt"]) * 1000)
+        trips = [seconds_between(start, end) * 1000 for start, end in carried]
+        invokes.append(len(carried))
+        engine_ms.append(total)
+        engine_per_step.append((total - sum(trips)) / steps_per_run)
+        app.extend(trips)
+        to_first.append(seconds_between(view["createdAt"], carried[0][0]) * 1000)
+        between.extend(seconds_between(a[1], b[0]) * 1000 for a, b in zip(carried, carried[1:], strict=False))
+        tail.append(seconds_between(carried[-1][1], view["endedAt"]) * 1000)
 
     def ps(values: list[float]) -> str:
         return "/".join(f"{percentile(values, p):.1f}" for p in (50, 90, 99))
 
     return {
+        "runs": len(observed),
         "p50": percentile(observed, 50),
         "p90": percentile(observed, 90),
         "p99": percentile(observed, 99),
@@ -247,9 +353,9 @@ def analyse_latency(observed: list[float], views: list[dict[str, Any]]) -> dict[
         "engine_p50": percentile(engine_ms, 50),
         "app_step_p50": percentile(app, 50),
         "engine_step_p50": percentile(engine_per_step, 50),
-        "queued_step_p50": statistics.median(queued),
+        "invokes_p50": percentile(invokes, 50),
         "to_first": percentile(to_first, 50),
-        "between": percentile(between, 50),
+        "between": percentile(between, 50) if between else None,
         "tail": percentile(tail, 50),
     }
 
@@ -270,85 +376,199 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 class CpuMeter:
-    """CPU used by the engine, the app, the bench database's Postgres backends and the whole machine,
-    in % of one core, between `start()` and `stop()`."""
+    """CPU used between `start()` and `stop()`, in % of one core: each engine and worker process, the
+    app, Postgres (the backends of the bench database, and the whole server: the postmaster and all its
+    processes, WAL writer and checkpointer included, whoever they serve) and the whole machine.
+
+    A process that starts within the window counts from zero; one that ends within it is missed."""
 
     def __init__(self, stack: Stack) -> None:
         assert isinstance(stack.engine, Child) and isinstance(stack.app, Child)
         self.stack = stack
         self.engine = psutil.Process(stack.engine.pid)
         self.app = psutil.Process(stack.app.pid)
-        self.backends: list[psutil.Process] = []
-        self.before: tuple[float, ...] = ()
+        alone = len(stack.engines) == 1 and not stack.worker_procs
+        names = ["engine"] if alone else [f"start-{i + 1}" for i in range(len(stack.engines))]
+        names += [f"worker-{i + 1}" for i in range(len(stack.worker_procs))]
+        self.engines = {
+            name: psutil.Process(child.pid)
+            for name, child in zip(names, [*stack.engines, *stack.worker_procs], strict=True)
+        }
+        self.server: psutil.Process | None = None
+        self.before: dict[str, float] = {}
+        self.backends_before: dict[int, float] = {}
+        self.server_before: dict[int, float] = {}
         self.started = 0.0
 
     async def start(self) -> None:
         assert self.stack.db is not None
-        rows = await self.stack.db.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        )
-        self.backends = []
-        for row in rows:
-            try:
-                self.backends.append(psutil.Process(row["pid"]))
-            except psutil.NoSuchProcess:
-                pass
+        try:  # the postmaster: the parent of this connection's backend (Postgres on this machine)
+            backend = psutil.Process(await self.stack.db.fetchval("SELECT pg_backend_pid()"))
+            self.server = backend.parent()
+        except (psutil.Error, OSError):
+            self.server = None
         psutil.cpu_percent()  # starts the machine-wide measurement
+        self.backends_before = await self._backends()
+        self.server_before = self._server()
         self.before = self._sample()
         self.started = time.perf_counter()
 
-    def stop(self) -> dict[str, float]:
+    async def stop(self) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.started
-        used = [(b - a) / elapsed * 100 for a, b in zip(self.before, self._sample(), strict=True)]
+        after = self._sample()
+        backends, server = await self._backends(), self._server()
         machine = psutil.cpu_percent() * (psutil.cpu_count() or 1)
-        return {"engine": used[0], "app": used[1], "postgres": used[2], "machine": machine}
 
-    def _sample(self) -> tuple[float, float, float]:
-        return cpu_seconds(self.engine), cpu_seconds(self.app), sum(cpu_seconds(p) for p in self.backends)
+        def pct(seconds: float) -> float:
+            return seconds / elapsed * 100
+
+        def spent(before: dict[int, float], now: dict[int, float]) -> float:
+            return sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
+
+        processes = {name: pct(after[name] - self.before[name]) for name in self.engines}
+        figures = {
+            "engine": sum(processes.values()),
+            "processes": processes,
+            "app": pct(after["app"] - self.before["app"]),
+            "bench": pct(after["bench"] - self.before["bench"]),
+            "postgres": pct(spent(self.backends_before, backends)),
+            "pg_server": pct(spent(self.server_before, server)) if self.server is not None else None,
+            "machine": machine,
+        }
+        ours = figures["engine"] + figures["app"] + figures["bench"]
+        figures["others"] = machine - ours - (figures["pg_server"] or figures["postgres"])
+        return figures
+
+    def _sample(self) -> dict[str, float]:
+        sample = {name: cpu_seconds(process) for name, process in self.engines.items()}
+        sample["app"] = cpu_seconds(self.app)
+        sample["bench"] = sum(own_cpu([os.getpid()]).values())  # not its children: they are counted above
+        return sample
+
+    async def _backends(self) -> dict[int, float]:
+        """CPU seconds of each backend connected to the bench database now."""
+        assert self.stack.db is not None
+        rows = await self.stack.db.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        return own_cpu(row["pid"] for row in rows)
+
+    def _server(self) -> dict[int, float]:
+        if self.server is None:
+            return {}
+        try:
+            pids = [self.server.pid, *(child.pid for child in self.server.children())]
+        except psutil.Error:
+            return {}
+        return own_cpu(pids)
 
     @staticmethod
-    def describe(cpu: dict[str, float]) -> str:
+    def describe(cpu: dict[str, Any]) -> str:
+        processes = cpu["processes"]
+        if list(processes) == ["engine"]:
+            engines = f"engine {cpu['engine']:.0f}"
+        else:
+            each = ", ".join(f"{name} {value:.0f}" for name, value in processes.items())
+            engines = f"{each} (engine processes together {cpu['engine']:.0f})"
+        server = f"{cpu['pg_server']:.0f}" if cpu["pg_server"] is not None else "n/a (not on this machine)"
         return (
-            f"CPU in % of one core: engine {cpu['engine']:.0f}, app {cpu['app']:.0f},"
-            f" Postgres backends {cpu['postgres']:.0f}, whole machine {cpu['machine']:.0f}"
+            f"CPU in % of one core: {engines}, app {cpu['app']:.0f}, Postgres backends of the bench"
+            f" database {cpu['postgres']:.0f} (whole Postgres server {server}), the bench itself"
+            f" {cpu['bench']:.0f}; whole machine {cpu['machine']:.0f}, of which {max(cpu['others'], 0):.0f}"
+            " outside these processes (other work on the machine)"
         )
 
 
-async def parked(pg: Postgres, runs: int, window: float, workers: int = 2) -> dict[str, float]:
-    async with Stack(pg, "parked", workers) as stack:
+def own_cpu(pids: Any) -> dict[int, float]:
+    """CPU seconds (user + system) of each process, children not included; gone ones left out."""
+    found = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        found[pid] = times.user + times.system
+    return found
+
+
+async def parked(
+    pg: Postgres, runs: int, window: float, cloned: int, drain_cap: float, workers: int = 2
+) -> dict[str, Any]:
+    """`runs` runs parked through the app, then `cloned` parked runs cloned by SQL from one real one:
+    for each, the engine's CPU and RSS while idle, then one event that resumes them all (the drain is
+    measured over at most `drain_cap` seconds)."""
+    real = await parked_idle(pg, "parked", runs, window, workers, False, drain_cap)
+    many = await parked_idle(pg, "parked_clones", cloned, window, workers, True, drain_cap)
+    return {"real": real, "cloned": many}
+
+
+async def parked_idle(
+    pg: Postgres, name: str, runs: int, window: float, workers: int, cloned: bool, drain_cap: float = 120.0
+) -> dict[str, Any]:
+    async with Stack(pg, name, workers) as stack:
+        assert stack.db is not None
         start = time.perf_counter()
-        await send_all(stack, [{"name": PARK_EVENT, "data": {"i": i}} for i in range(runs)], 1000)
+        sent = 1 if cloned else runs
+        await send_all(stack, [{"name": PARK_EVENT, "data": {"i": i}} for i in range(sent)], 1000)
         await stack.wait_counts(
-            f"{runs} runs to be waiting", lambda c: c["waiting"] >= runs, timeout=max(120, runs / 20)
+            f"{sent} runs to be waiting", lambda c: c["waiting"] >= sent, timeout=max(120, runs / 20)
         )
+        if cloned:
+            template = await stack.db.fetchval("SELECT id FROM runs WHERE function_id = 'parked'")
+            copied = await clone_run(stack.db, template, 1, runs - 1)
         parked_s = time.perf_counter() - start
+        await asyncio.sleep(1.0)  # the clones' commit and ANALYZE settle before the window opens
         meter = CpuMeter(stack)
         rss_start = meter.engine.memory_info().rss / 2**20
         await meter.start()
         await asyncio.sleep(window)
-        cpu = meter.stop()
+        cpu = await meter.stop()
         rss_end = meter.engine.memory_info().rss / 2**20
         stack.check_alive()
 
-        wake_start = time.perf_counter()
-        await stack.send([{"name": NEVER_EVENT, "data": {}}])
-        await stack.wait_counts(
-            f"{runs} parked runs to complete after the event",
-            lambda c: c["completed"] >= runs,
-            timeout=max(120, runs / 20),
+        wake_start = time.time()
+        post_s, _ = await stack.send_timed([{"name": NEVER_EVENT, "data": {}}])
+        # Each poll counts the whole runs table, so poll seldom, and take the end from the rows. A slow
+        # drain is measured over `drain_cap` seconds rather than waited out.
+        try:
+            await stack.wait_counts(
+                f"{runs} parked runs to complete after the event",
+                lambda c: c["completed"] >= runs,
+                timeout=drain_cap,
+                every=0.05 if runs <= 10_000 else 0.5,
+            )
+        except BenchError:
+            stack.check_alive()
+            if time.time() - wake_start < drain_cap:
+                raise  # a failed run, not the cap
+        drained, last_end = await stack.db.fetchrow(
+            "SELECT count(*), extract(epoch FROM max(ended_at)) FROM runs"
+            " WHERE function_id = 'parked' AND status = 'completed'"
         )
-        wake_s = time.perf_counter() - wake_start
+        if not drained:
+            raise BenchError(f"no parked run completed within {drain_cap:.0f} s of the event")
+        wake_s = float(last_end) - wake_start
 
-    print(
-        f"parked: {runs} runs waiting for an event after {parked_s:.1f} s ({runs / parked_s:,.0f} runs/s parked)"
+    how = (
+        f"1 parked through the app and {runs - 1} cloned from it by SQL ({copied})"
+        if cloned
+        else "through the app"
     )
+    label = "parked (cloned)" if cloned else "parked"
+    print(f"{label}: {runs} runs waiting for an event, {how}, after {parked_s:.1f} s")
     print(
-        f"parked: over {window:.0f} s idle, engine {cpu['engine']:.1f} % of one core, RSS {rss_start:.0f} MiB at"
+        f"{label}: over {window:.0f} s idle, engine {cpu['engine']:.1f} % of one core, RSS {rss_start:.0f} MiB at"
         f" start, {rss_end:.0f} MiB at end (app {cpu['app']:.1f} %, Postgres backends of the bench database"
         f" {cpu['postgres']:.1f} %, whole machine {cpu['machine']:.1f} %: other load on the machine shows there)"
     )
+    drain = (
+        "all completed"
+        if drained == runs
+        else f"{drained:,} completed (the bench waited {drain_cap:.0f} s, not for all)"
+    )
     print(
-        f"parked: one event woke all {runs} runs, all completed in {wake_s:.2f} s = {runs / wake_s:,.0f} runs/s"
+        f"{label}: one event resumed all {runs} runs (its POST /e took {post_s:.2f} s), {drain}"
+        f" {wake_s:.2f} s after it was sent = {drained / wake_s:,.0f} runs/s"
     )
     return {
         "runs": runs,
@@ -356,8 +576,99 @@ async def parked(pg: Postgres, runs: int, window: float, workers: int = 2) -> di
         "cpu": cpu["engine"],
         "rss_start": rss_start,
         "rss_end": rss_end,
-        "wake_per_s": runs / wake_s,
+        "post_s": post_s,
+        "drained": drained,
+        "wake_per_s": drained / wake_s,
     }
+
+
+# --- 3b. ingest with parked waits ----------------------------------------------------------------
+
+
+async def ingest(pg: Postgres, levels: tuple[int, ...], samples: int, matching: int) -> dict[str, Any]:
+    """The latency of one signed `POST /e` of an event whose name has 0, 10,000, ... parked waits (each on
+    its own orderId) that it matches none of; then of events that match exactly one wait each.
+
+    One run parks through the app (`await-approval`, waiting for `bench.approval` with match
+    {orderId: o-0}); the others are cloned from it by SQL, clone k waiting on orderId o-k."""
+    async with Stack(pg, "ingest") as stack:
+        assert stack.db is not None
+        for i in range(50):  # warm: connections, the statement cache, the signature check
+            await stack.send([{"name": APPROVAL_EVENT, "data": {"orderId": f"warm-{i}"}}])
+        figures: dict[str, Any] = {"levels": {}, "samples": samples}
+        parked = 0
+        for level in levels:
+            if level > 0 and parked == 0:
+                await stack.send([{"name": ORDER_EVENT, "data": {"orderId": "o-0"}}])
+                await stack.wait_counts("the template run to wait", lambda c: c["waiting"] >= 1, timeout=30)
+                parked = 1
+            if level > parked:
+                template = await stack.db.fetchval("SELECT id FROM runs WHERE function_id = 'await-approval'")
+                figures["copied"] = await clone_run(
+                    stack.db, template, parked, level - parked, vary=approval_waits()
+                )
+                parked = level
+            waits = await stack.db.fetchval(
+                "SELECT count(*) FROM waits WHERE event_name = $1", APPROVAL_EVENT
+            )
+            if waits != level:
+                raise BenchError(f"{waits} waits on {APPROVAL_EVENT}, expected {level}")
+            # In turn, the same event under a name nobody waits for: a baseline from the same moments.
+            misses, unwaited = [], []
+            for i in range(samples):
+                data = {"orderId": f"none-{level}-{i}"}
+                misses.append((await stack.send_timed([{"name": APPROVAL_EVENT, "data": data}]))[0])
+                unwaited.append((await stack.send_timed([{"name": UNWAITED_EVENT, "data": data}]))[0])
+            figures["levels"][level] = summarise_ms(misses)
+            figures["levels"][level]["unwaited_p50"] = summarise_ms(unwaited)["p50"]
+        top = max(levels)
+        chosen = sorted({(k * 7919) % top for k in range(1, matching + 1)}) if top else []
+        hits = [
+            (await stack.send_timed([{"name": APPROVAL_EVENT, "data": {"orderId": f"o-{k}"}}]))[0]
+            for k in chosen
+        ]
+        if hits:
+            await stack.wait_counts(
+                f"the {len(hits)} matched runs to complete", lambda c: c["completed"] >= len(hits), timeout=60
+            )
+            figures["hit"] = summarise_ms(hits) | {"count": len(hits), "among": top}
+    base = figures["levels"][min(levels)]["p50"]
+    for level, lat in figures["levels"].items():
+        print(
+            f"ingest: POST /e of an event matching none of {level:,} parked waits of its name:"
+            f" p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f} ms over {samples} events;"
+            f" {lat['p50'] / base:.2f}× the p50 with {min(levels):,} waits measured first,"
+            f" {lat['p50'] / lat['unwaited_p50']:.2f}× the p50 of a name without waits sent in turn with it"
+        )
+    if "hit" in figures:
+        hit = figures["hit"]
+        print(
+            f"ingest: POST /e of an event matching exactly one of {hit['among']:,} parked waits:"
+            f" p50 {hit['p50']:.2f} ms, p90 {hit['p90']:.2f} ms over {hit['count']} events (each resumed"
+            " its run, which then completed)"
+        )
+    if "copied" in figures:
+        print(
+            f"  the parked waits: 1 run parked through the app, the others cloned from it by SQL"
+            f" ({figures['copied']}), each clone's wait on its own orderId; ANALYZE after cloning"
+        )
+    return figures
+
+
+UNWAITED_EVENT = "bench.unwaited"  # an event name no run waits for
+
+
+def approval_waits() -> dict[str, dict[str, str]]:
+    """What a clone of the await-approval run changes: its order (in its event) and its wait's match."""
+    return {
+        "runs": {"event": "jsonb_set(t.event, '{data,orderId}', to_jsonb('o-' || g))"},
+        "waits": {"match": "jsonb_build_object('orderId', 'o-' || g)"},
+    }
+
+
+def summarise_ms(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {"p50": percentile(ms, 50), "p90": percentile(ms, 90)}
 
 
 # --- 4. flow control: a concurrency gate per key -------------------------------------------------
@@ -403,7 +714,7 @@ async def burst(
             )
         except BenchError as exc:
             raise BenchError(f"{exc}\n{await flow_state(stack)}") from None
-        cpu = meter.stop()
+        cpu = await meter.stop()
         assert stack.db is not None
         last_end = await stack.db.fetchval(
             "SELECT extract(epoch FROM max(ended_at)) FROM runs WHERE function_id = $1", function_id

@@ -19,6 +19,7 @@ import durable_sdk
 import httpx
 import orjson
 import uvicorn
+from durable_sdk._serve import _Endpoint
 
 from durable.config import Settings
 from durable.core.signing import V2_HEADER, new_nonce, sign, sign_v2
@@ -98,9 +99,11 @@ class AppServer:
     """A durable_sdk app served by uvicorn in a background thread."""
 
     def __init__(self, functions: Sequence[Any], signing_key: str, *, record: bool = False) -> None:
+        self._serve(durable_sdk.serve(list(functions), signing_key=signing_key), record)
+
+    def _serve(self, asgi: Any, record: bool) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/durable"
-        asgi: Any = durable_sdk.serve(list(functions), signing_key=signing_key)
         self.recorder = Recorder(asgi) if record else None
         config = uvicorn.Config(
             self.recorder or asgi,
@@ -124,6 +127,33 @@ class AppServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(5)
+
+
+class ScriptedApp(AppServer):
+    """An app whose answers a test writes: `script(invoke)` returns the op (a dict) for each verified
+    invoke, signed as an SDK signs it. For engine behaviour no SDK produces on its own (malformed or
+    hostile answers, checkpoints of exact shapes). `invokes` keeps every invoke body, in order."""
+
+    def __init__(self, script: Callable[[dict[str, Any]], Any], signing_key: str) -> None:
+        endpoint = _Endpoint([], signing_key)
+        self.invokes: list[dict[str, Any]] = []
+
+        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            body, _ = await read_request(receive)
+            headers = dict(scope["headers"])
+            v2 = headers.get(V2_HEADER.encode())
+            nonce = endpoint.authenticate(body, None, v2 and v2.decode("latin-1"))
+            if isinstance(nonce, str):
+                invoke = orjson.loads(body)
+                self.invokes.append(invoke)
+                status, answer, payload = endpoint.respond(200, script(invoke), nonce)
+            else:
+                status, answer, payload = nonce
+            start = {"type": "http.response.start", "status": status}
+            await send({**start, "headers": [(k.encode(), v.encode()) for k, v in answer]})
+            await send({"type": "http.response.body", "body": payload})
+
+        self._serve(asgi, False)
 
 
 @dataclass

@@ -92,4 +92,17 @@ class ParallelOp(TypedDict):
     ops: list[StepOp | ErrorOp | InvokeOp | SendOp]
 
 
-Op = StepOp | SleepOp | WaitOp | DoneOp | ErrorOp | InvokeOp | SendOp | ParallelOp
+class CheckpointStep(TypedDict):
+    id: str
+    data: Any
+
+
+class CheckpointOp(TypedDict):
+    """Consecutive steps executed in one invoke, then the op that stopped them (None: a bound did)."""
+
+    op: Literal["checkpoint"]
+    steps: list[CheckpointStep]
+    then: SleepOp | WaitOp | DoneOp | ErrorOp | InvokeOp | SendOp | ParallelOp | None
+
+
+Op = StepOp | SleepOp | WaitOp | DoneOp | ErrorOp | InvokeOp | SendOp | ParallelOp | CheckpointOp

@@ -105,13 +105,27 @@ def _execute(case: Case, index: int) -> Any:
     return case.steps[index]
 
 
-@durable_sdk.function(id="steps", trigger={"event": "rt.steps"}, retries=1)
+@durable_sdk.function(id="steps", trigger={"event": "rt.steps"}, retries=1, checkpoint=False)
 def steps_fn(event, step):  # type: ignore[no-untyped-def]
     case = CASES[event["data"]["case"]]
     case.events.append(event["data"])
     for index in range(len(case.steps)):
         got = step.run(f"s{index}", lambda index=index: _execute(case, index))
         case.replayed[index].append(got)  # reached only when the step was memoized
+    return case.output
+
+
+# Checkpointed two steps at a time: a step's value reaches the code after it in the invoke that ran it
+# (as its JSON round trip) and in every later replay (from the memo).
+@durable_sdk.function(
+    id="steps-cp", trigger={"event": "rt.steps.cp"}, retries=1, checkpoint=durable_sdk.Checkpoint(max_steps=2)
+)
+def steps_cp_fn(event, step):  # type: ignore[no-untyped-def]
+    case = CASES[event["data"]["case"]]
+    case.events.append(event["data"])
+    for index in range(len(case.steps)):
+        got = step.run(f"s{index}", lambda index=index: _execute(case, index))
+        case.replayed[index].append(got)
     return case.output
 
 
@@ -135,7 +149,7 @@ def batches_fn(event, step):  # type: ignore[no-untyped-def]
     return got
 
 
-FUNCTIONS = [steps_fn, waits_fn, batches_fn]
+FUNCTIONS = [steps_fn, steps_cp_fn, waits_fn, batches_fn]
 
 
 @dataclass
@@ -206,6 +220,31 @@ async def test_step_results_output_and_event_data_round_trip(
     for seen in case.events:
         assert_same(seen, data, "event.data in an invoke")
     assert_same(view["event"]["data"], data, "event.data in GET /api/runs")
+
+
+@EXAMPLES
+@given(values=st.lists(JSON, min_size=1, max_size=5), output=JSON)
+@example(values=SHAPES[:5], output=[[1, 2], [3]])
+@example(values=[[1, 2, 3]], output=[1, 2, 3])
+async def test_checkpointed_steps_round_trip_to_the_store_the_memo_and_the_code_after_them(
+    bench: Bench, values: list[Any], output: Any
+) -> None:
+    key = new_case(steps=values, output=output)
+    view = await bench.finished(await bench.engine.send(bench.ws, "rt.steps.cp", {"case": key}))
+    case = CASES[key]
+    assert view["status"] == "completed", view["error"]
+    assert [s["id"] for s in view["steps"]] == [f"s{i}" for i in range(len(values))]
+    for index, want in enumerate(values):
+        assert_same(view["steps"][index]["output"], want, f"step s{index} in GET /api/runs")
+        # Checkpoints of two: the code after a step runs in the invoke that ran it (unless the bound
+        # stopped the handler right there: the second of each two), then in each later replay.
+        later = len(case.events) - index // 2 - 1
+        assert len(case.replayed[index]) == later + (index % 2 == 0)
+        for got in case.replayed[index]:
+            assert_same(got, want, f"step s{index} as the handler saw it")
+    assert dict(case.executed) == {i: 1 for i in range(len(values))}
+    assert len(case.events) == len(values) // 2 + 1  # invokes: one per two steps, and the last
+    assert_same(view["output"], output, "the run's output")
 
 
 @EXAMPLES

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import durable_sdk
+import pytest
 
 from durable.engine.claim import Claim
 from tests.harness import AppServer, Engine, make_settings
@@ -17,7 +18,7 @@ LEASE_MS = 1000
 STALL_S = 1.6  # past the lease
 
 
-def _two_steps(executed: Counter[str], lock: threading.Lock):  # type: ignore[no-untyped-def]
+def _two_steps(executed: Counter[str], lock: threading.Lock, checkpoint: bool):  # type: ignore[no-untyped-def]
     def effect(name: str) -> Callable[[], str]:
         def run() -> str:
             with lock:
@@ -26,7 +27,7 @@ def _two_steps(executed: Counter[str], lock: threading.Lock):  # type: ignore[no
 
         return run
 
-    @durable_sdk.function(id="charge", trigger={"event": "order.paid"})
+    @durable_sdk.function(id="charge", trigger={"event": "order.paid"}, checkpoint=checkpoint)
     async def charge(event, step):  # type: ignore[no-untyped-def]
         a = await step.run("a", effect("a"))
         b = await step.run("b", effect("b"))
@@ -47,10 +48,13 @@ def _stall_first(drive: Callable[[Claim], Awaitable[None]]) -> Callable[[Claim],
     return stalled_drive
 
 
-async def test_a_worker_stalled_past_its_lease_does_not_call_the_app(engine: Engine) -> None:
+@pytest.mark.parametrize(("checkpoint", "rounds"), [(False, 3), (True, 1)])
+async def test_a_worker_stalled_past_its_lease_does_not_call_the_app(
+    engine: Engine, checkpoint: bool, rounds: int
+) -> None:
     engine.settings = make_settings(engine.dsn, lease_ms=LEASE_MS)
     executed: Counter[str] = Counter()
-    charge = _two_steps(executed, threading.Lock())
+    charge = _two_steps(executed, threading.Lock(), checkpoint)
     ws = await engine.workspace()
     with AppServer([charge], ws.signing_key, record=True) as app:
         await engine.sync(ws, app.url, [charge])
@@ -66,14 +70,17 @@ async def test_a_worker_stalled_past_its_lease_does_not_call_the_app(engine: Eng
     run = await engine.run(summary["id"])
     assert run["output"] == ["a", "b"]
     assert executed == {"a": 1, "b": 1}, "a stored step ran again"
-    assert invokes == 3  # two steps and the return: none from the stalled worker
+    assert invokes == rounds  # two steps and the return (or one checkpoint): none from the stalled worker
     assert [s["id"] for s in run["steps"]] == ["a", "b"]
 
 
-async def test_a_stalled_worker_whose_lease_was_not_taken_renews_it_and_goes_on(engine: Engine) -> None:
+@pytest.mark.parametrize(("checkpoint", "rounds"), [(False, 3), (True, 1)])
+async def test_a_stalled_worker_whose_lease_was_not_taken_renews_it_and_goes_on(
+    engine: Engine, checkpoint: bool, rounds: int
+) -> None:
     engine.settings = make_settings(engine.dsn, lease_ms=LEASE_MS)
     executed: Counter[str] = Counter()
-    charge = _two_steps(executed, threading.Lock())
+    charge = _two_steps(executed, threading.Lock(), checkpoint)
     ws = await engine.workspace()
     with AppServer([charge], ws.signing_key, record=True) as app:
         await engine.sync(ws, app.url, [charge])
@@ -86,5 +93,5 @@ async def test_a_stalled_worker_whose_lease_was_not_taken_renews_it_and_goes_on(
         assert app.recorder.overlaps == []
         invokes = app.recorder.invokes
     assert executed == {"a": 1, "b": 1}
-    assert invokes == 3
+    assert invokes == rounds
     assert (await engine.run(summary["id"]))["output"] == ["a", "b"]

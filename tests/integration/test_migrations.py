@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from durable.store.migrate import migrate, migration_files
-from tests.conftest import with_database
 
 SNAPSHOT = Path(__file__).with_name("schema.snapshot")
 
@@ -30,18 +26,6 @@ UNION ALL
 SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
 ORDER BY 1
 """
-
-
-@pytest.fixture
-async def empty_dsn(pg_server: str) -> AsyncIterator[str]:
-    name = f"durable_m_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_server)
-    await conn.execute(f"CREATE DATABASE {name}")
-    await conn.close()
-    yield with_database(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    await conn.close()
 
 
 async def test_migrations_from_empty_match_the_snapshot(empty_dsn: str) -> None:

@@ -1,17 +1,22 @@
-"""A run driven end to end over real HTTP: steps memoize, the app is invoked N+1 times."""
+"""A run driven end to end over real HTTP: steps memoize; the app is invoked N+1 times for N steps
+with checkpointing off, and once with it on (the SDK's default)."""
 
 from __future__ import annotations
 
 import durable_sdk
+import pytest
 
 from tests.harness import AppServer, Engine
 
 
-async def test_three_steps_complete_with_n_plus_one_invokes(engine: Engine) -> None:
+@pytest.mark.parametrize(("checkpoint", "rounds"), [(False, 4), (True, 1)])
+async def test_three_steps_complete_with_n_plus_one_invokes_or_one_checkpointed(
+    engine: Engine, checkpoint: bool, rounds: int
+) -> None:
     calls: list[str] = []
     invokes: list[int] = []
 
-    @durable_sdk.function(id="three", trigger={"event": "demo.three"})
+    @durable_sdk.function(id="three", trigger={"event": "demo.three"}, checkpoint=checkpoint)
     async def three(event, step):  # type: ignore[no-untyped-def]
         invokes.append(1)
         a = await step.run("a", lambda: calls.append("a") or 1)
@@ -33,11 +38,11 @@ async def test_three_steps_complete_with_n_plus_one_invokes(engine: Engine) -> N
     assert [s["output"] for s in run["steps"]] == [1, 2, 3]
     assert all(s["type"] == "run" and s["status"] == "completed" and s["attempts"] == 1 for s in run["steps"])
     assert calls == ["a", "b", "c"]  # each step executed exactly once
-    assert len(invokes) == 4  # N + 1 invokes for N steps
+    assert len(invokes) == rounds  # N + 1 invokes for N steps, or one checkpoint [a, b, c] then done
 
 
 async def test_metrics_count_invokes_and_events(engine: Engine) -> None:
-    @durable_sdk.function(id="one", trigger={"event": "one"})
+    @durable_sdk.function(id="one", trigger={"event": "one"}, checkpoint=False)
     async def one(event, step):  # type: ignore[no-untyped-def]
         return await step.run("only", lambda: 1)
 

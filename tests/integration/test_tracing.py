@@ -26,7 +26,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from durable.engine.tracing import Tracing, configured_endpoint, setup_tracing, trace_id_of, traceparent
+from durable.engine.tracing import (
+    Tracing,
+    _step_ids,
+    configured_endpoint,
+    setup_tracing,
+    trace_id_of,
+    traceparent,
+)
 from durable.errors import ConfigError
 from tests.e2e.procs import Proc, engine_env
 from tests.harness import AppServer, Engine, free_port, read_request
@@ -147,7 +154,7 @@ async def test_a_run_is_one_trace_of_drive_and_invoke_spans_and_the_app_gets_its
                 raise RuntimeError("first try fails")
         return "ok"
 
-    @durable_sdk.function(id="ship", trigger={"event": "order.paid"})
+    @durable_sdk.function(id="ship", trigger={"event": "order.paid"}, checkpoint=False)  # a span per step
     async def ship(event, step):  # type: ignore[no-untyped-def]
         await step.run("load", lambda: time.sleep(0.05) or {"order": event["data"]["order"]})
         await step.run("flaky", lambda: flaky(event["data"]["order"]))
@@ -243,7 +250,7 @@ async def test_a_durable_worker_process_exports_the_runs_it_drives(
     """The runtime's set-up, in a real `durable worker`: its spans reach the receiver, in the trace this
     process computes for the run, and its invokes carry their traceparent."""
 
-    @durable_sdk.function(id="hello", trigger={"event": "hello"})
+    @durable_sdk.function(id="hello", trigger={"event": "hello"}, checkpoint=False)
     async def hello(event, step):  # type: ignore[no-untyped-def]
         return await step.run("greet", lambda: "hi")
 
@@ -433,3 +440,11 @@ def test_the_php_sdk_keeps_a_well_formed_traceparent_only() -> None:
         None,
         None,
     ]
+
+
+def test_an_invoke_span_names_every_step_of_a_checkpoint_and_of_what_stopped_it() -> None:
+    stopped = {"op": "parallel", "ops": [{"op": "step", "id": "c", "data": 1}, {"op": "send", "id": "d"}]}
+    checkpoint = {"op": "checkpoint", "steps": [{"id": "a", "data": 1}, {"id": "b", "data": 2}]}
+    assert _step_ids({**checkpoint, "then": stopped}) == ["a", "b", "c", "d"]
+    assert _step_ids({**checkpoint, "then": {"op": "done", "data": None}}) == ["a", "b"]
+    assert _step_ids({**checkpoint, "then": None}) == ["a", "b"]

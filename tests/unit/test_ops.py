@@ -95,16 +95,22 @@ def test_error_full() -> None:
     ("body", "message"),
     [
         (b"{", "malformed JSON:"),
-        ([1], "answer must be a JSON object with an 'op' field, got an array"),
-        ({}, "answer has no 'op' field (expected step, sleep, wait, done, error, invoke, send or parallel)"),
+        ([1], "answer: must be a JSON object with an 'op' field, got an array"),
+        (
+            {},
+            "answer has no 'op' field (expected step, sleep, wait, done, error, invoke, send, parallel or checkpoint)",
+        ),
         (
             {"op": "foo"},
-            "unknown op 'foo' (expected step, sleep, wait, done, error, invoke, send or parallel)",
+            "unknown op 'foo' (expected step, sleep, wait, done, error, invoke, send, parallel or checkpoint)",
         ),
-        ({"op": 1}, "unknown op 1 (expected step, sleep, wait, done, error, invoke, send or parallel)"),
+        (
+            {"op": 1},
+            "unknown op 1 (expected step, sleep, wait, done, error, invoke, send, parallel or checkpoint)",
+        ),
         (
             {"op": ["step"]},
-            "unknown op an array (expected step, sleep, wait, done, error, invoke, send or parallel)",
+            "unknown op an array (expected step, sleep, wait, done, error, invoke, send, parallel or checkpoint)",
         ),
         ({"op": "step", "id": "a"}, "step.data: missing (send null when the step returned nothing)"),
         ({"op": "step", "data": 1}, "step.id: must be a non-empty string, got null"),
@@ -231,3 +237,89 @@ def test_an_error_message_with_a_nul_is_kept_with_the_nul_escaped() -> None:
 def test_a_huge_integer_in_an_answer_is_refused_not_rounded() -> None:
     with pytest.raises(InvalidInput, match="outside the range Durable stores exactly"):
         parse_op(b'{"op": "step", "id": "a", "data": [1180591620717411303424]}')
+
+
+def test_checkpoint() -> None:
+    body = {
+        "op": "checkpoint",
+        "steps": [{"id": "a", "data": [1, 2, 3]}, {"id": "b", "data": None}],
+        "then": {"op": "sleep", "id": "nap", "until": "2026-07-05T09:00:00.000Z"},
+    }
+    assert op(body) == {
+        "op": "checkpoint",
+        "steps": [{"id": "a", "data": [1, 2, 3]}, {"id": "b", "data": None}],
+        "then": {"op": "sleep", "id": "nap", "until_ms": T},
+    }
+    assert op({**body, "then": None})["then"] is None  # type: ignore[index]
+    parallel = {
+        "op": "parallel",
+        "ops": [{"op": "step", "id": "c", "data": 1}, {"op": "step", "id": "d", "data": 2}],
+    }
+    assert op({**body, "then": parallel})["then"]["op"] == "parallel"  # type: ignore[index]
+
+
+_CP = {"op": "checkpoint", "steps": [{"id": "a", "data": 1}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"op": "checkpoint", "then": None},
+            "checkpoint.steps: must be a list of 1 to 1000 {id, data} objects",
+        ),
+        ({"op": "checkpoint", "steps": [], "then": None}, "checkpoint.steps: must be a list of 1 to 1000"),
+        (
+            {"op": "checkpoint", "steps": [{"id": "a", "data": i} for i in range(1001)], "then": None},
+            "checkpoint.steps: must be a list of 1 to 1000",
+        ),
+        (
+            {"op": "checkpoint", "steps": [1], "then": None},
+            "checkpoint.steps[0]: must be an object {id, data}, got 1",
+        ),
+        ({"op": "checkpoint", "steps": [{"id": "a"}], "then": None}, "checkpoint.steps[0].data: missing"),
+        (
+            {"op": "checkpoint", "steps": [{"data": 1}], "then": None},
+            "checkpoint.steps[0].id: must be a non-empty string",
+        ),
+        (
+            {"op": "checkpoint", "steps": [{"id": "a", "data": 1, "op": "step"}], "then": None},
+            "checkpoint.steps[0]: unknown field 'op' (a checkpointed step has id, data)",
+        ),
+        (
+            {"op": "checkpoint", "steps": [{"id": "a", "data": 1}, {"id": "a", "data": 2}], "then": None},
+            "checkpoint.steps[1]: step id 'a' appears twice",
+        ),
+        (_CP, "checkpoint.then: missing (the op that stopped the checkpoint, or null for a bound)"),
+        ({**_CP, "then": None, "x": 1}, "checkpoint: unknown field 'x' (a checkpoint op has steps, then)"),
+        (
+            {**_CP, "then": {"op": "step", "id": "b", "data": 1}},
+            "checkpoint.then: a step op cannot end a checkpoint",
+        ),
+        ({**_CP, "then": {**_CP, "then": None}}, "checkpoint.then: a checkpoint op cannot end a checkpoint"),
+        ({**_CP, "then": {"op": "nope"}}, "checkpoint.then: unknown op 'nope'"),
+        ({**_CP, "then": [1]}, "checkpoint.then: must be a JSON object with an 'op' field, got an array"),
+        ({**_CP, "then": {}}, "checkpoint.then: has no 'op' field"),
+        ({**_CP, "then": {"op": "done", "data": 1, "id": "x"}}, "checkpoint.then: done: unknown field 'id'"),
+        (
+            {**_CP, "then": {"op": "error", "id": "a", "message": "m"}},
+            "checkpoint.then: step id 'a' is also in checkpoint.steps",
+        ),
+        (
+            {
+                **_CP,
+                "then": {
+                    "op": "parallel",
+                    "ops": [{"op": "step", "id": "b", "data": 1}, {"op": "step", "id": "a", "data": 1}],
+                },
+            },
+            "checkpoint.then: step id 'a' is also in checkpoint.steps",
+        ),
+        (
+            {**_CP, "then": {"op": "parallel", "ops": [{"op": "step", "id": "b", "data": 1}]}},
+            "checkpoint.then: parallel.ops: must be a list of 2 to 1000 ops",
+        ),
+    ],
+)
+def test_checkpoint_refusals_name_the_field(body: object, message: str) -> None:
+    assert refused(body).startswith(message)

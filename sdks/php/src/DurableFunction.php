@@ -12,6 +12,10 @@ namespace Durable;
  * '3s', '1h30m', '7d', '1w' or integer milliseconds. A function without trigger starts only through
  * Step::invoke (or from the dashboard). With onFailure, the handler is served and synced as a second
  * function '<id>:failure' (see $failureHandler).
+ *
+ * Checkpointing is on by default: several consecutive new run steps execute in one invoke and are
+ * answered together (docs/protocol.md, "Checkpointing"); `checkpoint: false` answers one step per
+ * invoke. It is the SDK's own choice and is never synced.
  */
 final class DurableFunction
 {
@@ -29,6 +33,17 @@ final class DurableFunction
     private const MAX_CANCEL_ON = 10;
     private const KEY = '/^[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*$/D';
 
+    /**
+     * The checkpoint bounds with their defaults and ranges: 100 steps stay far below the engine's 1000
+     * steps per checkpoint, 1 MiB of results well inside its 4 MiB answer, 1 s far inside the lease's
+     * app-call timeout (docs/protocol.md, "Checkpointing", for why).
+     */
+    private const CHECKPOINT = [
+        'maxSteps' => [100, 1, 1000],
+        'maxBytes' => [1024 * 1024, 1, Serve::MAX_BODY],
+        'maxMs' => [1000, 1, Duration::MAX_MS],
+    ];
+
     /** The function id, unique within the app. */
     public readonly string $id;
 
@@ -44,6 +59,12 @@ final class DurableFunction
      * {name: 'durable/run.failed', data: {runId, functionId, error: {message}, event}}.
      */
     public readonly ?DurableFunction $failureHandler;
+
+    /**
+     * @var array{maxSteps: int, maxBytes: int, maxMs: int}|null the checkpoint bounds, every one filled
+     *      in; null when checkpointing is off. Used by Serve, never synced.
+     */
+    public readonly ?array $checkpoint;
 
     /**
      * @param string $id 1-128 characters of letters, digits and _ . : - (starting with a letter or digit);
@@ -68,6 +89,11 @@ final class DurableFunction
      * @param string|null $idempotency a key path into event.data: at most one run per value per 24 h
      * @param array{key?: string, mode: 'skip'|'cancel'}|null $singleton at most one active run (per key):
      *        a new event is skipped, or cancels the active run
+     * @param bool|array{maxSteps?: int, maxBytes?: int, maxMs?: int} $checkpoint true (the default): new run
+     *        steps go on in the same invoke until another kind of op, or until `maxSteps` steps (default 100,
+     *        at most 1000), `maxBytes` of JSON results (default 1048576, at most 4 MiB) or `maxMs` ms since
+     *        the invoke arrived (default 1000); an array sets some bounds; false: one new step per invoke.
+     *        The onFailure handler gets the same setting.
      * @throws \InvalidArgumentException naming the function and the field
      */
     public function __construct(
@@ -86,6 +112,7 @@ final class DurableFunction
         ?array $cancelOn = null,
         ?string $idempotency = null,
         ?array $singleton = null,
+        bool|array $checkpoint = true,
     ) {
         if (!preg_match(self::ID, $id)) {
             throw new \InvalidArgumentException("function id must be 1-128 characters of letters, digits and _ . : - starting with a letter or digit, got '$id'");
@@ -139,20 +166,48 @@ final class DurableFunction
                 $this->fail('singleton.mode', "must be 'skip' or 'cancel', got " . var_export($singleton['mode'], true));
             }
         }
-        $this->failureHandler = $onFailure === null ? null : $this->failureFunction($onFailure, $name);
+        $this->checkpoint = $this->checkpointBounds($checkpoint);
+        $this->failureHandler = $onFailure === null ? null : $this->failureFunction($onFailure, $name, $checkpoint);
         $definition['onFailure'] = $this->failureHandler?->id;
         // A function without trigger is synced with `trigger: null`; other absent options are left out.
         $this->definition = array_filter($definition, fn ($value, $field) => $value !== null || $field === 'trigger', ARRAY_FILTER_USE_BOTH);
     }
 
-    /** The onFailure handler as a function of its own: '<id>:failure', no trigger, no other options. */
-    private function failureFunction(callable $onFailure, ?string $name): self
+    /**
+     * The onFailure handler as a function of its own: '<id>:failure', no trigger, no other options but
+     * the checkpoint setting (how its steps execute, which the engine never sees).
+     *
+     * @param bool|array<mixed> $checkpoint
+     */
+    private function failureFunction(callable $onFailure, ?string $name, bool|array $checkpoint): self
     {
         $longest = 128 - strlen(self::FAILURE_SUFFIX);
         if (strlen($this->id) > $longest) {
             $this->fail('onFailure', "needs an id of at most $longest characters (the handler is synced as '<id>" . self::FAILURE_SUFFIX . "'), the id has " . strlen($this->id));
         }
-        return new self(id: $this->id . self::FAILURE_SUFFIX, handler: $onFailure, name: ($name ?? $this->id) . ' (failure)');
+        return new self(id: $this->id . self::FAILURE_SUFFIX, handler: $onFailure, name: ($name ?? $this->id) . ' (failure)', checkpoint: $checkpoint);
+    }
+
+    /**
+     * @param bool|array<mixed> $checkpoint
+     * @return array{maxSteps: int, maxBytes: int, maxMs: int}|null every bound, defaults filled in; null: off
+     */
+    private function checkpointBounds(bool|array $checkpoint): ?array
+    {
+        if ($checkpoint === false) {
+            return null;
+        }
+        $given = $checkpoint === true ? [] : $checkpoint;
+        foreach (array_keys($given) as $field) {
+            if (!array_key_exists($field, self::CHECKPOINT)) {
+                $this->fail("checkpoint.$field", 'unknown option (expected ' . implode(', ', array_keys(self::CHECKPOINT)) . ')');
+            }
+        }
+        $bounds = [];
+        foreach (self::CHECKPOINT as $field => [$default, $low, $high]) {
+            $bounds[$field] = array_key_exists($field, $given) ? $this->integer("checkpoint.$field", $given[$field], $low, $high) : $default;
+        }
+        return $bounds;
     }
 
     /**

@@ -83,6 +83,8 @@ final class Serve
      *        value of its x-durable-signature-v2 header alone; a well-formed `traceparent` among the
      *        headers is kept in the invoke as 'traceparent' (else null) for the handler
      * @param (callable(): int)|null $clock epoch milliseconds, for freshness and the steps (default: the system clock)
+     * @param (callable(): (int|float))|null $monotonic milliseconds on a monotonic clock, for the checkpoint's
+     *        maxMs bound, counted from this call (default: hrtime)
      * @return array{status: int, headers: array<string, string>, body: string}
      */
     public static function dispatch(
@@ -94,7 +96,10 @@ final class Serve
         ?callable $clock = null,
         ?string $signingKeyFallback = null,
         ?NonceStore $nonceStore = null,
+        ?callable $monotonic = null,
     ): array {
+        $monotonic = \Closure::fromCallable($monotonic ?? [self::class, 'monotonicMs']);
+        $arrived = $monotonic(); // the checkpoint's maxMs counts from the invoke's arrival
         if ($signingKey === '') {
             throw new \InvalidArgumentException('the signing key must be a non-empty string');
         }
@@ -144,26 +149,36 @@ final class Serve
             return $respond(404, ['error' => "unknown function '{$invoke['functionId']}'"], $replyTo);
         }
         $invoke['traceparent'] = self::traceparent(is_array($signature) ? $signature : []);
-        return $respond(200, self::execute($function, $invoke, $clock), $replyTo);
+        return $respond(200, self::execute($function, $invoke, $clock, fn () => $monotonic() - $arrived), $replyTo);
     }
 
     /**
-     * Replay $function's handler for one decoded invoke and return the op to answer.
+     * Replay $function's handler for one decoded invoke and return the op to answer (a checkpoint op
+     * when the function checkpoints and several new steps executed).
      *
      * @param array{event: array<string, mixed>, steps?: array<string, array<string, mixed>>, traceparent?: string|null} $invoke
      * @param (callable(): int)|null $clock
+     * @param (callable(): (int|float))|null $elapsedMs milliseconds since the invoke arrived, for the
+     *        checkpoint's maxMs bound (default: counted from this call with hrtime)
      * @return array<string, mixed>
      */
-    public static function execute(DurableFunction $function, array $invoke, ?callable $clock = null): array
+    public static function execute(DurableFunction $function, array $invoke, ?callable $clock = null, ?callable $elapsedMs = null): array
     {
         $clock = \Closure::fromCallable($clock ?? [Duration::class, 'nowMs']);
+        $elapsedMs = $elapsedMs === null ? null : \Closure::fromCallable($elapsedMs);
         // The invoke's traceparent, for $step->traceparent() (docs/tracing.md).
-        $step = new Step($invoke['steps'] ?? [], $clock, $invoke['traceparent'] ?? null);
+        $step = new Step($invoke['steps'] ?? [], $clock, $invoke['traceparent'] ?? null, $function->checkpoint, $elapsedMs);
         try {
             return $step->finish(($function->handler)($invoke['event'], $step), null);
         } catch (\Throwable $e) {
             return $step->finish(null, $e instanceof StepInterrupt ? null : $e);
         }
+    }
+
+    /** Milliseconds on the monotonic clock (hrtime): the default for the checkpoint's maxMs bound. */
+    private static function monotonicMs(): float
+    {
+        return hrtime(true) / 1e6;
     }
 
     /**

@@ -13,6 +13,10 @@ namespace Durable;
  *
  * Inside parallel() every branch goes on until it reaches its own first new step; the new steps reached
  * together are answered together (docs/protocol.md, "Composition").
+ *
+ * With checkpointing on (docs/protocol.md, "Checkpointing"), a new run step that succeeds outside
+ * parallel() does not stop the handler: its result is kept for the answer and returned as a replay would
+ * return it (JSON-encoded and decoded again), and the handler goes on until another op or a bound.
  */
 final class Step
 {
@@ -24,8 +28,17 @@ final class Step
     /** @var array<string, int> how often each base id was reached */
     private array $seen = [];
 
-    /** @var array<string, mixed>|null the op answered for this replay, once it is known */
+    /** @var array<string, mixed>|null the op answered for this replay (checkpoint included), once it is known */
     private ?array $op = null;
+
+    /** @var list<array{id: string, data: mixed}> the new run steps executed in this invoke, in order */
+    private array $checkpointed = [];
+
+    /** The UTF-8 length of the JSON of the results in $checkpointed. */
+    private int $checkpointBytes = 0;
+
+    /** @var \Closure(): (int|float) milliseconds since the invoke arrived, for the maxMs bound */
+    private \Closure $elapsedMs;
 
     /**
      * @var list<array{op: array<string, mixed>, run: \Closure|null}>|null the new steps reached by the
@@ -40,9 +53,20 @@ final class Step
     /**
      * @param array<string, array{type: string, data?: mixed, error?: array<string, mixed>|null}> $steps the invoke's memoized steps
      * @param \Closure(): int $clock epoch milliseconds; sleep, waitForEvent and invoke count from it
+     * @param array{maxSteps: int, maxBytes: int, maxMs: int}|null $checkpoint the function's checkpoint
+     *        bounds (DurableFunction::$checkpoint); null: one new step per invoke
+     * @param (\Closure(): (int|float))|null $elapsedMs milliseconds since the invoke arrived, on a
+     *        monotonic clock (default: counted from this constructor)
      */
-    public function __construct(private array $steps, private \Closure $clock, private ?string $traceparent = null)
-    {
+    public function __construct(
+        private array $steps,
+        private \Closure $clock,
+        private ?string $traceparent = null,
+        private ?array $checkpoint = null,
+        ?\Closure $elapsedMs = null,
+    ) {
+        $start = hrtime(true);
+        $this->elapsedMs = $elapsedMs ?? static fn (): float => (hrtime(true) - $start) / 1e6;
     }
 
     /** The engine's W3C traceparent for this invoke, or null: pass it on so your spans join the run's trace. */
@@ -53,7 +77,9 @@ final class Step
 
     /**
      * Run $fn once per run and return its result; replays return the memoized result without calling $fn.
-     * A throw becomes a retryable error of this step (NonRetryableError: not retryable).
+     * A throw becomes a retryable error of this step (NonRetryableError: not retryable). With checkpointing
+     * on, a new step's result is returned as a replay would return it: JSON-encoded and decoded again
+     * (objects become arrays, 2.0 becomes 2), so the code after the step sees the same value in every replay.
      */
     public function run(string $id, callable $fn): mixed
     {
@@ -61,7 +87,44 @@ final class Step
         if ($memo !== null) {
             return $memo['data'] ?? null;
         }
-        $this->reachNew(['op' => 'step', 'id' => $stepId], \Closure::fromCallable($fn));
+        if ($this->checkpoint === null || $this->reached !== null || $this->op !== null) {
+            $this->reachNew(['op' => 'step', 'id' => $stepId], \Closure::fromCallable($fn));
+        }
+        return $this->runCheckpointed($stepId, \Closure::fromCallable($fn));
+    }
+
+    /**
+     * Execute new run step $stepId and keep its result for the checkpoint; return the result as a replay
+     * would (its JSON decoded again), or stop the handler: on a throw or a result JSON cannot hold (that
+     * error is the checkpoint's `then`), or on a bound (`then: null`).
+     */
+    private function runCheckpointed(string $stepId, \Closure $fn): mixed
+    {
+        try {
+            $value = $fn();
+        } catch (StepInterrupt $interrupt) { // the step's own code reached a new step that stopped the replay
+            throw $interrupt;
+        } catch (\Throwable $e) {
+            $this->stop(self::errorOp($stepId, $e));
+        }
+        if ($this->op !== null) { // the step's code swallowed the interrupt of a step of its own
+            throw new StepInterrupt($this->op);
+        }
+        try {
+            $json = Json::encode($value);
+            $replayed = json_decode($json, true, 512, JSON_THROW_ON_ERROR); // as Serve decodes the next invoke's steps
+        } catch (StepInterrupt $interrupt) {
+            throw $interrupt;
+        } catch (\Throwable $e) { // \JsonException, or whatever a jsonSerialize() threw
+            $this->stop(self::notJsonOp($stepId, $e));
+        }
+        $this->checkpointed[] = ['id' => $stepId, 'data' => self::frozen($json, $value)];
+        $this->checkpointBytes += strlen($json);
+        ['maxSteps' => $maxSteps, 'maxBytes' => $maxBytes, 'maxMs' => $maxMs] = $this->checkpoint;
+        if (count($this->checkpointed) >= $maxSteps || $this->checkpointBytes >= $maxBytes || ($this->elapsedMs)() >= $maxMs) {
+            $this->stop(null);
+        }
+        return $replayed;
     }
 
     /** Pause the run for $duration ('90s', '1h30m', '7d' or int ms); no process waits meanwhile. */
@@ -215,8 +278,7 @@ final class Step
                 $this->branchStopped = true;
                 throw new StepInterrupt($reached[$before]['op']);
             }
-            $this->op = $this->answer($reached);
-            throw new StepInterrupt($this->op);
+            $this->stop($this->answer($reached));
         }
         if ($failure !== null) {
             throw $failure;
@@ -232,15 +294,48 @@ final class Step
      */
     public function finish(mixed $result, ?\Throwable $error): array
     {
-        return $this->op ?? ($error !== null ? self::errorOp(null, $error) : self::resultOp(null, $result));
+        return $this->op ?? $this->withCheckpoint($error !== null ? self::errorOp(null, $error) : self::resultOp(null, $result));
+    }
+
+    /**
+     * Answer $then (null: a checkpoint bound) unless an answer is already known, and stop the handler.
+     *
+     * @param array<string, mixed>|null $then
+     */
+    private function stop(?array $then): never
+    {
+        $this->op ??= $this->withCheckpoint($then);
+        throw new StepInterrupt($this->op);
+    }
+
+    /**
+     * The answer for $then after the steps checkpointed in this invoke: $then alone when there are none,
+     * a plain step op for one step and no `then`, else a checkpoint op. A `step` op (a parallel group that
+     * resolved to one run step) is never a `then`: it joins the steps, and `then` is null.
+     *
+     * @param array<string, mixed>|null $then
+     * @return array<string, mixed>
+     */
+    private function withCheckpoint(?array $then): array
+    {
+        if ($this->checkpointed !== [] && $then !== null && $then['op'] === 'step') {
+            $this->checkpointed[] = ['id' => $then['id'], 'data' => $then['data']];
+            $then = null;
+        }
+        if ($this->checkpointed === [] && $then !== null) {
+            return $then;
+        }
+        if ($then === null && count($this->checkpointed) === 1) {
+            return ['op' => 'step', 'id' => $this->checkpointed[0]['id'], 'data' => $this->checkpointed[0]['data']];
+        }
+        return ['op' => 'checkpoint', 'steps' => $this->checkpointed, 'then' => $then];
     }
 
     /** @return array{0: string, 1: array<string, mixed>|null} the call's id and its memo, if any */
     private function reach(string $base, string $kind): array
     {
         if ($base === '') {
-            $this->op ??= self::errorOp(null, new NonRetryableError('step id must be a non-empty string'));
-            throw new StepInterrupt($this->op);
+            $this->stop(self::errorOp(null, new NonRetryableError('step id must be a non-empty string')));
         }
         $count = $this->seen[$base] ?? 0;
         $this->seen[$base] = $count + 1;
@@ -282,7 +377,9 @@ final class Step
             }
             throw new StepInterrupt($op);
         }
-        $this->op ??= $run === null ? $op : self::execute($op['id'], $run);
+        if ($this->op === null) {
+            $this->stop($run === null ? $op : self::execute($op['id'], $run));
+        }
         throw new StepInterrupt($this->op);
     }
 
@@ -352,14 +449,34 @@ final class Step
         return ['op' => 'error', 'id' => $stepId, 'message' => $message, 'retryable' => $retryable];
     }
 
+    /**
+     * A copy of $value as encoded in $json ({} stays {}), so that the answer carries the result even if the
+     * handler later changes an object the step returned; $value itself when PHP objects cannot hold the
+     * JSON (a key starting with NUL).
+     */
+    private static function frozen(string $json, mixed $value): mixed
+    {
+        try {
+            return json_decode($json, false, 512, JSON_THROW_ON_ERROR);
+        } catch (\JsonException) {
+            return $value;
+        }
+    }
+
+    /** @return array<string, mixed> the non-retryable error of a step's (or the handler's) result that is not JSON */
+    private static function notJsonOp(?string $stepId, \Throwable $e): array
+    {
+        $what = $stepId === null ? 'the handler' : "step '$stepId'";
+        return self::errorOp($stepId, new NonRetryableError("$what returned a value that is not JSON-serialisable: {$e->getMessage()}"));
+    }
+
     /** @return array<string, mixed> a step's (or, without id, the handler's) result, unless it is not JSON */
     private static function resultOp(?string $stepId, mixed $value): array
     {
         try {
             Json::encode($value);
         } catch (\Throwable $e) {
-            $what = $stepId === null ? 'the handler' : "step '$stepId'";
-            return self::errorOp($stepId, new NonRetryableError("$what returned a value that is not JSON-serialisable: {$e->getMessage()}"));
+            return self::notJsonOp($stepId, $e);
         }
         return $stepId === null ? ['op' => 'done', 'data' => $value] : ['op' => 'step', 'id' => $stepId, 'data' => $value];
     }

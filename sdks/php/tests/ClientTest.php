@@ -96,6 +96,23 @@ final class ClientTest extends TestCase
         );
     }
 
+    public function testSyncNeverSendsTheCheckpointOption(): void
+    {
+        $bodies = [];
+        foreach ([true, false, ['maxSteps' => 5, 'maxBytes' => 10, 'maxMs' => 20]] as $checkpoint) {
+            file_put_contents(self::$log, '');
+            $hello = new DurableFunction(id: 'hello', trigger: ['event' => 'demo.hello'], handler: fn () => null, onFailure: fn () => null, checkpoint: $checkpoint);
+            $this->client()->sync([$hello]);
+            $bodies[] = $this->requests()[0]['body'];
+        }
+        $this->assertSame(
+            '{"url":"http://localhost:4002/api/durable","functions":[{"id":"hello","trigger":{"event":"demo.hello"},"onFailure":"hello:failure"},'
+            . '{"id":"hello:failure","name":"hello (failure)","trigger":null}]}',
+            $bodies[0],
+        );
+        $this->assertSame([$bodies[0], $bodies[0], $bodies[0]], $bodies);
+    }
+
     public function testSyncOfNoFunctionsSendsAnEmptyList(): void
     {
         $this->client()->sync([]);

@@ -272,7 +272,8 @@ final class CompositionTest extends TestCase
         $failed = ['runId' => 'run-9', 'functionId' => 'ship', 'error' => ['message' => 'out of stock'], 'event' => ['name' => 'order.paid', 'data' => []]];
         $event = ['id' => 'evt-f', 'name' => 'durable/run.failed', 'data' => $failed, 'ts' => 1767225600000];
         $body = json_encode(['runId' => 'run-10', 'functionId' => 'ship:failure', 'attempt' => 1, 'event' => $event, 'steps' => new \stdClass()], JSON_THROW_ON_ERROR);
-        $this->assertSame(['op' => 'step', 'id' => 'notify', 'data' => 'ops told about run-9: out of stock'], Support::invoke([$ship], $body, self::NOW));
+        $told = 'ops told about run-9: out of stock';
+        $this->assertSame(['op' => 'checkpoint', 'steps' => [['id' => 'notify', 'data' => $told]], 'then' => ['op' => 'done', 'data' => $told]], Support::invoke([$ship], $body, self::NOW));
         $listed = Serve::dispatch([$ship], Support::KEY, '', null, 'GET');
         $this->assertSame(['functions' => ['ship', 'ship:failure']], json_decode($listed['body'], true));
     }

@@ -124,6 +124,35 @@ final class ConformanceTest extends TestCase
                 $step->parallel([fn () => $step->run('a', fn () => 1), fn () => $step->sleep('nap', '1m')]);
                 return 'unreachable';
             },
+            'steps_then_sleep' => function (array $event, Step $step) {
+                $a = $step->run('a', fn () => 1);
+                $b = $step->run('b', fn () => $a + 1);
+                $step->sleep('nap', '1h');
+                return $step->run('c', fn () => $b + 1);
+            },
+            'step_then_wait' => function (array $event, Step $step) {
+                $a = $step->run('a', fn () => 'x');
+                $w = $step->waitForEvent('w', event: 'go', timeout: '1m');
+                return ['a' => $a, 'w' => $w];
+            },
+            'step_then_invoke' => function (array $event, Step $step) {
+                $a = $step->run('a', fn () => 1);
+                return $step->invoke('kid', function: 'child-fn', data: ['n' => $a]);
+            },
+            'step_then_send' => function (array $event, Step $step) {
+                $a = $step->run('a', fn () => 1);
+                return $step->sendEvent('tell', ['name' => 'told', 'data' => ['a' => $a]]);
+            },
+            'step_then_parallel' => function (array $event, Step $step) {
+                $a = $step->run('a', fn () => 1);
+                [$b, $c] = $step->parallel([fn () => $step->run('b', fn () => 2), fn () => $step->run('c', fn () => 3)]);
+                return $a + $b + $c;
+            },
+            'step_then_throw' => function (array $event, Step $step) {
+                $step->run('ok', fn () => 1);
+                $step->run('explode', fn () => throw new \Exception('boom'));
+                return 'unreachable';
+            },
         ];
     }
 
@@ -142,7 +171,10 @@ final class ConformanceTest extends TestCase
         $handlers = self::handlers();
         $this->assertArrayHasKey($case->handler, $handlers, "no reference handler '{$case->handler}'");
         $invoke = $case->invoke;
-        $function = new DurableFunction(id: $invoke->functionId, trigger: ['event' => $invoke->event->name], handler: $handlers[$case->handler]);
+        // No "checkpoint" field: off, so the cases before checkpointing keep one op per invoke.
+        $checkpoint = $case->checkpoint ?? false;
+        $checkpoint = $checkpoint instanceof \stdClass ? get_object_vars($checkpoint) : $checkpoint;
+        $function = new DurableFunction(id: $invoke->functionId, trigger: ['event' => $invoke->event->name], handler: $handlers[$case->handler], checkpoint: $checkpoint);
         $body = json_encode($invoke, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
         $nonce = SignatureV2::nonce();
         $headers = Support::invokeHeaders($body, $case->now, $nonce);

@@ -68,7 +68,8 @@ final class ServeTest extends TestCase
     {
         $response = $this->dispatch(Support::body('hello', ['name' => 'Ada']));
         $this->assertSame(200, $response['status']);
-        $this->assertSame('{"op":"step","id":"greet","data":"hi Ada ☃ a/b"}', $response['body']);
+        // Checkpointing is on by default: the step and the handler's return in one answer.
+        $this->assertSame('{"op":"checkpoint","steps":[{"id":"greet","data":"hi Ada ☃ a/b"}],"then":{"op":"done","data":"hi Ada ☃ a/b"}}', $response['body']);
         $this->assertSame(1, $this->charged);
     }
 
@@ -257,7 +258,7 @@ final class ServeTest extends TestCase
     public function testStepsMayBeOmittedAndEmptyEventDataWorks(): void
     {
         $response = $this->dispatch('{"runId":"r","functionId":"hello","attempt":1,"event":{"id":"e","name":"demo.hello","data":{"name":"Bo"},"ts":1}}');
-        $this->assertSame(['op' => 'step', 'id' => 'greet', 'data' => 'hi Bo ☃ a/b'], $response['json']);
+        $this->assertSame(['op' => 'checkpoint', 'steps' => [['id' => 'greet', 'data' => 'hi Bo ☃ a/b']], 'then' => ['op' => 'done', 'data' => 'hi Bo ☃ a/b']], $response['json']);
     }
 
     public function testFunctionListAndKeyAreChecked(): void
@@ -282,7 +283,7 @@ final class ServeTest extends TestCase
             $now = (int) floor(microtime(true) * 1000);
             [$status, $headers, $answer] = Server::post("http://127.0.0.1:$port/api/durable", $body, Support::invokeHeaders($body, $now, $nonce));
             $this->assertSame(200, $status);
-            $this->assertSame('{"op":"step","id":"greet","data":"hi Ada ☃ a/b"}', $answer, 'stray output of user code is not in the body');
+            $this->assertSame('{"op":"checkpoint","steps":[{"id":"greet","data":"hi Ada ☃ a/b"}],"then":{"op":"done","data":"hi Ada ☃ a/b"}}', $answer, 'stray output of user code is not in the body');
             Support::assertSignedAnswer(['headers' => $headers, 'body' => $answer, 'status' => $status], $nonce, $now);
             [$status, , $answer] = Server::post("http://127.0.0.1:$port/api/durable", $body, []);
             $this->assertSame(401, $status);

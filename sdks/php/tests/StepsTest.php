@@ -11,7 +11,7 @@ use Durable\Step;
 use Durable\StepInterrupt;
 use PHPUnit\Framework\TestCase;
 
-/** Replay details beyond the shared vectors. */
+/** Replay details beyond the shared vectors, one op per invoke (CheckpointTest: with checkpointing). */
 final class StepsTest extends TestCase
 {
     private const NOW = 1767225600123;
@@ -19,7 +19,7 @@ final class StepsTest extends TestCase
     /** @return array<string, mixed> */
     private function op(callable $handler, array|\stdClass $steps = new \stdClass(), array|\stdClass $data = new \stdClass()): array
     {
-        $function = new DurableFunction(id: 'f', trigger: ['event' => 'demo.test'], handler: $handler);
+        $function = new DurableFunction(id: 'f', trigger: ['event' => 'demo.test'], handler: $handler, checkpoint: false);
         return Support::invoke([$function], Support::body('f', $data, $steps), self::NOW);
     }
 

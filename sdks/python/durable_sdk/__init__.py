@@ -5,7 +5,7 @@ Standard library only. See ``sdks/python/README.md`` for a walk-through.
 
 from ._client import Client
 from ._errors import DurableError, InvokeError, NonRetryableError, SignatureError, StepInterrupt
-from ._options import CancelOn, Function, Singleton, function
+from ._options import CancelOn, Checkpoint, Function, Singleton, function
 from ._serve import serve, serve_wsgi
 from ._signing import sign, sign_v2, verify, verify_v2
 from ._step import SentEvent, Step
@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncStep",
     "CancelOn",
+    "Checkpoint",
     "Client",
     "DurableError",
     "Event",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
@@ -12,6 +13,8 @@ Duration = str | int | dt.timedelta
 Handler = Callable[[Any, Any], Any]
 MAX_FAILURE_ID = 120  # a function id is at most 128 characters, and ``<id>:failure`` must be one too
 MAX_CANCEL_ON = 10
+MAX_CHECKPOINT_STEPS = 1000  # the engine refuses a checkpoint of more steps
+MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024  # an answer over 4 MiB is refused: so would a checkpoint be
 
 
 class CancelOn(TypedDict, total=False):
@@ -35,6 +38,37 @@ class Singleton(TypedDict, total=False):
 
     key: str
     mode: Required[Literal["skip", "cancel"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """The bounds of checkpointing, the ``checkpoint`` option of :func:`function` (``True`` means these
+    defaults, ``False`` turns checkpointing off).
+
+    With checkpointing on, consecutive new ``step.run`` steps execute in one invoke and are answered
+    together (docs/protocol.md, "Checkpointing"). After each step the invoke stops once ``max_steps``
+    steps executed (default 100, at most 1000), their results reach ``max_bytes`` (the UTF-8 length of
+    each result's JSON, summed; default 1 MiB, at most 4 MiB) or ``max_ms`` milliseconds passed since
+    the invoke arrived (monotonic; default 1000). Every step executed in an invoke whose answer is lost
+    executes again on the next attempt: the bounds cap what one lost answer costs.
+    """
+
+    max_steps: int = 100
+    max_bytes: int = 1_048_576
+    max_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        limits = {"max_steps": MAX_CHECKPOINT_STEPS, "max_bytes": MAX_CHECKPOINT_BYTES, "max_ms": None}
+        for field, maximum in limits.items():
+            value = getattr(self, field)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < 1
+                or (maximum is not None and value > maximum)
+            ):
+                bound = "a positive integer" if maximum is None else f"an integer from 1 to {maximum}"
+                raise ValueError(f"Checkpoint.{field} must be {bound}, got {value!r}")
 
 
 _UNIT_MS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
@@ -64,12 +98,18 @@ class Function:
     """A handler with its trigger and options, made by :func:`function`; pass it to ``serve`` and ``sync``."""
 
     def __init__(
-        self, handler: Handler, id: str, wire: dict[str, Any], failure: Function | None = None
+        self,
+        handler: Handler,
+        id: str,
+        wire: dict[str, Any],
+        failure: Function | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.handler = handler
         self.id = id
         self.wire = wire  # the definition as sent by sync: camelCase keys, values as the user wrote them
         self.failure = failure  # the on_failure handler, served and synced as function ``<id>:failure``
+        self.checkpoint = checkpoint  # the bounds of checkpointing, None when off; never synced
 
     def __repr__(self) -> str:
         return f"<durable_sdk.Function {self.id!r}>"
@@ -90,6 +130,7 @@ def function(
     cancel_on: Sequence[CancelOn] | None = None,
     idempotency: str | None = None,
     singleton: Singleton | None = None,
+    checkpoint: bool | Checkpoint = True,
 ) -> Callable[[Handler], Function]:
     """Declare a durable function; decorates an ``async def`` or ``def`` handler taking ``(event, step)``.
 
@@ -97,8 +138,10 @@ def function(
     through ``step.invoke``). ``on_failure`` is a handler ``(event, step)`` run once when a run fails for
     good, with ``event["data"]`` = ``{"runId", "functionId", "error", "event"}``; it is synced as the
     function ``<id>:failure``. ``cancel_on``, ``idempotency`` and ``singleton`` are described in
-    ``docs/protocol.md`` ("Composition"). Every option is checked here: a bad one raises ``ValueError``
-    naming the function and the field.
+    ``docs/protocol.md`` ("Composition"). ``checkpoint`` (on by default) runs consecutive new steps in
+    one invoke within the bounds of a :class:`Checkpoint`; ``False`` answers one step per invoke. It is
+    the SDK's own behaviour: ``sync`` does not send it (the failure handler gets the same setting).
+    Every option is checked here: a bad one raises ``ValueError`` naming the function and the field.
     """
     if not isinstance(id, str) or not id.strip():
         raise ValueError(f"function id must be a non-empty string, got {id!r}")
@@ -137,18 +180,19 @@ def function(
         wire["idempotency"] = check.key_path("idempotency", idempotency)
     if singleton is not None:
         wire["singleton"] = check.singleton(singleton)
+    bounds = check.checkpoint(checkpoint)
     failure = None
     if on_failure is not None:
         check.on_failure(on_failure)
         failure_id = f"{id}:failure"
         failure_wire = {"id": failure_id, "name": f"{name or id} (failure)", "trigger": None}
-        failure = Function(on_failure, failure_id, failure_wire)
+        failure = Function(on_failure, failure_id, failure_wire, checkpoint=bounds)
         wire["onFailure"] = failure_id
 
     def decorate(handler: Handler) -> Function:
         if not callable(handler):
             raise ValueError(f"function {id!r}: the handler must be callable")
-        return Function(handler, id, wire, failure)
+        return Function(handler, id, wire, failure, bounds)
 
     return decorate
 
@@ -209,6 +253,19 @@ class _Checker:
                 f"the function id must be at most {MAX_FAILURE_ID} characters, so that "
                 f"'<id>:failure' is a valid function id (it has {len(self.function_id)})",
             )
+
+    def checkpoint(self, value: object) -> Checkpoint | None:
+        """``True``: the default bounds; ``False``: off (None); a :class:`Checkpoint`: its bounds."""
+        if value is True:
+            return Checkpoint()
+        if value is False:
+            return None
+        if not isinstance(value, Checkpoint):
+            raise self.fail(
+                "checkpoint",
+                f"must be True, False or a durable_sdk.Checkpoint(...) of bounds, got {value!r}",
+            )
+        return value
 
     def cancel_on(self, entries: object) -> list[dict[str, Any]]:
         if isinstance(entries, dict | str) or not isinstance(entries, Sequence) or not entries:

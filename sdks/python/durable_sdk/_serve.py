@@ -143,13 +143,14 @@ class _Endpoint:
         traceparent: str | None = None,
     ) -> Response:
         """Route and run on an event loop: ``async def`` handlers on it, plain ones in a worker thread."""
+        started = _step._monotonic_ms()  # a checkpoint's max_ms counts from here
         routed = self.route(method, body, v1, v2, traceparent)
         if not isinstance(routed, _Call):
             return routed
         if is_async(routed.function):
-            op = await execute_async(routed.function, routed.invoke)
+            op = await execute_async(routed.function, routed.invoke, started_ms=started)
         else:
-            op = await asyncio.to_thread(execute_sync, routed.function, routed.invoke)
+            op = await asyncio.to_thread(execute_sync, routed.function, routed.invoke, None, started)
         return self.respond(200, op, routed.reply_to)
 
     def answer(
@@ -161,10 +162,12 @@ class _Endpoint:
         traceparent: str | None = None,
     ) -> Response:
         """Route and run in this thread (a WSGI worker): ``async def`` handlers in ``asyncio.run``."""
+        started = _step._monotonic_ms()  # a checkpoint's max_ms counts from here
         routed = self.route(method, body, v1, v2, traceparent)
         if not isinstance(routed, _Call):
             return routed
-        return self.respond(200, execute_blocking(routed.function, routed.invoke), routed.reply_to)
+        op = execute_blocking(routed.function, routed.invoke, started_ms=started)
+        return self.respond(200, op, routed.reply_to)
 
 
 def index(functions: Iterable[Function]) -> dict[str, Function]:

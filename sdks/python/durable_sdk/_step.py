@@ -5,6 +5,11 @@ Sequential code reaches one new step at a time and answers its op. Concurrent br
 they finish from memo or reach their first new step; every new ``run`` step reached together then
 executes in this same invoke (concurrently), and the answer is ``{"op": "parallel", "ops": [...]}``
 in reach order, or the plain op when only one new step was reached (docs/protocol.md, "Composition").
+
+With checkpointing on (the function's ``checkpoint``, docs/protocol.md, "Checkpointing"), a new ``run``
+step reached alone executes at once and the handler goes on with its result as a replay would return it
+(its JSON round trip). The answer is then ``{"op": "checkpoint", "steps": [{id, data}...], "then": op}``
+where ``then`` is the first other op the handler reached, or null when a bound stopped it after a step.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, NoReturn, Required, TypedDict, cast
 
 from ._errors import InvokeError, InvokeReason, NonRetryableError, StepInterrupt
-from ._options import Duration, Function, iso_ms, parse_duration
+from ._options import Checkpoint, Duration, Function, iso_ms, parse_duration
 
 Op = dict[str, Any]
 Clock = Callable[[], int]
@@ -52,6 +57,11 @@ class SentEvent(TypedDict, total=False):
 def _now_ms() -> int:
     """The SDK clock (epoch milliseconds); tests replace it."""
     return time.time_ns() // 1_000_000
+
+
+def _monotonic_ms() -> float:
+    """The monotonic clock of a checkpoint's ``max_ms`` (milliseconds); tests replace it."""
+    return time.monotonic_ns() / 1_000_000
 
 
 def encode(value: Any) -> bytes:
@@ -105,6 +115,8 @@ class Step:
         is_async: bool,
         clock: Clock | None = None,
         traceparent: str | None = None,
+        checkpoint: Checkpoint | None = None,
+        started_ms: float | None = None,
     ) -> None:
         self.traceparent = traceparent
         """The W3C traceparent of this invoke (the engine's span), or None: pass it on to join the trace."""
@@ -115,7 +127,13 @@ class Step:
         self._reached: list[_Reached] = []  # new steps, in reach order
         self._calls = 0  # step calls so far: an async handler is quiet when it stops making them
         self._depth = 0  # plain handlers: how many step.parallel calls are in progress
-        self._settler: asyncio.Task[None] | None = None  # async handlers: decides the answer
+        self._settler: asyncio.Task[None] | None = None  # async handlers: decides the current round
+        self._checkpoint = checkpoint  # the bounds, or None: one new step per invoke
+        self._started = _monotonic_ms() if started_ms is None else started_ms  # when the invoke arrived
+        self._done: list[dict[str, Any]] = []  # checkpointed steps {id, data}, in execution order
+        self._bytes = 0  # the UTF-8 length of their results' JSON
+        self._continued: dict[str, Any] = {}  # async handlers: results handed back to a waiting branch
+        self._ended = False  # async handlers: the handler returned or raised; no branch goes on
         self.op: Op | None = None  # the answer, once decided
 
     def run(self, id: str, fn: Callable[[], Any]) -> Any:
@@ -240,7 +258,7 @@ class Step:
                 f"handler reached a {kind!r} step (the handler is not deterministic)"
             )
             if self.op is None:  # the handler is wrong: nothing else it reached is answered
-                self.op = _error(step_id, exc)
+                self.op = self._wrap(_error(step_id, exc))
             if not self._async:
                 raise StepInterrupt(self.op)
             return step_id, None  # the call then raises where it is awaited (see _new)
@@ -273,43 +291,109 @@ class Step:
         return raising()
 
     def _new(self, reached: _Reached) -> Any:
-        """Record a new step; stop the handler (plain) or return an awaitable that stops it (async)."""
+        """Record a new step; stop the handler (plain) or return an awaitable that stops it (async).
+
+        With checkpointing, a plain handler's ``run`` step outside any ``step.parallel`` executes here
+        and the handler goes on; an async handler's goes on once its round finds it alone (``_settle``).
+        """
         if self.op is not None:  # the answer is decided (user code swallowed the interrupt): repeat it
             return self._raise(StepInterrupt(self.op))
+        alone = not self._depth and not self._reached  # not one of several steps reached together
+        if not self._async and self._checkpoint is not None and reached.kind == "run" and alone:
+            value = self._record(_execute_sync(reached.id, _fn(reached)))
+            if self.op is not None:
+                raise StepInterrupt(self.op)
+            return value
         self._reached.append(reached)
         if not self._async:
             self._halt()
         if self._settler is None:
             self._settler = asyncio.get_running_loop().create_task(self._settle())
-        return self._join(self._settler)
+        return self._join(self._settler, reached.id)
 
     def _halt(self) -> NoReturn:
         """Plain handlers: end this parallel branch, or, outside any, answer what was reached."""
         if self._depth:
             raise _BranchStop
         if self.op is None:
-            self.op = self._answer_sync(self._reached)
+            self.op = self._wrap(self._answer_sync(self._reached))
         raise StepInterrupt(self.op)
 
-    async def _join(self, settler: asyncio.Task[None]) -> NoReturn:
-        await asyncio.shield(settler)  # one branch being cancelled must not cancel the answer
-        raise StepInterrupt(cast(Op, self.op))
+    async def _join(self, settler: asyncio.Task[None], step_id: str) -> Any:
+        """Async handlers: the step's result if its branch goes on, else stop with the answer."""
+        while True:
+            await asyncio.shield(settler)  # one branch being cancelled must not cancel the answer
+            if step_id in self._continued:
+                return self._continued.pop(step_id)
+            if self.op is not None:
+                raise StepInterrupt(self.op)
+            # reached while the round's single step executed: the next round decides
+            settler = cast(asyncio.Task[None], self._settler)
 
     async def _settle(self) -> None:
-        """Async handlers: let every branch reach what it can, then decide the answer."""
+        """Async handlers: let every branch reach what it can, then decide the round: the answer, or,
+        with checkpointing, a ``run`` step reached alone executes and its branch goes on."""
         quiet, calls = 0, self._calls
         while quiet < _QUIET_TURNS and self.op is None:
             await asyncio.sleep(0)
             quiet, calls = (quiet + 1, calls) if self._calls == calls else (0, self._calls)
+        if self.op is not None:
+            return
+        reached = list(self._reached)
+        op = _refusal(reached)
+        if op is None:
+            runs = [item for item in reached if item.kind == "run"]
+            done = await asyncio.gather(*(_execute_async(item.id, _fn(item)) for item in runs))
+            if self._checkpoint is not None and not self._ended and len(reached) == len(runs) == 1:
+                if self.op is None:
+                    self._continue(reached[0].id, self._record(done[0]), len(reached))
+                return
+            op = _combine(reached, dict(zip([item.id for item in runs], done, strict=True)))
         if self.op is None:
-            reached = list(self._reached)
-            op = _refusal(reached)
-            if op is None:
-                runs = [item for item in reached if item.kind == "run"]
-                done = await asyncio.gather(*(_execute_async(item.id, _fn(item)) for item in runs))
-                op = _combine(reached, dict(zip([item.id for item in runs], done, strict=True)))
-            if self.op is None:
-                self.op = op
+            self.op = self._wrap(op)
+
+    def _continue(self, step_id: str, value: Any, decided: int) -> None:
+        """Async handlers: hand ``value`` to the step's branch unless the answer is decided, and start
+        the next round for the steps reached meanwhile."""
+        if self.op is not None:
+            return
+        self._continued[step_id] = value
+        self._reached = self._reached[decided:]
+        self._settler = asyncio.get_running_loop().create_task(self._settle()) if self._reached else None
+
+    def _record(self, op: Op) -> Any:
+        """Checkpoint the op of a step executed alone and return its result as a replay would (the JSON
+        round trip), or decide the answer: the step failed (it is ``then``) or a bound is reached."""
+        if op["op"] != "step":
+            self.op = self._wrap(op)
+            return None
+        raw = encode(op["data"])
+        self._done.append({"id": op["id"], "data": json.loads(raw)})  # a copy the handler cannot change
+        self._bytes += len(raw)
+        bounds = cast(Checkpoint, self._checkpoint)
+        if (
+            len(self._done) >= bounds.max_steps
+            or self._bytes >= bounds.max_bytes
+            or _monotonic_ms() - self._started >= bounds.max_ms
+        ):
+            self.op = self._wrap(None)
+        return json.loads(raw)
+
+    def _wrap(self, then: Op | None) -> Op:
+        """The answer: ``then`` alone when nothing was checkpointed, else the checkpoint ending in it.
+
+        A ``step`` op (a parallel group that resolved to one step) cannot be ``then``: it joins the
+        checkpointed steps, with ``then`` null. A single step with ``then`` null is the plain op.
+        """
+        if not self._done:
+            return cast(Op, then)
+        steps = list(self._done)
+        if then is not None and then["op"] == "step":
+            steps.append({"id": then["id"], "data": then["data"]})
+            then = None
+        if then is None and len(steps) == 1:
+            return {"op": "step", **steps[0]}
+        return {"op": "checkpoint", "steps": steps, "then": then}
 
     def _answer_sync(self, reached: list[_Reached]) -> Op:
         refused = _refusal(reached)
@@ -324,8 +408,8 @@ class Step:
         return _combine(reached, dict(zip([item.id for item in runs], done, strict=True)))
 
     async def _answer(self) -> Op | None:
-        """Async handlers: the answer decided by the new steps reached; None if there were none."""
-        if self._settler is not None:
+        """Async handlers: the answer decided by the new steps reached; None if none decided it."""
+        while self._settler is not None and self.op is None:
             await self._settler
         return self.op
 
@@ -443,18 +527,36 @@ def _invoke_error(error: Any, step_id: str, function: Function | str) -> InvokeE
     )
 
 
-def _finish(answer: Op | None, result: Any = None, exc: Exception | None = None) -> Op:
+def _finish(step: Step, answer: Op | None, result: Any = None, exc: Exception | None = None) -> Op:
     # A reached step wins even when user code swallowed the interrupt and went on.
     if answer is not None:
         return answer
     if exc is not None:
-        return _error(None, exc)
-    return _result(None, result)
+        return step._wrap(_error(None, exc))
+    return step._wrap(_result(None, result))
 
 
-def execute_sync(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
-    """Replay a plain ``def`` handler for one invoke and return the op to answer."""
-    step = Step(invoke["steps"], is_async=False, clock=clock, traceparent=invoke.get("traceparent"))
+def _step_for(
+    function: Function, invoke: dict[str, Any], is_async: bool, clock: Clock | None, started_ms: float | None
+) -> Step:
+    return Step(
+        invoke["steps"],
+        is_async=is_async,
+        clock=clock,
+        traceparent=invoke.get("traceparent"),
+        checkpoint=function.checkpoint,
+        started_ms=started_ms,
+    )
+
+
+def execute_sync(
+    function: Function, invoke: dict[str, Any], clock: Clock | None = None, started_ms: float | None = None
+) -> Op:
+    """Replay a plain ``def`` handler for one invoke and return the op to answer.
+
+    ``started_ms`` is when the invoke arrived, on the :func:`_monotonic_ms` clock (default: now).
+    """
+    step = _step_for(function, invoke, False, clock, started_ms)
     result: Any = None
     error: Exception | None = None
     try:
@@ -464,13 +566,15 @@ def execute_sync(function: Function, invoke: dict[str, Any], clock: Clock | None
     except Exception as exc:
         error = exc
     if step.op is None and step._reached:  # user code swallowed a branch's stop and went on
-        step.op = step._answer_sync(step._reached)
-    return _finish(step.op, result, error)
+        step.op = step._wrap(step._answer_sync(step._reached))
+    return _finish(step, step.op, result, error)
 
 
-async def execute_async(function: Function, invoke: dict[str, Any], clock: Clock | None = None) -> Op:
-    """Replay an ``async def`` handler for one invoke and return the op to answer."""
-    step = Step(invoke["steps"], is_async=True, clock=clock, traceparent=invoke.get("traceparent"))
+async def execute_async(
+    function: Function, invoke: dict[str, Any], clock: Clock | None = None, started_ms: float | None = None
+) -> Op:
+    """Replay an ``async def`` handler for one invoke and return the op to answer (see execute_sync)."""
+    step = _step_for(function, invoke, True, clock, started_ms)
     result: Any = None
     error: Exception | None = None
     try:
@@ -479,14 +583,15 @@ async def execute_async(function: Function, invoke: dict[str, Any], clock: Clock
         pass
     except Exception as exc:
         error = exc
-    return _finish(await step._answer(), result, error)
+    step._ended = True  # a step still to decide is answered, as a plain handler's would be
+    return _finish(step, await step._answer(), result, error)
 
 
-def execute_blocking(function: Function, invoke: dict[str, Any]) -> Op:
+def execute_blocking(function: Function, invoke: dict[str, Any], started_ms: float | None = None) -> Op:
     """Replay in this thread: a plain handler directly, an ``async def`` one in a fresh event loop."""
     if is_async(function):
-        return asyncio.run(execute_async(function, invoke))
-    return execute_sync(function, invoke)
+        return asyncio.run(execute_async(function, invoke, started_ms=started_ms))
+    return execute_sync(function, invoke, started_ms=started_ms)
 
 
 def is_async(function: Function) -> bool:

@@ -53,7 +53,11 @@ def test_invoke_answers_one_signed_compact_op(app: Any, key: str, asgi_request: 
     assert answer.headers["content-type"] == "application/json"
     assert answer.headers["x-durable-signature"] == durable_sdk.sign(answer.body, key)
     assert "x-durable-signature-v2" in answer.headers  # checked in test_serve.py
-    assert answer.body == '{"op":"step","id":"greet","data":"hi Zoë ☕"}'.encode()
+    expected = (  # checkpointing is on by default: the step and the handler's return in one answer
+        '{"op":"checkpoint","steps":[{"id":"greet","data":"hi Zoë ☕"}],'
+        '"then":{"op":"done","data":"hi Zoë ☕"}}'
+    ).encode()
+    assert answer.body == expected
     assert int(answer.headers["content-length"]) == len(answer.body)
 
 
@@ -68,7 +72,7 @@ def test_replay_finishes_with_done(app: Any, key: str, asgi_request: Any) -> Non
 def test_body_may_arrive_in_chunks(app: Any, key: str, asgi_request: Any) -> None:
     body = invoke_body()
     answer = asgi_request(app, chunks=[body[:10], body[10:30], body[30:]], headers=signed(body, key))
-    assert answer.json()["op"] == "step"
+    assert answer.json()["op"] == "checkpoint"
 
 
 def test_bad_signature_is_401(app: Any, key: str, asgi_request: Any, bad_signature: Any) -> None:

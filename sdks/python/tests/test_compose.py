@@ -23,8 +23,13 @@ def invoke(steps: dict[str, Any] | None = None, data: Any = None, function_id: s
     return {"runId": "r1", "functionId": function_id, "attempt": 1, "event": event, "steps": steps or {}}
 
 
-def replay(handler: Any, steps: dict[str, Any] | None = None, data: Any = None) -> dict[str, Any]:
-    fn = durable_sdk.function(id="f", trigger={"event": "t"})(handler)
+def replay(
+    handler: Any,
+    steps: dict[str, Any] | None = None,
+    data: Any = None,
+    checkpoint: bool | durable_sdk.Checkpoint = True,
+) -> dict[str, Any]:
+    fn = durable_sdk.function(id="f", trigger={"event": "t"}, checkpoint=checkpoint)(handler)
     if _step.is_async(fn):
         return asyncio.run(_step.execute_async(fn, invoke(steps, data), clock=lambda: NOW))
     return _step.execute_sync(fn, invoke(steps, data), clock=lambda: NOW)
@@ -371,14 +376,16 @@ def test_bad_parallel_arguments_fail_the_run(branches: Any, message: str) -> Non
     assert op["op"] == "error" and op["retryable"] is False and op["message"].startswith(message)
 
 
-def test_a_sequential_async_handler_still_answers_one_op_per_invoke() -> None:
+def test_without_checkpointing_a_sequential_async_handler_answers_one_op_per_invoke() -> None:
     async def handler(event: Any, step: Any) -> Any:
         a = await step.run("a", lambda: 1)
         b = await step.run("b", lambda: 2)
         return a + b
 
-    assert replay(handler) == _ok("a", 1)
-    assert replay(handler, {"a": {"type": "run", "data": 1}}) == _ok("b", 2)
+    assert replay(handler, checkpoint=False) == _ok("a", 1)
+    assert replay(handler, {"a": {"type": "run", "data": 1}}, checkpoint=False) == _ok("b", 2)
+    steps = [{"id": "a", "data": 1}, {"id": "b", "data": 2}]
+    assert replay(handler) == {"op": "checkpoint", "steps": steps, "then": {"op": "done", "data": 3}}
 
 
 # on_failure
@@ -414,7 +421,9 @@ def test_the_endpoint_dispatches_failure_invokes_to_the_handler(
     )
     answer = request(serve([ship], signing_key=key), body=body, headers=invoke_headers(body, key))
     assert answer.status == 200
-    assert answer.json() == _ok("page", "ship failed: boom")
+    paged = "ship failed: boom"  # the failure handler is checkpointed like the function it belongs to
+    steps = [{"id": "page", "data": paged}]
+    assert answer.json() == {"op": "checkpoint", "steps": steps, "then": {"op": "done", "data": paged}}
     listing = request(serve([ship], signing_key=key), method="GET")
     assert listing.json() == {"functions": ["ship", "ship:failure"]}
 

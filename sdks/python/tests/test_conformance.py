@@ -172,6 +172,41 @@ def parallel_sleep(event: Any, step: Any) -> Any:
     return "unreachable"
 
 
+def steps_then_sleep(event: Any, step: Any) -> Any:
+    a = step.run("a", lambda: 1)
+    b = step.run("b", later(a + 1))
+    step.sleep("nap", "1h")
+    return step.run("c", lambda: b + 1)
+
+
+def step_then_wait(event: Any, step: Any) -> Any:
+    a = step.run("a", lambda: "x")
+    w = step.wait_for_event("w", event="go", timeout="1m")
+    return {"a": a, "w": w}
+
+
+def step_then_invoke(event: Any, step: Any) -> Any:
+    a = step.run("a", lambda: 1)
+    return step.invoke("kid", function="child-fn", data={"n": a})
+
+
+def step_then_send(event: Any, step: Any) -> Any:
+    a = step.run("a", lambda: 1)
+    return step.send_event("tell", {"name": "told", "data": {"a": a}})
+
+
+def step_then_parallel(event: Any, step: Any) -> Any:
+    a = step.run("a", lambda: 1)
+    b, c = step.parallel([lambda: step.run("b", lambda: 2), lambda: step.run("c", later(3))])
+    return a + b + c
+
+
+def step_then_throw(event: Any, step: Any) -> Any:
+    step.run("ok", lambda: 1)
+    step.run("explode", boom(RuntimeError("boom")))
+    return "unreachable"
+
+
 # `async def` reference handlers: the same logic, step calls awaited.
 async def three_steps_async(event: Any, step: Any) -> Any:
     a = await step.run("a", later(1))
@@ -312,10 +347,59 @@ async def parallel_sleep_async(event: Any, step: Any) -> Any:
     return "unreachable"
 
 
+async def steps_then_sleep_async(event: Any, step: Any) -> Any:
+    a = await step.run("a", later(1))
+    b = await step.run("b", lambda: a + 1)
+    await step.sleep("nap", "1h")
+    return await step.run("c", later(b + 1))
+
+
+async def step_then_wait_async(event: Any, step: Any) -> Any:
+    a = await step.run("a", later("x"))
+    w = await step.wait_for_event("w", event="go", timeout="1m")
+    return {"a": a, "w": w}
+
+
+async def step_then_invoke_async(event: Any, step: Any) -> Any:
+    a = await step.run("a", later(1))
+    return await step.invoke("kid", function="child-fn", data={"n": a})
+
+
+async def step_then_send_async(event: Any, step: Any) -> Any:
+    a = await step.run("a", lambda: 1)
+    return await step.send_event("tell", {"name": "told", "data": {"a": a}})
+
+
+async def step_then_parallel_async(event: Any, step: Any) -> Any:
+    a = await step.run("a", later(1))
+    b, c = await asyncio.gather(step.run("b", lambda: 2), step.run("c", later(3)))
+    return a + b + c
+
+
+async def step_then_throw_async(event: Any, step: Any) -> Any:
+    async def explode() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("boom")
+
+    await step.run("ok", later(1))
+    await step.run("explode", explode)
+    return "unreachable"
+
+
 HANDLERS = {
     name: (globals()[name], globals()[name + "_async"]) for name in {case["handler"] for case in CASES}
 }
 MODES = ["sync", "async", "wsgi", "asgi"]
+
+
+def checkpoint_option(case: dict[str, Any]) -> bool | durable_sdk.Checkpoint:
+    """The case's ``checkpoint``: absent is off (the cases before checkpointing keep their meaning),
+    ``true``/``false`` as given, an object its bounds (camelCase in the vectors)."""
+    value = case.get("checkpoint", False)
+    if isinstance(value, bool):
+        return value
+    names = {"maxSteps": "max_steps", "maxBytes": "max_bytes", "maxMs": "max_ms"}
+    return durable_sdk.Checkpoint(**{names[key]: bound for key, bound in value.items()})
 
 
 def check(actual: dict[str, Any], case: dict[str, Any]) -> None:
@@ -328,8 +412,11 @@ def check(actual: dict[str, Any], case: dict[str, Any]) -> None:
 
 
 def test_cases_cover_every_op_and_handler() -> None:
-    ops = {"step", "sleep", "wait", "done", "error", "invoke", "send", "parallel"}
+    ops = {"step", "sleep", "wait", "done", "error", "invoke", "send", "parallel", "checkpoint"}
     assert {case["expect"]["op"] for case in CASES} == ops
+    thens = {case["expect"]["then"]["op"] for case in CASES if case["expect"].get("then")}
+    assert thens == {"sleep", "wait", "invoke", "send", "parallel", "done", "error"}
+    assert {type(case.get("checkpoint")).__name__ for case in CASES} == {"NoneType", "bool", "dict"}
     assert len({case["name"] for case in CASES}) == len(CASES)
     assert set(HANDLERS) == {name for name in globals() if name + "_async" in globals()}
 
@@ -349,8 +436,12 @@ def test_case(
     invoke = case["invoke"]
     plain, coroutine = HANDLERS[case["handler"]]
     handler = plain if mode in ("sync", "wsgi") else coroutine
-    fn = durable_sdk.function(id=invoke["functionId"], trigger={"event": invoke["event"]["name"]})(handler)
+    trigger = {"event": invoke["event"]["name"]}
+    fn = durable_sdk.function(id=invoke["functionId"], trigger=trigger, checkpoint=checkpoint_option(case))(
+        handler
+    )
     clock = lambda: case["now"]  # noqa: E731
+    monkeypatch.setattr(_step, "_monotonic_ms", lambda: 0.0)  # a case's clock stands still: no max_ms
     if mode == "sync":
         op = _step.execute_sync(fn, json.loads(json.dumps(invoke)), clock=clock)
     elif mode == "async":

@@ -77,7 +77,9 @@ def post(client: Any, key: str, body: bytes) -> Any:
 
 def test_async_handler_runs_under_asyncio_run(client: Any, key: str) -> None:
     answer = post(client, key, invoke_body("hello", {"pause": {"type": "sleep"}}))
-    expected = '{"op":"step","id":"greet","data":"hi Zoë"}'.encode()
+    expected = (
+        '{"op":"checkpoint","steps":[{"id":"greet","data":"hi Zoë"}],"then":{"op":"done","data":"hi Zoë"}}'
+    ).encode()
     assert (answer.status_code, answer.content) == (200, expected)
 
 
@@ -109,7 +111,7 @@ def test_under_asgi(key: str) -> None:
         )
 
     answer = asyncio.run(go())
-    assert (answer.status_code, answer.json()["data"]) == (200, "hi Zoë")
+    assert (answer.status_code, answer.json()["then"]) == (200, {"op": "done", "data": "hi Zoë"})
 
 
 def test_get_unknown_function_and_methods(client: Any, key: str) -> None:
@@ -126,4 +128,4 @@ def test_big_invokes_need_data_upload_max_memory_size(client: Any, key: str) -> 
         f"body over DATA_UPLOAD_MAX_MEMORY_SIZE: set it to at least {4 * 1024 * 1024}",
     )
     with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=4 * 1024 * 1024):
-        assert post(client, key, body).json() == {"op": "step", "id": "greet", "data": "hi"}
+        assert post(client, key, body).json()["steps"] == [{"id": "greet", "data": "hi"}]

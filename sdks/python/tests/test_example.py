@@ -31,27 +31,23 @@ def replay(function: Any, data: dict[str, Any], steps: dict[str, Any]) -> dict[s
     return _step.execute_sync(function, invoke, clock=lambda: NOW)
 
 
+def checkpoint(steps: list[tuple[str, Any]], then: dict[str, Any]) -> dict[str, Any]:
+    """The answer of an invoke that executed ``steps`` (checkpointing is on by default), then ``then``."""
+    return {"op": "checkpoint", "steps": [{"id": id, "data": data} for id, data in steps], "then": then}
+
+
 def test_onboarding_runs_load_user_sleeps_two_seconds_then_sends_email() -> None:
     user = {"id": "ada", "email": "ada@example.com"}
     steps: dict[str, Any] = {}
-    assert replay(example.onboarding, {"userId": "ada"}, steps) == {
-        "op": "step",
-        "id": "load-user",
-        "data": user,
-    }
+    assert replay(example.onboarding, {"userId": "ada"}, steps) == checkpoint(
+        [("load-user", user)], {"op": "sleep", "id": "cooldown", "until": "2026-01-01T00:00:02.000Z"}
+    )
     steps["load-user"] = {"type": "run", "data": user}
-    assert replay(example.onboarding, {"userId": "ada"}, steps) == {
-        "op": "sleep",
-        "id": "cooldown",
-        "until": "2026-01-01T00:00:02.000Z",
-    }
     steps["cooldown"] = {"type": "sleep"}
     email = {"to": "ada@example.com", "template": "welcome"}
-    assert replay(example.onboarding, {"userId": "ada"}, steps) == {
-        "op": "step",
-        "id": "send-email",
-        "data": email,
-    }
+    assert replay(example.onboarding, {"userId": "ada"}, steps) == checkpoint(
+        [("send-email", email)], {"op": "done", "data": {"user": "ada", "email": email}}
+    )
     steps["send-email"] = {"type": "run", "data": email}
     assert replay(example.onboarding, {"userId": "ada"}, steps) == {
         "op": "done",
@@ -69,13 +65,8 @@ def test_approval_waits_an_hour_for_the_matching_event() -> None:
         "until": "2026-01-01T01:00:00.000Z",
     }
     approved = {"id": "e2", "name": "approval.received", "data": {"orderId": "o1", "by": "bob"}, "ts": NOW}
-    assert replay(example.approval, order, {"approve": {"type": "wait", "data": approved}}) == {
-        "op": "step",
-        "id": "record",
-        "data": {"orderId": "o1", "approved": True, "by": "bob"},
-    }
-    assert replay(example.approval, order, {"approve": {"type": "wait", "data": None}}) == {
-        "op": "step",
-        "id": "record",
-        "data": {"orderId": "o1", "approved": False, "by": None},
-    }
+    for decision, by in ((approved, "bob"), (None, None)):
+        record = {"orderId": "o1", "approved": decision is not None, "by": by}
+        assert replay(example.approval, order, {"approve": {"type": "wait", "data": decision}}) == checkpoint(
+            [("record", record)], {"op": "done", "data": record}
+        )

@@ -72,7 +72,9 @@ def post(app: Any, key: str, body: bytes, path: str = "/api/durable") -> Any:
 def test_async_handler_runs_on_the_event_loop(key: str) -> None:
     threads.clear()
     answer = post(make_app(key), key, invoke_body("hello"))
-    expected = '{"op":"step","id":"greet","data":"hi Zoë"}'.encode()
+    expected = (
+        '{"op":"checkpoint","steps":[{"id":"greet","data":"hi Zoë"}],"then":{"op":"done","data":"hi Zoë"}}'
+    ).encode()
     assert (answer.status_code, answer.content) == (200, expected)
     assert threads == {"async": threading.get_ident()}
 
@@ -96,7 +98,7 @@ def test_bad_signature_is_401(key: str, bad_signature: Any) -> None:
 
 def test_custom_path_get_and_the_rest_of_the_app(key: str) -> None:
     app = make_app(key, path="/hooks/durable")
-    assert post(app, key, invoke_body("plain"), path="/hooks/durable").json()["op"] == "step"
+    assert post(app, key, invoke_body("plain"), path="/hooks/durable").json()["op"] == "checkpoint"
     assert request(app, "GET", "/hooks/durable").json() == {"functions": ["hello", "plain"]}
     assert request(app, "POST", "/api/durable").status_code == 404
     assert request(app, "GET", "/health").json() == {"ok": True}

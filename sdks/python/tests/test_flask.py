@@ -58,7 +58,10 @@ def post(client: Any, key: str, body: bytes, path: str = "/api/durable") -> Any:
 
 def test_async_handler_runs_under_asyncio_run(key: str) -> None:
     answer = post(make_client(key), key, invoke_body("hello", {"pause": {"type": "sleep"}}))
-    assert (answer.status_code, answer.data) == (200, '{"op":"step","id":"greet","data":"hi Zoë"}'.encode())
+    expected = (
+        '{"op":"checkpoint","steps":[{"id":"greet","data":"hi Zoë"}],"then":{"op":"done","data":"hi Zoë"}}'
+    ).encode()
+    assert (answer.status_code, answer.data) == (200, expected)
 
 
 def test_plain_handler_runs_in_the_request_thread(key: str) -> None:
@@ -80,7 +83,7 @@ def test_bad_signature_is_401(key: str, bad_signature: Any) -> None:
 
 def test_custom_prefix_get_and_the_rest_of_the_app(key: str) -> None:
     client = make_client(key, url_prefix="/hooks/durable")
-    assert post(client, key, invoke_body("plain"), path="/hooks/durable").get_json()["op"] == "step"
+    assert post(client, key, invoke_body("plain"), path="/hooks/durable").get_json()["op"] == "checkpoint"
     assert client.get("/hooks/durable").get_json() == {"functions": ["hello", "plain"]}
     assert client.post("/api/durable").status_code == 404
     assert client.get("/health").get_json() == {"ok": True}

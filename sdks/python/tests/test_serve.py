@@ -52,7 +52,9 @@ def test_answer_is_signed_v2_bound_to_the_invoke_and_v1(
 ) -> None:
     headers = invoke_headers(invoke_body(), key, n="invoke-nonce-0001")
     answer = post(invoke_body(), headers)
-    assert (answer.status, answer.json()) == (200, {"op": "step", "id": "charge-card", "data": "charged"})
+    step = {"id": "charge-card", "data": "charged"}
+    expected = {"op": "checkpoint", "steps": [step], "then": {"op": "done", "data": "charged"}}
+    assert (answer.status, answer.json()) == (200, expected)
     check_answer(answer, key, headers)
     signature = _signing.parse_v2(answer.headers["x-durable-signature-v2"])
     assert (signature.t, signature.r) == (NOW, "invoke-nonce-0001")

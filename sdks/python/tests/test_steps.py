@@ -20,13 +20,20 @@ def invoke(steps: dict[str, Any] | None = None, data: Any = None) -> dict[str, A
     return {"runId": "r1", "functionId": "f", "attempt": 1, "event": event, "steps": steps or {}}
 
 
-def run_sync(handler: Any, steps: dict[str, Any] | None = None, data: Any = None) -> dict[str, Any]:
-    fn = durable_sdk.function(id="f", trigger={"event": "t"})(handler)
+Checkpointing = bool | durable_sdk.Checkpoint
+
+
+def run_sync(
+    handler: Any, steps: dict[str, Any] | None = None, data: Any = None, checkpoint: Checkpointing = True
+) -> dict[str, Any]:
+    fn = durable_sdk.function(id="f", trigger={"event": "t"}, checkpoint=checkpoint)(handler)
     return _step.execute_sync(fn, invoke(steps, data), clock=lambda: NOW)
 
 
-def run_async(handler: Any, steps: dict[str, Any] | None = None, data: Any = None) -> dict[str, Any]:
-    fn = durable_sdk.function(id="f", trigger={"event": "t"})(handler)
+def run_async(
+    handler: Any, steps: dict[str, Any] | None = None, data: Any = None, checkpoint: Checkpointing = True
+) -> dict[str, Any]:
+    fn = durable_sdk.function(id="f", trigger={"event": "t"}, checkpoint=checkpoint)(handler)
     return asyncio.run(_step.execute_async(fn, invoke(steps, data), clock=lambda: NOW))
 
 
@@ -35,7 +42,7 @@ def test_interrupt_is_not_an_exception() -> None:
     assert not issubclass(StepInterrupt, Exception)
 
 
-def test_only_the_first_new_step_executes_and_memoized_steps_never_run() -> None:
+def test_memoized_steps_never_run_and_without_checkpointing_only_the_first_new_one_does() -> None:
     calls: list[str] = []
 
     def track(name: str) -> Any:
@@ -49,8 +56,17 @@ def test_only_the_first_new_step_executes_and_memoized_steps_never_run() -> None
         for name in ("a", "b", "c"):
             step.run(name, track(name))
 
-    assert run_sync(handler, {"a": {"type": "run", "data": "a"}}) == {"op": "step", "id": "b", "data": "b"}
+    memo = {"a": {"type": "run", "data": "a"}}
+    assert run_sync(handler, memo, checkpoint=False) == {"op": "step", "id": "b", "data": "b"}
     assert calls == ["b"]
+    calls.clear()
+    steps = [{"id": "b", "data": "b"}, {"id": "c", "data": "c"}]
+    assert run_sync(handler, memo) == {
+        "op": "checkpoint",
+        "steps": steps,
+        "then": {"op": "done", "data": None},
+    }
+    assert calls == ["b", "c"]
 
 
 def test_async_step_function_is_awaited_and_plain_handler_gets_values() -> None:
@@ -64,7 +80,8 @@ def test_async_step_function_is_awaited_and_plain_handler_gets_values() -> None:
         seen.append(step.run("memo", fetch))
         return step.run("fresh", fetch)
 
-    assert run_sync(handler, {"memo": {"type": "run", "data": 3}}) == {"op": "step", "id": "fresh", "data": 7}
+    fresh = {"op": "checkpoint", "steps": [{"id": "fresh", "data": 7}], "then": {"op": "done", "data": 7}}
+    assert run_sync(handler, {"memo": {"type": "run", "data": 3}}) == fresh
     assert seen == [3]
 
 
@@ -94,14 +111,17 @@ def test_gathered_new_steps_execute_together_unless_a_sleep_is_among_them() -> N
     assert sorted(calls) == ["one", "two"]
 
 
+@pytest.mark.parametrize("checkpoint", [False, durable_sdk.Checkpoint(max_steps=1)], ids=["off", "bound"])
 @pytest.mark.parametrize("style", ["sync", "async"])
-def test_a_swallowed_interrupt_still_answers_the_step(style: str) -> None:
+def test_a_swallowed_interrupt_still_answers_the_step(style: str, checkpoint: Checkpointing) -> None:
+    ran: list[str] = []
+
     def plain(event: Any, step: Any) -> Any:
         try:  # noqa: SIM105 - spelled out: this is the user code under test
             step.run("a", lambda: 1)
         except BaseException:  # user code that should not do this
             pass
-        step.run("b", lambda: 2)  # a second new step must not run either
+        step.run("b", lambda: ran.append("b"))  # a second new step must not run either
         return "done anyway"
 
     async def coroutine(event: Any, step: Any) -> Any:
@@ -109,11 +129,13 @@ def test_a_swallowed_interrupt_still_answers_the_step(style: str) -> None:
             await step.run("a", lambda: 1)
         except BaseException:
             pass
-        await step.run("b", lambda: 2)
+        await step.run("b", lambda: ran.append("b"))
         return "done anyway"
 
     runner = run_sync if style == "sync" else run_async
-    assert runner(plain if style == "sync" else coroutine) == {"op": "step", "id": "a", "data": 1}
+    op = runner(plain if style == "sync" else coroutine, checkpoint=checkpoint)
+    assert op == {"op": "step", "id": "a", "data": 1}
+    assert ran == []
 
 
 def test_sleep_accepts_a_timedelta() -> None:

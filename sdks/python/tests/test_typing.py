@@ -31,3 +31,5 @@ def test_wrong_types_and_a_forgotten_await_are_reported() -> None:
     assert result.returncode == 1, result.stdout
     assert 'expected "Callable[[], Awaitable[str]]"' in result.stdout  # run[T]: T is the step's result
     assert 'Maybe you forgot to use "await"?' in result.stdout
+    assert 'Argument "checkpoint" to "function" has incompatible type' in result.stdout
+    assert 'Argument "max_steps" to "Checkpoint" has incompatible type "str"; expected "int"' in result.stdout

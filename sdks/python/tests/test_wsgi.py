@@ -45,7 +45,10 @@ def post(app: Any, key: str, wsgi_request: Any, body: bytes) -> Any:
 
 def test_async_handler_runs_under_asyncio_run(app: Any, key: str, wsgi_request: Any) -> None:
     answer = post(app, key, wsgi_request, invoke_body("hello", {"pause": {"type": "sleep"}}))
-    assert (answer.status, answer.body) == (200, '{"op":"step","id":"greet","data":"hi Zoë"}'.encode())
+    expected = (
+        '{"op":"checkpoint","steps":[{"id":"greet","data":"hi Zoë"}],"then":{"op":"done","data":"hi Zoë"}}'
+    ).encode()
+    assert (answer.status, answer.body) == (200, expected)
 
 
 def test_plain_handler(app: Any, key: str, wsgi_request: Any) -> None:

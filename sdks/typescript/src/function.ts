@@ -41,6 +41,20 @@ export interface CancelOn {
   timeout?: Duration;
 }
 
+/**
+ * Bounds of a checkpoint: consecutive new `run` steps executed in one invoke and answered together
+ * (docs/protocol.md, "Checkpointing"). Each is checked after every step; the first one reached ends the
+ * invoke, and the next invoke goes on from there.
+ */
+export interface CheckpointOptions {
+  /** At most this many steps per invoke, 1 to 1000. Defaults to 100. */
+  maxSteps?: number;
+  /** Stop once the steps' results add up to this many bytes (UTF-8 length of each result's JSON). Defaults to 1 MiB (1048576). */
+  maxBytes?: number;
+  /** Stop once this many milliseconds have passed since the invoke arrived (monotonic clock). Defaults to 1000. */
+  maxMs?: number;
+}
+
 /** A function's trigger and flow-control options (DESIGN.md §4, §7.1); `key` is a dotted path into `event.data`. */
 export interface FunctionOptions {
   /** Unique within the app; the engine's `functionId`. At most 120 characters with `onFailure`. */
@@ -74,6 +88,12 @@ export interface FunctionOptions {
   idempotency?: string;
   /** At most one active run per `key` value: a new event is skipped, or cancels the active run. */
   singleton?: { key?: string; mode: "skip" | "cancel" };
+  /**
+   * Execute consecutive new `run` steps in one invoke and answer them together (on by default).
+   * `false`: one step per invoke, each stored before the next begins. An object tunes the bounds.
+   * Never sent to the engine.
+   */
+  checkpoint?: boolean | CheckpointOptions;
 }
 
 /** What a handler receives. */
@@ -81,8 +101,11 @@ export interface HandlerContext<TData = any> {
   event: DurableEvent<TData>;
   step: Step;
   runId: string;
-  /** 1-based attempt of the step the handler is about to reach. */
-  attempt: number;
+  /**
+   * 1-based attempt of the step the handler is about to reach: read it where you need it, since once a
+   * step of this invoke was checkpointed the steps after it are on their first attempt and it reads 1.
+   */
+  readonly attempt: number;
   /** The engine's W3C `traceparent` for this invoke, or null: pass it on so your spans join the run's trace. */
   traceparent: string | null;
 }
@@ -96,6 +119,8 @@ export interface DurableFunction<TData = any, TResult = unknown> {
   /** The definition as `sync` sends it: the options as written, without the handler. */
   readonly definition: Readonly<Record<string, unknown>>;
   readonly handler: Handler<TData, TResult>;
+  /** The checkpoint bounds, every one set, or `false` when checkpointing is off. */
+  readonly checkpoint: Readonly<Required<CheckpointOptions>> | false;
   /**
    * With `onFailure`: the failure handler as the function `<id>:failure` that `sync` sends next to this
    * one and `serve` dispatches to. `serve` and `sync` include it by themselves.
@@ -122,7 +147,11 @@ const CANCEL_ON: Shape = { event: "text", match: "key?", timeout: "duration?" };
 const MAX_CANCEL_ON = 10;
 /** `<id>:failure` must fit the engine's 128-character function ids. */
 const MAX_ID_WITH_FAILURE = 120;
-const FIELDS = ["id", "name", "trigger", "handler", "retries", "priority", ...Object.keys(OPTIONS), "onFailure", "cancelOn", "idempotency"];
+const FIELDS = ["id", "name", "trigger", "handler", "retries", "priority", ...Object.keys(OPTIONS), "onFailure", "cancelOn", "idempotency", "checkpoint"];
+/** The bounds `checkpoint: true` (or omitted) means, and the most each may be (docs/protocol.md, "Checkpointing"). */
+const CHECKPOINT: Readonly<Required<CheckpointOptions>> = Object.freeze({ maxSteps: 100, maxBytes: 1_048_576, maxMs: 1000 });
+/** The engine takes at most 1000 steps in one checkpoint answer. */
+const MAX_CHECKPOINT_STEPS = 1000;
 
 /** Render a value in a message: strings quoted like `'abc'`, the rest as JSON. */
 export function repr(value: unknown): string {
@@ -223,6 +252,7 @@ export function createFunction<TData = any, TResult = unknown>(
   }
   if (given.idempotency !== undefined) definition.idempotency = key("idempotency", given.idempotency);
   if (typeof handler !== "function") throw new Error(`function ${repr(id)}: the handler must be a function`);
+  const checkpoint = checkpointBounds(given.checkpoint, fail);
 
   let onFailure: DurableFunction<FailureData> | undefined;
   if (given.onFailure !== undefined) {
@@ -230,11 +260,30 @@ export function createFunction<TData = any, TResult = unknown>(
     if (id.length > MAX_ID_WITH_FAILURE)
       throw fail("onFailure", `the id is ${id.length} characters: at most ${MAX_ID_WITH_FAILURE} leave room for its failure function '<id>:failure'`);
     const failureId = `${id}:failure`;
-    onFailure = createFunction<FailureData>({ id: failureId, name: `${definition.name ?? id} (failure)`, trigger: null, handler: given.onFailure as Handler<FailureData> });
+    const failureHandler = given.onFailure as Handler<FailureData>;
+    onFailure = createFunction<FailureData>({ id: failureId, name: `${definition.name ?? id} (failure)`, trigger: null, handler: failureHandler, checkpoint });
     definition.onFailure = failureId;
   }
-  const fn = { id, definition: Object.freeze(definition), handler };
+  const fn = { id, definition: Object.freeze(definition), handler, checkpoint };
   return Object.freeze(onFailure === undefined ? fn : { ...fn, onFailure });
+}
+
+/** The bounds of `checkpoint` as given (`true` or omitted: the defaults), or `false`; a bad value throws naming the field. */
+function checkpointBounds(value: unknown, fail: (field: string, problem: string) => Error): Readonly<Required<CheckpointOptions>> | false {
+  if (value === undefined || value === true) return CHECKPOINT;
+  if (value === false) return false;
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw fail("checkpoint", `must be true, false or {maxSteps?, maxBytes?, maxMs?}, got ${repr(value)}`);
+  const bounds = { ...CHECKPOINT };
+  for (const [field, bound] of Object.entries(value)) {
+    if (bound === undefined) continue;
+    if (!Object.hasOwn(CHECKPOINT, field)) throw fail(`checkpoint.${field}`, `unknown option (expected ${Object.keys(CHECKPOINT).join(", ")})`);
+    const steps = field === "maxSteps";
+    if (!Number.isSafeInteger(bound) || bound < 1 || (steps && bound > MAX_CHECKPOINT_STEPS))
+      throw fail(`checkpoint.${field}`, `must be an integer ${steps ? `from 1 to ${MAX_CHECKPOINT_STEPS}` : ">= 1"}, got ${repr(bound)}`);
+    bounds[field as keyof CheckpointOptions] = bound;
+  }
+  return Object.freeze(bounds);
 }
 
 /**

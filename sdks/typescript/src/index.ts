@@ -8,6 +8,7 @@ export { DurableError, InvokeError, NonRetryableError, type InvokeFailure } from
 export {
   createFunction,
   type CancelOn,
+  type CheckpointOptions,
   type Duration,
   type DurableEvent,
   type DurableFunction,

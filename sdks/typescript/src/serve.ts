@@ -1,4 +1,5 @@
 /** The app side of the wire protocol: verify, route and answer invokes as a Fetch, Node http or Express handler. */
+import { performance } from "node:perf_hooks";
 import { index, repr, type DurableFunction } from "./function.js";
 import { processNonces } from "./nonces.js";
 import { sign, signV2, V1_HEADER, V2_HEADER, verifyV2 } from "./signing.js";
@@ -75,6 +76,7 @@ export function serve(functions: Iterable<DurableFunction<any, any>>, options: S
   const byId = index(functions);
 
   async function route(method: string, read: () => Promise<Body>, header: Header): Promise<Routed> {
+    const started = performance.now(); // a checkpoint's maxMs counts from the invoke's arrival
     if (method === "GET") return { status: 200, payload: { functions: [...byId.keys()].sort() } };
     if (method !== "POST") return { status: 405, payload: { error: `method ${method} not allowed: the engine POSTs invokes` } };
     const { bytes, parsed } = await read();
@@ -98,7 +100,7 @@ export function serve(functions: Iterable<DurableFunction<any, any>>, options: S
     // The invoke's `traceparent`, for the handler's context (null when absent or malformed).
     const traced = Object.assign(invoke, { traceparent: parseTraceparent(header(TRACEPARENT_HEADER)) });
     try {
-      return { status: 200, payload: await execute(fn, traced), invoke: checked.n };
+      return { status: 200, payload: await execute(fn, traced, started), invoke: checked.n };
     } catch (error) {
       return { status: 500, payload: { error: `durable serve failed: ${(error as Error)?.message ?? error}` }, invoke: checked.n };
     }

@@ -6,8 +6,14 @@
  * in user code runs past it. Other branches (`Promise.all`) go on until each has finished from memo or
  * reached a new step; `execute` lets the handler settle so, then executes every new `run` step together
  * and answers one op, or a `parallel` op carrying all of them in the order they were reached.
+ *
+ * With checkpointing on, a `run` step reached alone that succeeds is the exception: its promise resolves
+ * with the result's JSON round trip (what a replay would return) and the handler goes on, round after
+ * round, until it reaches anything else or a bound; the answer is then a `checkpoint` op carrying every
+ * such step and the op that stopped it (docs/protocol.md, "Checkpointing").
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { performance } from "node:perf_hooks";
 import { wireEvent, type EventPayload, type WireEvent } from "./client.js";
 import { InvokeError, NonRetryableError, type InvokeFailure } from "./errors.js";
 import { parseDuration, repr, type DurableEvent, type DurableFunction, type Duration } from "./function.js";
@@ -26,7 +32,14 @@ export type Op =
   | { op: "wait"; id: string; event: string; match: Record<string, unknown> | null; until: string }
   | { op: "parallel"; ops: StepOp[] }
   | { op: "done"; data: unknown }
-  | { op: "error"; id: string | null; message: string; retryable: boolean };
+  | { op: "error"; id: string | null; message: string; retryable: boolean }
+  | {
+      op: "checkpoint";
+      /** The new `run` steps executed in this invoke, in order, with their JSON results. */
+      steps: { id: string; data: unknown }[];
+      /** The op that stopped the checkpoint (never a `step`), or null when a bound did. */
+      then: Exclude<Op, { op: "step" | "checkpoint" }> | null;
+    };
 
 /** The primitives, as the engine names the steps they record. */
 type StepType = "run" | "sleep" | "wait" | "invoke" | "send";
@@ -92,11 +105,19 @@ export interface Step {
   sendEvent(id: string, events: EventPayload | readonly EventPayload[]): Promise<string[]>;
 }
 
+/** What executing a `run` step made: its op, and for a result (`step` op) that result's JSON text. */
+interface Executed {
+  op: StepOp;
+  json?: string;
+}
+
 /** A reached new step: its op, computed when reached, or for a `run` step the execution that makes it. */
 interface Reached {
   id: string;
   type: StepType | "mismatch";
-  op: Op | (() => Promise<StepOp>);
+  op: Op | (() => Promise<Executed>);
+  /** Settles the step call's promise, for a `run` step whose result continues the handler. */
+  resume?: (value: unknown) => void;
 }
 
 const MAX_SENT = 100;
@@ -112,21 +133,22 @@ function errorOp(id: string | null, error: unknown): Op & { op: "error" } {
   return { op: "error", id, message, retryable: !(error instanceof NonRetryableError || error instanceof InvokeError) };
 }
 
-/** The op carrying a step's (or, with a null id, the handler's) result in its JSON form. */
-function resultOp(id: string, value: unknown): StepOp;
+/** The op carrying a step's (or, with a null id, the handler's) result in its JSON form, and that JSON text. */
+function resultOp(id: string, value: unknown): Executed;
 function resultOp(id: null, value: unknown): Op;
-function resultOp(id: string | null, value: unknown): Op {
-  let data: unknown;
+function resultOp(id: string | null, value: unknown): Op | Executed {
+  let json: string | undefined;
   try {
-    const json = JSON.stringify(value === undefined ? null : value);
+    json = JSON.stringify(value === undefined ? null : value);
     if (json === undefined) throw new TypeError(`a ${typeof value} has no JSON form`);
-    data = JSON.parse(json);
   } catch (error) {
     const what = id === null ? "the handler" : `step '${id}'`;
     const detail = error instanceof Error ? error.message : String(error);
-    return errorOp(id, new NonRetryableError(`${what} returned a value that is not JSON-serialisable: ${detail}`));
+    const failed = errorOp(id, new NonRetryableError(`${what} returned a value that is not JSON-serialisable: ${detail}`));
+    return id === null ? failed : { op: failed as StepOp };
   }
-  return id === null ? { op: "done", data } : { op: "step", id, data };
+  const data: unknown = JSON.parse(json);
+  return id === null ? { op: "done", data } : { op: { op: "step", id, data }, json };
 }
 
 /** A promise rejected with `error` that counts as handled, so an un-awaited one cannot crash the process. */
@@ -137,13 +159,13 @@ function rejected(error: Error): Promise<never> {
 }
 
 class Replay implements Step {
-  /** The new steps reached, in call order. */
-  readonly reached: Reached[] = [];
+  /** The new steps reached in this round, in call order. */
+  reached: Reached[] = [];
   /** Once set, the answer is being made: a step reached later stops its branch without being reported. */
   closed = false;
-  private onFirst: () => void = () => {};
-  /** Settles when the handler reaches its first new step. */
-  readonly first = new Promise<void>((resolve) => (this.onFirst = resolve));
+  /** A step was reached while closed: its branch is stopped for good, so the handler cannot go on. */
+  dropped = false;
+  private onReach: () => void = () => {};
   private readonly seen = new Map<string, number>();
 
   constructor(
@@ -157,7 +179,7 @@ class Replay implements Step {
         try {
           return resultOp(stepId, await fn());
         } catch (error) {
-          return errorOp(stepId, error);
+          return { op: errorOp(stepId, error) };
         }
       }),
     );
@@ -213,12 +235,17 @@ class Replay implements Step {
     const id = count ? `${base}:${count}` : base;
     const memo = Object.hasOwn(this.steps, id) ? this.steps[id] : undefined;
     if (memo?.type === type) return this.resolve(type, memo);
-    if (this.closed) return stopped();
+    if (this.closed) {
+      this.dropped = true;
+      return stopped();
+    }
     if (memo) {
       const problem = `step '${id}' is recorded as type '${memo.type}', but the handler reached a '${type}' step (the handler is not deterministic)`;
       return this.record({ id, type: "mismatch", op: errorOp(id, new NonRetryableError(problem)) });
     }
-    return this.record({ id, type, op: plan(id) });
+    const step: Reached = { id, type, op: plan(id) };
+    if (type !== "run") return this.record(step);
+    return new Promise((resume) => this.record(Object.assign(step, { resume })));
   }
 
   private resolve(type: StepType, memo: Memo): Promise<unknown> {
@@ -234,8 +261,26 @@ class Replay implements Step {
 
   private record(step: Reached): Promise<never> {
     this.reached.push(step);
-    this.onFirst();
+    this.onReach();
     return stopped();
+  }
+
+  /** Settles once a new step has been reached in this round (at once if one already was). */
+  reaching(): Promise<void> {
+    return this.reached.length ? Promise.resolve() : new Promise<void>((resolve) => (this.onReach = resolve));
+  }
+
+  /** The step reached alone in this round when it is a new `run` step: one a checkpoint may execute and go on from. */
+  lone(): (Reached & { op: () => Promise<Executed> }) | undefined {
+    const [only, ...others] = this.reached;
+    return only && others.length === 0 && typeof only.op === "function" ? (only as Reached & { op: () => Promise<Executed> }) : undefined;
+  }
+
+  /** Continue the handler past `step` with `value` (its result as a replay returns it), in a new round. */
+  resume(step: Reached, value: unknown): void {
+    this.reached = [];
+    this.closed = false;
+    step.resume?.(value);
   }
 
   private until(primitive: string, stepId: string, duration: unknown): string {
@@ -263,7 +308,7 @@ class Replay implements Step {
     const mismatch = this.reached.find((step) => step.type === "mismatch");
     if (mismatch) return mismatch.op as Op;
     const [only, ...others] = this.reached;
-    if (only && others.length === 0) return typeof only.op === "function" ? only.op() : only.op;
+    if (only && others.length === 0) return typeof only.op === "function" ? (await only.op()).op : only.op;
     const parked = this.reached.find((step) => step.type === "sleep" || step.type === "wait");
     if (parked) {
       const what = parked.type === "sleep" ? "a sleep" : "a wait";
@@ -271,28 +316,74 @@ class Replay implements Step {
       const problem = `step '${parked.id}': ${what} cannot run in parallel with other steps (it was reached together with ${together}; await it before or after them)`;
       return errorOp(parked.id, new NonRetryableError(problem));
     }
-    const ops = await Promise.all(this.reached.map((step) => (typeof step.op === "function" ? step.op() : (step.op as StepOp))));
+    const ops = await Promise.all(this.reached.map(async (step) => (typeof step.op === "function" ? (await step.op()).op : (step.op as StepOp))));
     return { op: "parallel", ops };
   }
 }
 
-/** Replay `fn` for one invoke and return the op to answer. `now` is the clock (epoch ms) of sleeps, waits and invokes. */
-export async function execute(fn: DurableFunction<any, any>, invoke: Invoke, now: () => number = Date.now): Promise<Op> {
+/** The op that stops a checkpoint. */
+type Then = Exclude<Op, { op: "step" | "checkpoint" }>;
+
+/**
+ * Replay `fn` for one invoke and return the op to answer. `started` is when the invoke arrived on the
+ * monotonic clock (`performance.now()`, looked up at each call), which `maxMs` counts from; `now` is the
+ * clock (epoch ms) of sleeps, waits and invokes.
+ */
+export async function execute(
+  fn: DurableFunction<any, any>,
+  invoke: Invoke,
+  started: number = performance.now(),
+  now: () => number = Date.now,
+): Promise<Op> {
+  const bounds = fn.checkpoint ?? false;
+  const checkpointed: { id: string; data: unknown }[] = [];
   const step = new Replay(invoke.steps, now);
   const context = {
     event: invoke.event,
     step,
     runId: invoke.runId,
-    attempt: invoke.attempt,
+    // The invoke's attempt is that of its first new step; any step after a checkpointed one is new.
+    get attempt() {
+      return checkpointed.length ? 1 : invoke.attempt;
+    },
     traceparent: invoke.traceparent ?? null,
   };
   const outcome = (async () => fn.handler(context))().then(
     (value) => () => resultOp(null, value),
     (error: unknown) => () => errorOp(null, error),
   );
-  await Promise.race([outcome, step.first]);
-  // A reached step wins, even when user code went on without awaiting it.
-  if (step.reached.length === 0) return (await outcome)();
-  await step.settle();
-  return step.answer();
+  let bytes = 0;
+  let then: Op | null;
+  for (;;) {
+    await Promise.race([outcome, step.reaching()]);
+    // A reached step wins, even when user code went on without awaiting it (or returned before it).
+    if (step.reached.length === 0) await turn();
+    if (step.reached.length === 0) {
+      then = (await outcome)();
+      break;
+    }
+    await step.settle();
+    const lone = bounds === false ? undefined : step.lone();
+    if (bounds === false || lone === undefined) {
+      then = await step.answer();
+      break;
+    }
+    const { op, json } = await lone.op();
+    if (op.op !== "step" || json === undefined) {
+      then = op;
+      break;
+    }
+    checkpointed.push({ id: op.id, data: op.data });
+    bytes += Buffer.byteLength(json, "utf8");
+    if (step.dropped || checkpointed.length >= bounds.maxSteps || bytes >= bounds.maxBytes || performance.now() - started >= bounds.maxMs) {
+      then = null;
+      break;
+    }
+    step.resume(lone, JSON.parse(json)); // a copy of its own: the handler may change it, the answer must not
+  }
+  const [first] = checkpointed;
+  if (first === undefined) return then as Op; // with no step executed, the loop always ends on an op
+  if (then === null && checkpointed.length === 1) return { op: "step", ...first };
+  // Never a step: a lone new run step goes on in the loop above, and answer() gives a step op only for one.
+  return { op: "checkpoint", steps: checkpointed, then: then as Then | null };
 }

@@ -81,6 +81,7 @@ const hello = createFunction({
   concurrency: { limit: 2, key: "tenantId" },
   rateLimit: { limit: 5, period: "1m" },
   batch: { maxSize: 10, timeout: 5000 },
+  checkpoint: { maxSteps: 5 }, // the SDK's own: never in the wire form
   handler: async ({ step }) => step.run("greet", () => "hi"),
 });
 

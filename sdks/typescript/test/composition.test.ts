@@ -239,7 +239,11 @@ test("onFailure is served as <id>:failure and gets the failure event", async () 
     event: { id: "e0", name: "order.paid", data: { orderId: "o1" }, ts: 1 },
   };
   const event = { name: "durable/run.failed", data };
-  assert.deepStrictEqual(await dispatch([ship], "ship:failure", {}, event), { op: "step", id: "page-ops", data: "paged about run-9: out of stock" });
+  assert.deepStrictEqual(await dispatch([ship], "ship:failure", {}, event), {
+    op: "checkpoint", // the failure function checkpoints as its function does (by default)
+    steps: [{ id: "page-ops", data: "paged about run-9: out of stock" }],
+    then: { op: "done", data: "paged about run-9: out of stock" },
+  });
   assert.deepStrictEqual(seen, [data]);
   assert.deepStrictEqual(await dispatch([ship], "ship", {}, {}), { op: "done", data: "shipped" });
   const listed = await fetchCall(serve([ship], { signingKey: KEY }), undefined, {}, "GET");

@@ -5,10 +5,24 @@
  * The reference handlers follow spec/conformance/README.md; the Python and PHP SDKs implement the same
  * handlers and run the same cases. Each case runs with synchronous and with async step functions, through
  * the Fetch handler and through the Express-style (req, res) handler, with the SDK clock at `case.now`.
+ * A case's `checkpoint` is the function's option as given; a case without one defines it with
+ * checkpointing off, so the earlier cases keep their one op per invoke.
  */
 import assert from "node:assert/strict";
 import { after, describe, mock, test } from "node:test";
-import { createFunction, InvokeError, NonRetryableError, serve, sign, signV2, verify, verifyV2, type Handler, type Sender } from "@durable/sdk";
+import {
+  createFunction,
+  InvokeError,
+  NonRetryableError,
+  serve,
+  sign,
+  signV2,
+  verify,
+  verifyV2,
+  type CheckpointOptions,
+  type Handler,
+  type Sender,
+} from "@durable/sdk";
 import { answerProblem, expressCall, fetchCall, KEY, signed, spec, type Answer } from "./helpers.js";
 
 interface Case {
@@ -18,6 +32,7 @@ interface Case {
   now: number;
   expect: Record<string, unknown>;
   messageIsPrefix?: boolean;
+  checkpoint?: boolean | CheckpointOptions;
 }
 const CASES = spec<Case[]>("cases.json");
 const VECTORS = spec<{ vectors: { key: string; body: string; signature: string }[] }>("signature-vectors.json").vectors;
@@ -161,6 +176,35 @@ function referenceHandlers(v: Later): Record<string, Handler> {
       await Promise.all([step.run("a", v(1)), step.sleep("nap", "1m")]);
       return "unreachable";
     },
+    steps_then_sleep: async ({ step }) => {
+      const a = await step.run("a", v(1));
+      const b = await step.run("b", v(a + 1));
+      await step.sleep("nap", "1h");
+      return step.run("c", v(b + 1));
+    },
+    step_then_wait: async ({ step }) => {
+      const a = await step.run("a", v("x"));
+      const w = await step.waitForEvent("w", { event: "go", timeout: "1m" });
+      return { a, w };
+    },
+    step_then_invoke: async ({ step }) => {
+      const a = await step.run("a", v(1));
+      return step.invoke("kid", { function: "child-fn", data: { n: a } });
+    },
+    step_then_send: async ({ step }) => {
+      const a = await step.run("a", v(1));
+      return step.sendEvent("tell", { name: "told", data: { a } });
+    },
+    step_then_parallel: async ({ step }) => {
+      const a = await step.run("a", v(1));
+      const [b, c] = await Promise.all([step.run("b", v(2)), step.run("c", v(3))]);
+      return a + b + c;
+    },
+    step_then_throw: async ({ step }) => {
+      await step.run("ok", v(1));
+      await step.run("explode", boom(new Error("boom")));
+      return "unreachable";
+    },
   };
 }
 
@@ -177,7 +221,7 @@ function check(answer: Answer, request: Record<string, string>, c: Case): void {
 }
 
 test("the cases cover every op, and every reference handler has a case", () => {
-  assert.deepStrictEqual(new Set(CASES.map((c) => c.expect.op)), new Set(["step", "sleep", "wait", "done", "error", "invoke", "send", "parallel"]));
+  assert.deepStrictEqual(new Set(CASES.map((c) => c.expect.op)), new Set(["step", "sleep", "wait", "done", "error", "invoke", "send", "parallel", "checkpoint"]));
   assert.equal(new Set(CASES.map((c) => c.name)).size, CASES.length);
   assert.deepStrictEqual(new Set(CASES.map((c) => c.handler)), new Set(Object.keys(referenceHandlers(now))));
 });
@@ -190,7 +234,7 @@ for (const [style, v] of [["sync step functions", now], ["async step functions",
         test(c.name, async () => {
           const handler = handlers[c.handler];
           assert.ok(handler, `no reference handler ${c.handler}`);
-          const fn = createFunction({ id: c.invoke.functionId, trigger: { event: c.invoke.event.name }, handler });
+          const fn = createFunction({ id: c.invoke.functionId, trigger: { event: c.invoke.event.name }, handler, checkpoint: c.checkpoint ?? false });
           const endpoint = serve([fn], { signingKey: KEY });
           const body = Buffer.from(JSON.stringify(c.invoke));
           mock.timers.enable({ apis: ["Date"], now: c.now });

@@ -38,17 +38,22 @@ test("the example defines the four functions with their triggers and options", (
   );
 });
 
-test("onboarding: load-user, a two-second sleep, then send-email", async () => {
+test("onboarding: load-user and the two-second sleep in one invoke, then send-email and done", async () => {
   const user = { id: "ada", email: "ada@example.com" };
-  const steps: Record<string, unknown> = {};
-  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, steps), { op: "step", id: "load-user", data: user });
-  steps["load-user"] = { type: "run", data: user };
-  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, steps), { op: "sleep", id: "cooldown", until: "2026-01-01T00:00:02.000Z" });
-  steps.cooldown = { type: "sleep" };
+  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, {}), {
+    op: "checkpoint",
+    steps: [{ id: "load-user", data: user }],
+    then: { op: "sleep", id: "cooldown", until: "2026-01-01T00:00:02.000Z" },
+  });
+  const steps = { "load-user": { type: "run", data: user }, cooldown: { type: "sleep" } };
   const email = { to: "ada@example.com", template: "welcome" };
-  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, steps), { op: "step", id: "send-email", data: email });
-  steps["send-email"] = { type: "run", data: email };
-  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, steps), { op: "done", data: { user: "ada", email } });
+  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, steps), {
+    op: "checkpoint",
+    steps: [{ id: "send-email", data: email }],
+    then: { op: "done", data: { user: "ada", email } },
+  });
+  const all = { ...steps, "send-email": { type: "run", data: email } };
+  assert.deepStrictEqual(await replay(example.onboarding, { userId: "ada" }, all), { op: "done", data: { user: "ada", email } });
 });
 
 test("approval: waits for approval.received matched on orderId for an hour, then records", async () => {
@@ -59,36 +64,43 @@ test("approval: waits for approval.received matched on orderId for an hour, then
     match: { orderId: "o1" },
     until: "2026-01-01T01:00:00.000Z",
   });
+  const recorded = (data: unknown) => ({ op: "checkpoint", steps: [{ id: "record", data }], then: { op: "done", data } });
   const approved = { approve: { type: "wait", data: { id: "e2", name: "approval.received", data: { orderId: "o1", by: "bob" }, ts: NOW } } };
-  assert.deepStrictEqual(await replay(example.approval, { orderId: "o1" }, approved), {
-    op: "step",
-    id: "record",
-    data: { orderId: "o1", approved: true, by: "bob" },
-  });
-  assert.deepStrictEqual(await replay(example.approval, { orderId: "o1" }, { approve: { type: "wait", data: null } }), {
-    op: "step",
-    id: "record",
-    data: { orderId: "o1", approved: false, by: null },
-  });
+  assert.deepStrictEqual(await replay(example.approval, { orderId: "o1" }, approved), recorded({ orderId: "o1", approved: true, by: "bob" }));
+  assert.deepStrictEqual(
+    await replay(example.approval, { orderId: "o1" }, { approve: { type: "wait", data: null } }),
+    recorded({ orderId: "o1", approved: false, by: null }),
+  );
 });
 
 test("nightly-report: collects, then publishes for the $cron occurrence", async () => {
   const cron = { cron: "*/30 * * * * *", scheduledAt: "2026-01-01T00:00:30.000Z" };
-  const steps = { collect: { type: "run", data: { signups: 3, orders: 2 } } };
-  assert.deepStrictEqual(await replay(example.nightlyReport, cron, steps), {
-    op: "step",
-    id: "publish",
-    data: { scheduledAt: "2026-01-01T00:00:30.000Z", summary: "3 signups, 2 orders" },
+  const report = { scheduledAt: "2026-01-01T00:00:30.000Z", summary: "3 signups, 2 orders" };
+  assert.deepStrictEqual(await replay(example.nightlyReport, cron, {}), {
+    op: "checkpoint",
+    steps: [
+      { id: "collect", data: { signups: 3, orders: 2 } },
+      { id: "publish", data: report },
+    ],
+    then: { op: "done", data: report },
   });
 });
 
-test("sync-crm: loads the contact, then pushes it", async () => {
+test("sync-crm: loads the contact, then pushes it, in one invoke", async () => {
   const data = { tenantId: "t1", contactId: "c1" };
   const contact = { tenantId: "t1", contactId: "c1", email: "c1@example.com" };
-  assert.deepStrictEqual(await replay(example.syncCrm, data, {}), { op: "step", id: "load-contact", data: contact });
+  const pushed = { pushed: "c1", tenant: "t1" };
+  assert.deepStrictEqual(await replay(example.syncCrm, data, {}), {
+    op: "checkpoint",
+    steps: [
+      { id: "load-contact", data: contact },
+      { id: "push-to-crm", data: pushed },
+    ],
+    then: { op: "done", data: pushed },
+  });
   assert.deepStrictEqual(await replay(example.syncCrm, data, { "load-contact": { type: "run", data: contact } }), {
-    op: "step",
-    id: "push-to-crm",
-    data: { pushed: "c1", tenant: "t1" },
+    op: "checkpoint",
+    steps: [{ id: "push-to-crm", data: pushed }],
+    then: { op: "done", data: pushed },
   });
 });

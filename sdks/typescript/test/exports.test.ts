@@ -7,7 +7,7 @@ import * as sdk from "@durable/sdk";
 const dist = new URL("../", import.meta.url); // dist/, where the package's .js and .d.ts live
 const RUNTIME = ["DurableClient", "DurableError", "InvokeError", "NonRetryableError", "createFunction", "serve", "sign", "signV2", "verify", "verifyV2", "version"];
 const TYPES = [
-  "CancelOn", "DurableClientOptions", "DurableEvent", "DurableFunction", "DurableHandler", "Duration", "EventPayload",
+  "CancelOn", "CheckpointOptions", "DurableClientOptions", "DurableEvent", "DurableFunction", "DurableHandler", "Duration", "EventPayload",
   "FailureData", "FunctionOptions", "Handler", "HandlerContext", "InvokeFailure", "InvokeOptions", "NodeLikeRequest",
   "NodeLikeResponse", "Op", "RefusalReason", "Sender", "ServeOptions", "SignV2Options", "Step", "StepOp", "Trigger",
   "VerifyV2Options", "VerifyV2Result", "WaitOptions", "WireEvent",

@@ -113,7 +113,7 @@ for (const [options, message] of [
   [{ batch: { maxSize: 0, timeout: "1s" } }, "batch.maxSize: must be an integer >= 1, got 0"],
   [{ batch: { maxSize: 2 } }, "batch.timeout: is required"],
   [{ batch: { max_size: 2, timeout: "1s" } }, "batch.max_size: unknown option (expected maxSize, timeout, key)"],
-  [{ rate_limit: { limit: 1, period: "1s" } }, "rate_limit: unknown option (expected id, name, trigger, handler, retries, priority, concurrency, throttle, rateLimit, debounce, batch, singleton, onFailure, cancelOn, idempotency)"],
+  [{ rate_limit: { limit: 1, period: "1s" } }, "rate_limit: unknown option (expected id, name, trigger, handler, retries, priority, concurrency, throttle, rateLimit, debounce, batch, singleton, onFailure, cancelOn, idempotency, checkpoint)"],
   [{ on_failure: handler }, "on_failure: unknown option (expected id, name, trigger, handler,"],
   [{ onFailure: "notify-ops" }, "onFailure: must be a handler ({ event, step }) => …, got 'notify-ops'"],
   [{ cancelOn: { event: "x" } }, 'cancelOn: must be a list of at most 10 {event, match?, timeout?}, got {"event":"x"}'],
@@ -132,6 +132,18 @@ for (const [options, message] of [
   [{ singleton: { key: "userId", mode: "queue" } }, "singleton.mode: must be 'skip' or 'cancel', got 'queue'"],
   [{ singleton: { mode: "skip", limit: 1 } }, "singleton.limit: unknown option (expected key, mode)"],
   [{ singleton: { key: " ", mode: "skip" } }, "singleton.key: must be a dotted path into event.data, got ' '"],
+  [{ checkpoint: "yes" }, "checkpoint: must be true, false or {maxSteps?, maxBytes?, maxMs?}, got 'yes'"],
+  [{ checkpoint: null }, "checkpoint: must be true, false or {maxSteps?, maxBytes?, maxMs?}, got null"],
+  [{ checkpoint: [100] }, "checkpoint: must be true, false or {maxSteps?, maxBytes?, maxMs?}, got [100]"],
+  [{ checkpoint: 100 }, "checkpoint: must be true, false or {maxSteps?, maxBytes?, maxMs?}, got 100"],
+  [{ checkpoint: { maxSteps: 0 } }, "checkpoint.maxSteps: must be an integer from 1 to 1000, got 0"],
+  [{ checkpoint: { maxSteps: 1001 } }, "checkpoint.maxSteps: must be an integer from 1 to 1000, got 1001"],
+  [{ checkpoint: { maxSteps: "5" } }, "checkpoint.maxSteps: must be an integer from 1 to 1000, got '5'"],
+  [{ checkpoint: { maxBytes: 1.5 } }, "checkpoint.maxBytes: must be an integer >= 1, got 1.5"],
+  [{ checkpoint: { maxBytes: -1 } }, "checkpoint.maxBytes: must be an integer >= 1, got -1"],
+  [{ checkpoint: { maxMs: "1s" } }, "checkpoint.maxMs: must be an integer >= 1, got '1s'"],
+  [{ checkpoint: { maxMs: 0 } }, "checkpoint.maxMs: must be an integer >= 1, got 0"],
+  [{ checkpoint: { max_steps: 2 } }, "checkpoint.max_steps: unknown option (expected maxSteps, maxBytes, maxMs)"],
 ] as const) {
   test(`error names function and field: ${message}`, () => {
     assert.throws(
@@ -213,5 +225,26 @@ test("composition options are typed", () => {
   // @ts-expect-error: the mode is skip or cancel
   const bad: FunctionOptions = { id: "x", singleton: { mode: "queue" } };
   assert.equal(options.id, "typed");
+  assert.equal(bad.id, "x");
+});
+
+test("checkpoint: on by default with its bounds, tuned or off, and never in the wire form", () => {
+  const defaults = { maxSteps: 100, maxBytes: 1_048_576, maxMs: 1000 };
+  assert.deepStrictEqual(define({}).checkpoint, defaults);
+  assert.deepStrictEqual(define({ checkpoint: true }).checkpoint, defaults);
+  assert.deepStrictEqual(define({ checkpoint: {} }).checkpoint, defaults);
+  assert.deepStrictEqual(define({ checkpoint: { maxSteps: 2, maxMs: undefined } }).checkpoint, { ...defaults, maxSteps: 2 });
+  assert.deepStrictEqual(define({ checkpoint: { maxSteps: 1000, maxBytes: 1, maxMs: 5 } }).checkpoint, { maxSteps: 1000, maxBytes: 1, maxMs: 5 });
+  assert.equal(define({ checkpoint: false }).checkpoint, false);
+  for (const checkpoint of [true, false, { maxSteps: 7 }])
+    assert.deepStrictEqual(define({ checkpoint, retries: 1 }).definition, { id: "hello", trigger: { event: "demo.hello" }, retries: 1 });
+  const fn = define({ checkpoint: { maxBytes: 10 }, onFailure: handler });
+  assert.ok(Object.isFrozen(fn.checkpoint));
+  assert.deepStrictEqual(fn.onFailure?.checkpoint, { ...defaults, maxBytes: 10 }, "the failure function checkpoints like its function");
+  assert.deepStrictEqual(fn.onFailure?.definition, { id: "hello:failure", name: "hello (failure)", trigger: null });
+  const typed: FunctionOptions = { id: "typed", checkpoint: { maxMs: 500 } };
+  // @ts-expect-error: the bounds are numbers of milliseconds, steps and bytes
+  const bad: FunctionOptions = { id: "x", checkpoint: { maxMs: "1s" } };
+  assert.equal(typed.id, "typed");
   assert.equal(bad.id, "x");
 });

@@ -9,6 +9,8 @@ const hello = createFunction({
   trigger: { event: "demo.hello" },
   handler: async ({ event, step }) => step.run("greet", () => `hi ${event.data.name} ☕`),
 });
+/** What `hello` answers a first invoke: its step and the handler's return, checkpointed (the default) in one op. */
+const GREETED = { op: "checkpoint", steps: [{ id: "greet", data: "hi Zoë ☕" }], then: { op: "done", data: "hi Zoë ☕" } };
 const plain = createFunction({ id: "plain", trigger: { event: "demo.plain" }, handler: () => "plain" });
 const handler = serve([hello, plain], { signingKey: KEY });
 
@@ -38,7 +40,7 @@ for (const [form, call] of Object.entries(forms)) {
       const answered = answer.headers["x-durable-signature-v2"]!;
       assert.match(answered, /^t=\d+,n=[0-9a-f]{32},r=[0-9a-f]{32},s=[0-9a-f]{64}$/);
       assert.notEqual(nonceOf(answered), nonceOf(request["x-durable-signature-v2"]), "the answer has a nonce of its own");
-      assert.equal(answer.body.toString("utf8"), '{"op":"step","id":"greet","data":"hi Zoë ☕"}');
+      assert.equal(answer.body.toString("utf8"), '{"op":"checkpoint","steps":[{"id":"greet","data":"hi Zoë ☕"}],"then":{"op":"done","data":"hi Zoë ☕"}}');
       assert.equal(Number(answer.headers["content-length"]), answer.body.length);
     });
 
@@ -104,7 +106,7 @@ describe("a body already parsed as JSON (express.json())", () => {
   test("verifies when its re-serialisation is the signed bytes", async () => {
     const body = invokeBody();
     const answer = await expressCall(handler, { headers: signed(body), body: JSON.parse(body.toString()) });
-    assert.deepStrictEqual(answer.json(), { op: "step", id: "greet", data: "hi Zoë ☕" });
+    assert.deepStrictEqual(answer.json(), GREETED);
   });
   test("is refused with a hint when it is not", async () => {
     const body = Buffer.from(JSON.stringify(JSON.parse(invokeBody().toString()), null, 1));
@@ -119,7 +121,7 @@ test("a Fetch handler also works when called with a second context argument (Nex
   const request = new Request("http://app.test/api/durable", { method: "POST", body, headers: signed(body) });
   const response = await handler(request, { params: Promise.resolve({}) });
   assert.equal(response.status, 200);
-  assert.deepStrictEqual(await response.json(), { op: "step", id: "greet", data: "hi Zoë ☕" });
+  assert.deepStrictEqual(await response.json(), GREETED);
 });
 
 test("calling the handler with something else is a TypeError", async () => {

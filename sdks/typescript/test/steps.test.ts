@@ -6,9 +6,17 @@ import { fetchCall, KEY, signed } from "./helpers.js";
 
 const NOW = 1767225600123; // 2026-01-01T00:00:00.123Z
 
-/** Dispatch one invoke of `handler` (through the Fetch handler, clock at NOW) and return the op. */
-async function run(handler: Handler, steps: Record<string, unknown> = {}, data: unknown = {}, clock = true): Promise<any> {
-  const fn = createFunction({ id: "f", trigger: { event: "t" }, handler });
+/**
+ * Dispatch one invoke of `handler` (through the Fetch handler, clock at NOW unless `clock` is false) and
+ * return the op. Checkpointing is off unless `checkpoint` says otherwise: these tests are about one round.
+ */
+async function run(
+  handler: Handler,
+  steps: Record<string, unknown> = {},
+  data: unknown = {},
+  { clock = true, checkpoint = false }: { clock?: boolean; checkpoint?: boolean } = {},
+): Promise<any> {
+  const fn = createFunction({ id: "f", trigger: { event: "t" }, handler, checkpoint });
   const event = { id: "e1", name: "t", data, ts: NOW };
   const body = Buffer.from(JSON.stringify({ runId: "r1", functionId: "f", attempt: 2, event, steps }));
   if (clock) mock.timers.enable({ apis: ["Date"], now: NOW });
@@ -78,6 +86,12 @@ test("a reached step wins even when the handler returns without awaiting it", as
     return "done anyway";
   };
   assert.deepStrictEqual(await run(handler), { op: "step", id: "a", data: 1 });
+  // Checkpointed, the step executes and the handler's return follows it, as a replay would answer.
+  assert.deepStrictEqual(await run(handler, {}, {}, { checkpoint: true }), {
+    op: "checkpoint",
+    steps: [{ id: "a", data: 1 }],
+    then: { op: "done", data: "done anyway" },
+  });
 });
 
 test("neither catch nor finally runs past a planned step", async () => {
@@ -152,7 +166,7 @@ test("a step id that is a property of Object.prototype is still a new step", asy
 
 test("the default clock is wall time", async () => {
   const before = Date.now();
-  const op = await run(({ step }) => step.sleep("nap", 0), {}, {}, false);
+  const op = await run(({ step }) => step.sleep("nap", 0), {}, {}, { clock: false });
   const until = Date.parse(op.until);
   assert.ok(before <= until && until <= Date.now(), op.until);
 });

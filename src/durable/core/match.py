@@ -11,6 +11,11 @@
   ``1.0808639105687894e+17`` is the JSON number 108086391056878940 (what jsonb stores and gives back,
   read as an integer), not the binary value 108086391056878944 Python would compare. So a match decoded
   from a request equals the same value read back from the store.
+
+Ingest finds the candidates it checks here through an index built on these rules (migration 0013,
+docs/architecture.md "Matching events to waits and cancels"): a match is found by one (path, value) of
+its own, which matching data must hold with an equal value. A rule that lets unequal values match (or
+a match succeed without such a value) must change that fingerprint too.
 """
 
 from __future__ import annotations

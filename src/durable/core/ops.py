@@ -15,6 +15,11 @@ and the composition extension (docs/protocol.md, "Composition")::
     {"op": "send",   "id": str, "events": [event, …]}                 1-100 events, as POST /e takes them
     {"op": "parallel", "ops": [op, …]}     2-1000 step / error (with an id) / invoke / send ops, distinct ids
 
+and checkpointing (docs/protocol.md, "Checkpointing")::
+
+    {"op": "checkpoint", "steps": [{"id": str, "data": any}, …], "then": op|null}
+                                           1-1000 steps, distinct ids; then is any op but step and checkpoint
+
 ``until`` is an RFC 3339 timestamp with a ``Z`` or ``±hh:mm`` offset, with or without a fraction
 (``2026-07-05T09:00:00.000Z``, ``2026-07-05T11:00:00+02:00``); fractions finer than a millisecond
 are truncated. Step ids are non-empty strings of at most 256 characters; ids, event names and
@@ -33,13 +38,27 @@ from durable.core._text import show
 from durable.core.events import parse_event
 from durable.core.jsonvalue import parse_json, refuse_nul
 from durable.errors import InvalidInput
-from durable.types import DoneOp, ErrorOp, InvokeOp, Op, ParallelOp, SendOp, SleepOp, StepOp, WaitOp
+from durable.types import (
+    CheckpointOp,
+    CheckpointStep,
+    DoneOp,
+    ErrorOp,
+    InvokeOp,
+    Op,
+    ParallelOp,
+    SendOp,
+    SleepOp,
+    StepOp,
+    WaitOp,
+)
 
 MAX_ID_LENGTH = 256
 MAX_SEND = 100
 MAX_PARALLEL = 1000
-_OPS = ("step", "sleep", "wait", "done", "error", "invoke", "send", "parallel")
+MAX_CHECKPOINT = 1000
+_OPS = ("step", "sleep", "wait", "done", "error", "invoke", "send", "parallel", "checkpoint")
 _IN_PARALLEL = ("step", "error", "invoke", "send")
+_AFTER_CHECKPOINT = ("sleep", "wait", "done", "error", "invoke", "send", "parallel")
 _FIELDS: dict[str, tuple[str, ...]] = {
     "step": ("op", "id", "data"),
     "sleep": ("op", "id", "until"),
@@ -49,8 +68,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "invoke": ("op", "id", "function", "data", "until"),
     "send": ("op", "id", "events"),
     "parallel": ("op", "ops"),
+    "checkpoint": ("op", "steps", "then"),
 }
-_EXPECTED = "expected step, sleep, wait, done, error, invoke, send or parallel"
+_EXPECTED = "expected step, sleep, wait, done, error, invoke, send, parallel or checkpoint"
 _ISO = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
@@ -61,20 +81,31 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_op(raw: bytes) -> Op:
     """Parse an answer body into one op, or raise :class:`InvalidInput` naming the problem."""
     body = parse_json(raw)
-    if isinstance(body, dict) and body.get("op") == "parallel":
-        return _parallel(body)
-    return _one(body)
+    if isinstance(body, dict) and body.get("op") == "checkpoint":
+        return _checkpoint(body)
+    return _any(body)
+
+
+def _any(body: object, allowed: tuple[str, ...] = _OPS, where: str = "") -> Op:
+    if isinstance(body, dict) and body.get("op") == "parallel" and "parallel" in allowed:
+        return _parallel(body, where)
+    return _one(body, allowed, where)
 
 
 def _one(body: object, allowed: tuple[str, ...] = _OPS, where: str = "") -> Op:
     if not isinstance(body, dict):
-        raise InvalidInput(f"answer must be a JSON object with an 'op' field, got {show(body)}")
+        raise InvalidInput(f"{where or 'answer: '}must be a JSON object with an 'op' field, got {show(body)}")
     op = body.get("op")
     if op is None:
-        raise InvalidInput(f"answer has no 'op' field ({_EXPECTED})")
+        raise InvalidInput(f"{where or 'answer '}has no 'op' field ({_EXPECTED})")
     if op not in _OPS:
         raise InvalidInput(f"{where}unknown op {show(op)} ({_EXPECTED})")
     if op not in allowed:
+        if allowed is _AFTER_CHECKPOINT:
+            raise InvalidInput(
+                f"{where}a {op} op cannot end a checkpoint (then is one of {', '.join(allowed)}, or null; "
+                "steps belong in checkpoint.steps)"
+            )
         raise InvalidInput(
             f"{where}a {op} op cannot be part of a parallel answer (only {', '.join(allowed)}; "
             "a run parks on one sleep or wait at a time)"
@@ -98,17 +129,58 @@ def _one(body: object, allowed: tuple[str, ...] = _OPS, where: str = "") -> Op:
     return _error(body)
 
 
-def _parallel(body: dict[str, Any]) -> ParallelOp:
+def _checkpoint(body: dict[str, Any]) -> CheckpointOp:
+    unknown = [key for key in body if key not in _FIELDS["checkpoint"]]
+    if unknown:
+        raise InvalidInput(f"checkpoint: unknown field {show(unknown[0])} (a checkpoint op has steps, then)")
+    items = body.get("steps")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_CHECKPOINT:
+        raise InvalidInput(
+            f"checkpoint.steps: must be a list of 1 to {MAX_CHECKPOINT} {{id, data}} objects, got {show(items)}"
+        )
+    steps: list[CheckpointStep] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"checkpoint.steps[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: must be an object {{id, data}}, got {show(item)}")
+        unknown = [key for key in item if key not in ("id", "data")]
+        if unknown:
+            raise InvalidInput(
+                f"{where}: unknown field {show(unknown[0])} (a checkpointed step has id, data)"
+            )
+        if "data" not in item:
+            raise InvalidInput(f"{where}.data: missing (send null when the step returned nothing)")
+        step_id = _step_id(item, where)
+        if step_id in seen:
+            raise InvalidInput(f"{where}: step id {show(step_id)} appears twice")
+        seen.add(step_id)
+        steps.append({"id": step_id, "data": item["data"]})
+    if "then" not in body:
+        raise InvalidInput(
+            "checkpoint.then: missing (the op that stopped the checkpoint, or null for a bound)"
+        )
+    then = None if body["then"] is None else _any(body["then"], _AFTER_CHECKPOINT, "checkpoint.then: ")
+    named: list[Any] = [] if then is None else [o.get("id") for o in then.get("ops", [then])]  # type: ignore[attr-defined]
+    again = next((i for i in named if i in seen), None)
+    if again is not None:
+        raise InvalidInput(f"checkpoint.then: step id {show(again)} is also in checkpoint.steps")
+    return {"op": "checkpoint", "steps": steps, "then": then}  # type: ignore[typeddict-item]
+
+
+def _parallel(body: dict[str, Any], within: str = "") -> ParallelOp:
     unknown = [key for key in body if key not in _FIELDS["parallel"]]
     if unknown:
-        raise InvalidInput(f"parallel: unknown field {show(unknown[0])} (a parallel op has ops)")
+        raise InvalidInput(f"{within}parallel: unknown field {show(unknown[0])} (a parallel op has ops)")
     items = body.get("ops")
     if not isinstance(items, list) or not 2 <= len(items) <= MAX_PARALLEL:
-        raise InvalidInput(f"parallel.ops: must be a list of 2 to {MAX_PARALLEL} ops, got {show(items)}")
+        raise InvalidInput(
+            f"{within}parallel.ops: must be a list of 2 to {MAX_PARALLEL} ops, got {show(items)}"
+        )
     ops: list[Any] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
-        where = f"parallel.ops[{index}]: "
+        where = f"{within}parallel.ops[{index}]: "
         one = _one(item, _IN_PARALLEL, where)
         step_id = one.get("id")
         if not isinstance(step_id, str):

@@ -30,7 +30,18 @@ from durable.engine.ingest import store_events
 from durable.errors import InvalidInput
 from durable.store.db import Conn, Database
 from durable.store.outage import RETRYABLE, is_unavailable
-from durable.types import DoneOp, ErrorOp, InvokeOp, Op, SendOp, SleepOp, StepOp, WaitOp
+from durable.types import (
+    CheckpointOp,
+    CheckpointStep,
+    DoneOp,
+    ErrorOp,
+    InvokeOp,
+    Op,
+    SendOp,
+    SleepOp,
+    StepOp,
+    WaitOp,
+)
 
 INVOKED_EVENT = "durable/function.invoked"  # the event name of a run started by step.invoke
 FAILED_EVENT = "durable/run.failed"  # the event name of a failure handler's run
@@ -258,41 +269,93 @@ class Executor:
             return await self._compose(claim, [op], timing)  # type: ignore[list-item]
         if kind == "parallel":
             return await self._compose(claim, op["ops"], timing)  # type: ignore[typeddict-item]
+        if kind == "checkpoint":
+            return await self._checkpoint(claim, op, timing)  # type: ignore[arg-type]
         error: ErrorOp = op  # type: ignore[assignment]
         return await self._attempt_failed(
             claim, error["message"], timing, step_id=error["id"], retryable=error["retryable"]
         )
 
     async def _step(self, claim: Claim, op: StepOp, timing: Timing) -> Outcome:
-        if op["id"] in claim.steps:
+        return await self._store(claim, [op], timing)
+
+    async def _checkpoint(self, claim: Claim, op: CheckpointOp, timing: Timing) -> Outcome:
+        """Consecutive steps the app executed in this invoke, stored like one step (one statement fenced
+        on the lease: all or none), then the op that stopped them, applied as the next invoke's answer
+        would be (None: a bound stopped them, so invoke again at once)."""
+        then = op["then"]
+        if then is not None and then["op"] == "done" and claim.parent_run_id is None:
+            return await self._store(claim, op["steps"], timing, done=then)  # one statement, one commit
+        began = claim.db_now  # when this invoke began, on the database clock
+        outcome = await self._store(claim, op["steps"], timing)
+        if outcome is not Outcome.CONTINUE or then is None:
+            return outcome
+        # `then` was reached in this same invoke: a wait must see every event since it began, not only
+        # those since the steps' commit, and a park's durable time counts from it (a 4 s sleep is ≥ 4 s).
+        claim.db_now, claim.ready_at = began, timing.started_at
+        return await self._apply(claim, then, timing)
+
+    async def _store(
+        self,
+        claim: Claim,
+        steps: list[StepOp] | list[CheckpointStep],
+        timing: Timing,
+        *,
+        done: DoneOp | None = None,
+    ) -> Outcome:
+        """Store new steps' results in one fenced statement (group-committed with other runs' steps);
+        with `done`, complete the run in the same statement (a run that no parent waits on)."""
+        again = next((step["id"] for step in steps if step["id"] in claim.steps), None)
+        if again is not None:
             return await self._attempt_failed(
                 claim,
-                f"step {op['id']!r} is already completed in this run; a handler must reach its steps "
+                f"step {again!r} is already completed in this run; a handler must reach its steps "
                 "in the same order on every replay",
                 timing,
                 step_id=None,
                 retryable=True,
             )
-        output = to_json_text(op["data"], f"step {op['id']!r}: result")
+        outputs = [to_json_text(step["data"], f"step {step['id']!r}: result") for step in steps]
         # The first step stored after a retry resets the job's attempt counter (and renews the lease).
         if claim.attempt != 1 and not await self._renew(claim, 1):
             return Outcome.LOST
-        now = await self.steps.complete(
-            StepRow(
+        queued_ms = _ms_between(claim.ready_at, timing.started_at)
+        if done is not None:
+            to_json_text(done["data"], "the run's output")
+            row = await self.db.fetchrow(
+                "run_complete_with_steps",
                 claim.run_id,
                 claim.token,
-                op["id"],
+                [step["id"] for step in steps],
+                outputs,
                 claim.attempt,
-                output,
-                _ms_between(claim.ready_at, timing.started_at),
+                queued_ms,
                 timing.app_ms,
                 timing.started_at,
                 timing.ended_at,
+                done["data"],
+            )
+            return Outcome.LOST if row is None else Outcome.ENDED
+        now = await self.steps.complete(
+            *(
+                StepRow(
+                    claim.run_id,
+                    claim.token,
+                    step["id"],
+                    claim.attempt,
+                    output,
+                    queued_ms,
+                    timing.app_ms,
+                    timing.started_at,
+                    timing.ended_at,
+                )
+                for step, output in zip(steps, outputs, strict=True)
             )
         )
         if now is None:
             return Outcome.LOST
-        claim.steps[op["id"]] = {"type": "run", "data": op["data"]}
+        for step in steps:
+            claim.steps[step["id"]] = {"type": "run", "data": step["data"]}
         claim.attempt = 1
         claim.ready_at = timing.ended_at
         claim.db_now = now
@@ -301,7 +364,14 @@ class Executor:
     async def _sleep(self, claim: Claim, op: SleepOp, timing: Timing) -> Outcome:
         until = datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
         row = await self.db.fetchrow(
-            "step_park_sleep", claim.run_id, claim.token, op["id"], until, claim.attempt, timing.app_ms
+            "step_park_sleep",
+            claim.run_id,
+            claim.token,
+            op["id"],
+            until,
+            claim.attempt,
+            timing.app_ms,
+            timing.ended_at,
         )
         return Outcome.LOST if row is None else Outcome.PARKED
 

@@ -35,14 +35,16 @@ class StepRow:
 class StepWriter:
     def __init__(self, db: Database, *, concurrency: int = 4) -> None:
         self.db = db
-        self._pending: list[tuple[StepRow, asyncio.Future[datetime | None]]] = []
+        self._pending: list[tuple[list[StepRow], asyncio.Future[datetime | None]]] = []
         self._slots = asyncio.Semaphore(concurrency)
         self._scheduled = False
 
-    async def complete(self, row: StepRow) -> datetime | None:
-        """Store the step; the database time of the commit, or None if the lease was not held."""
+    async def complete(self, *rows: StepRow) -> datetime | None:
+        """Store the steps of one run (one, or a checkpoint's): all in the same statement, each fenced on
+        the run's lease, so all are stored or none. The database time of the commit, or None if the
+        lease was not held."""
         future: asyncio.Future[datetime | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
+        self._pending.append((list(rows), future))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().create_task(self._flush())
@@ -57,7 +59,7 @@ class StepWriter:
                 asyncio.get_running_loop().create_task(self._flush())
             if not batch:
                 return
-            rows = [r for r, _ in batch]
+            rows = [r for run_rows, _ in batch for r in run_rows]
             try:
                 stored = await self.db.fetch(
                     "steps_complete_many",
@@ -82,6 +84,6 @@ class StepWriter:
                         future.set_exception(exc)
                 raise
             committed = {r["run_id"]: r["now"] for r in stored}
-            for row, future in batch:
+            for run_rows, future in batch:
                 if not future.done():
-                    future.set_result(committed.get(row.run_id))
+                    future.set_result(committed.get(run_rows[0].run_id))

@@ -219,6 +219,10 @@ class InvokeSpan:
 
 
 def _step_ids(op: Mapping[str, Any]) -> list[str]:
-    """The step ids an answer names: one, or each of a parallel answer's (a done op names none)."""
+    """The step ids an answer names: one, or each of a parallel or checkpoint answer's (a done op names
+    none)."""
+    if op["op"] == "checkpoint":  # its steps, then those of the op that stopped it
+        then = op.get("then")
+        return [s["id"] for s in op.get("steps") or []] + ([] if then is None else _step_ids(then))
     ops = op.get("ops") if op["op"] == "parallel" else [op]
     return [o["id"] for o in ops or [] if isinstance(o.get("id"), str)]

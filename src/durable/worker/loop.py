@@ -25,6 +25,7 @@ from durable.errors import InvokeError
 from durable.metrics import INVOKE_SECONDS, INVOKES, RUNS_ENDED
 from durable.store.listen import Listener
 from durable.store.outage import RETRYABLE
+from durable.types import Op
 from durable.worker.invoke import Invoker
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ class WorkerLoop:
             if invoke_span is not None:
                 invoke_span.end(queued_ms=queued_ms, app_ms=timing.app_ms, op=op, outcome=outcome.value)
             if outcome is Outcome.ENDED:
-                RUNS_ENDED.labels("completed" if op["op"] == "done" else "failed").inc()
+                RUNS_ENDED.labels("completed" if _ends_done(op) else "failed").inc()
             if outcome is not Outcome.CONTINUE:
                 if outcome is not Outcome.LOST:
                     self.wakeup.set()  # a slot or a timer changed: let the loop look again
@@ -258,6 +259,12 @@ class WorkerLoop:
                 task.cancel()
             return len(pending)
         return 0
+
+
+def _ends_done(op: Op) -> bool:
+    """Whether the answer ends with the handler's return: a done op, or a checkpoint whose then is one."""
+    last = op.get("then") if op["op"] == "checkpoint" else op
+    return isinstance(last, dict) and last["op"] == "done"
 
 
 def _ms_between(a: datetime, b: datetime) -> int:

@@ -22,8 +22,15 @@ async def typed_async(event: durable_sdk.Event, step: durable_sdk.AsyncStep) -> 
     return {"sum": a + b + d, "c": c.upper(), "ids": ids, "by": reply and reply["data"]}
 
 
-@durable_sdk.function(id="typed-sync", trigger={"event": "t"})
+@durable_sdk.function(
+    id="typed-sync", trigger={"event": "t"}, checkpoint=durable_sdk.Checkpoint(max_steps=10)
+)
 def typed_sync(event: durable_sdk.Event, step: durable_sdk.SyncStep) -> int:
     a = step.run("a", lambda: 1)
     b, c = step.parallel([lambda: step.run("b", lambda: 2), lambda: step.run("c", lambda: 3)])
     return a + b + c
+
+
+bounds: durable_sdk.Checkpoint = durable_sdk.Checkpoint(max_bytes=65_536, max_ms=500)
+steps: int = bounds.max_steps
+off = durable_sdk.function(id="one-step-per-invoke", trigger=None, checkpoint=False)(typed_sync.handler)

@@ -13,8 +13,15 @@ FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended
 -- seen in the last 24 h. Returns each stored event with the functions it triggers (or only function
 -- $6: a cron occurrence, or "run function" from the dashboard), the waits it may resolve and the runs
 -- it may cancel (cancelOn). event_lock_names ran in an earlier statement,
--- so this statement's snapshot holds every wait committed before the lock. `@>` pre-filters waits (it
--- treats arrays as sets); the exact subset match is checked in Python.
+-- so this statement's snapshot holds every wait committed before the lock. Waits and cancelOn rows
+-- are found by fingerprint (migration 0013; docs/architecture.md, "Matching events to waits and
+-- cancels"). `fps` is computed once per event as it is stored, and only when something is parked on
+-- its name: a one-row index probe per table, which its ORDER BY keeps one (an EXISTS drops ORDER BY
+-- and may be planned as a scan). Each fingerprint is one index probe, a LATERAL subquery kept whole
+-- by OFFSET 0 so that no statistics (an empty table, one name holding most rows) plan it as a scan of
+-- the name's rows. `fps` is NULL for an event with more pairs than are fingerprinted: the second
+-- branch then reads every row of the name. `@>` pre-filters (it treats arrays as sets); the exact
+-- subset match is checked in Python.
 WITH input AS (
     SELECT i.ord, i.id, i.name, i.data::jsonb AS data, i.ts
     FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
@@ -29,7 +36,12 @@ WITH input AS (
     SELECT $1, first.id, first.name, first.data, first.ts
     FROM (SELECT DISTINCT ON (i.id) i.* FROM input i JOIN fresh f ON f.id = i.id ORDER BY i.id, i.ord) AS first
     ORDER BY first.ord
-    RETURNING seq, id, name, data, ts
+    RETURNING seq, id, name, data, ts,
+              CASE WHEN (SELECT true FROM waits w WHERE w.app_id = $1 AND w.event_name = events.name
+                         ORDER BY w.match_fp LIMIT 1)
+                     OR (SELECT true FROM run_cancels c WHERE c.app_id = $1 AND c.event_name = events.name
+                         ORDER BY c.match_fp LIMIT 1)
+                   THEN durable_match_fps(data, 256) ELSE '{}' END AS fps
 )
 SELECT s.seq, s.id, s.name, s.data, s.ts,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config, 'paused', f.paused)
@@ -38,12 +50,22 @@ SELECT s.seq, s.id, s.name, s.data, s.ts,
         WHERE f.app_id = $1 AND CASE WHEN $6::text IS NULL THEN f.trigger_event = s.name ELSE f.id = $6 END)
        AS functions,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', w.run_id, 'match', w.match)), '[]')
-        FROM waits w
-        WHERE w.app_id = $1 AND w.event_name = s.name AND (w.match IS NULL OR s.data @> w.match)) AS waits,
+        FROM (SELECT hit.run_id, hit.match
+              FROM unnest(s.fps) AS fp (v)
+              CROSS JOIN LATERAL (SELECT run_id, match FROM waits
+                                  WHERE app_id = $1 AND event_name = s.name AND match_fp = fp.v OFFSET 0) AS hit
+              UNION ALL
+              SELECT run_id, match FROM waits WHERE s.fps IS NULL AND app_id = $1 AND event_name = s.name) AS w
+        WHERE w.match IS NULL OR s.data @> w.match) AS waits,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('runId', c.run_id, 'match', c.match)), '[]')
-        FROM run_cancels c
-        WHERE c.app_id = $1 AND c.event_name = s.name AND (c.match IS NULL OR s.data @> c.match)
-          AND (c.until IS NULL OR c.until > durable_now())) AS cancels
+        FROM (SELECT hit.run_id, hit.match, hit.until
+              FROM unnest(s.fps) AS fp (v)
+              CROSS JOIN LATERAL (SELECT run_id, match, until FROM run_cancels
+                                  WHERE app_id = $1 AND event_name = s.name AND match_fp = fp.v OFFSET 0) AS hit
+              UNION ALL
+              SELECT run_id, match, until FROM run_cancels
+              WHERE s.fps IS NULL AND app_id = $1 AND event_name = s.name) AS c
+        WHERE (c.match IS NULL OR s.data @> c.match) AND (c.until IS NULL OR c.until > durable_now())) AS cancels
 FROM stored s
 ORDER BY s.seq;  -- input order: the first matching event of a list wins a wait
 

@@ -84,3 +84,25 @@ ORDER BY s.seq;
 
 -- name: run_step_exists
 SELECT 1 FROM steps WHERE run_id = $1 AND id = $2;
+
+-- name: run_complete_with_steps
+-- A checkpoint that ends in `done` (docs/protocol.md, "Checkpointing"): its steps ($3.. as in
+-- steps_complete_many, for this one run) stored and the run completed in one statement and one commit,
+-- fenced on the lease: the job's delete is what every write hangs on, so a lost lease stores nothing.
+WITH lease AS (
+    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, gate
+), cancels AS (
+    DELETE FROM run_cancels c USING lease WHERE c.run_id = lease.run_id
+), stored AS (
+    INSERT INTO steps AS s (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
+    SELECT lease.run_id, i.id, 'run', 'completed', $5, i.output::jsonb, $6, $7, $8, $9
+    FROM lease, unnest($3::text[], $4::text[]) WITH ORDINALITY AS i (id, output, ord)
+    ORDER BY i.ord
+    ON CONFLICT (run_id, id) DO UPDATE
+    SET status = 'completed', attempts = EXCLUDED.attempts, output = EXCLUDED.output, error = NULL,
+        queued_ms = EXCLUDED.queued_ms, app_ms = EXCLUDED.app_ms, ended_at = EXCLUDED.ended_at
+    WHERE s.status <> 'completed'
+)
+UPDATE runs r SET status = 'completed', activity = NULL, output = $10, error = NULL, ended_at = durable_now()
+FROM lease WHERE r.id = lease.run_id
+RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;

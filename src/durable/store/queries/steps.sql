@@ -7,14 +7,15 @@ WHERE run_id = $1 AND lease_token = $2
 RETURNING (extract(epoch FROM available_at - durable_clock()) * 1000)::int AS lease_left_ms;
 
 -- name: step_park_sleep
--- Park the run in a durable sleep: the job becomes free and due at the sleep's end.
+-- Park the run in a durable sleep: the job becomes free and due at the sleep's end. The sleep starts
+-- when its answer arrived ($7), not when this statement runs (after a checkpoint's steps were stored).
 WITH lease AS (
     UPDATE jobs SET available_at = $4, ready_at = $4, attempt = 1, lease_token = NULL, claimed_by = NULL
     WHERE run_id = $1 AND lease_token = $2
     RETURNING run_id
 ), step AS (
     INSERT INTO steps (run_id, id, type, status, attempts, app_ms, started_at)
-    SELECT run_id, $3, 'sleep', 'sleeping', $5, $6, durable_now() FROM lease
+    SELECT run_id, $3, 'sleep', 'sleeping', $5, $6, least($7::timestamptz, durable_now()) FROM lease
     ON CONFLICT (run_id, id) DO NOTHING
 )
 UPDATE runs r SET activity = 'sleeping' FROM lease WHERE r.id = lease.run_id
@@ -99,17 +100,18 @@ FROM entry WHERE r.id = entry.run_id
 RETURNING r.id, pg_notify('durable_jobs', '');
 
 -- name: steps_complete_many
--- step_complete for many runs in one statement and one commit (group commit under load). Each row is
--- fenced on its own lease; job rows are locked in run_id order. Returns the runs whose step was stored.
+-- step_complete for many runs in one statement and one commit (group commit under load), several steps
+-- of a run (a parallel answer, a checkpoint) in the order given, which `seq` keeps. Each row is fenced on
+-- its own lease; job rows are locked in run_id order. Returns the runs whose steps were stored.
 INSERT INTO steps AS s (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
 SELECT i.run_id, i.id, 'run', 'completed', i.attempts, i.output::jsonb, i.queued_ms, i.app_ms, i.started_at, i.ended_at
 FROM (
     SELECT i.*
     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[],
-                $8::timestamptz[], $9::timestamptz[])
-         AS i (run_id, token, id, attempts, output, queued_ms, app_ms, started_at, ended_at)
+                $8::timestamptz[], $9::timestamptz[]) WITH ORDINALITY
+         AS i (run_id, token, id, attempts, output, queued_ms, app_ms, started_at, ended_at, ord)
     JOIN jobs j ON j.run_id = i.run_id AND j.lease_token = i.token
-    ORDER BY j.run_id
+    ORDER BY j.run_id, i.ord
     FOR KEY SHARE OF j
 ) AS i
 ON CONFLICT (run_id, id) DO UPDATE
