@@ -264,3 +264,73 @@ async def test_a_capped_workspace_gets_no_hand_off(engine: Engine) -> None:
     _, claims = await ingest(engine.db, a.id, events, handoff)
     assert claims == []  # counted at claim, under the workspace's lock
     assert sorted(r["activity"] for r in await engine.runs(a)) == ["queued"] * 3
+
+
+async def test_a_bulk_resume_refreshes_the_claims_statistics_in_its_transaction(
+    engine: Engine, monkeypatch: Any
+) -> None:
+    """Many parked jobs made due at once (an event that resumes them all): the planner must learn it
+    before the next claim, or claims read and sort every due job (engine.claim.made_due). The ANALYZE
+    runs inside the resuming transaction; its row count commits with it."""
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f"})
+    for n in range(5):
+        await engine.send(ws, "go", {"n": n})
+    wait: Any = {
+        "op": "wait",
+        "id": "w",
+        "event": "all",
+        "match": None,
+        "until_ms": await _db_now_ms(db) + 600_000,
+    }
+    for claim in await _claim(executor):
+        assert await executor.apply(claim, wait, _timing(db)) is Outcome.PARKED
+
+    async def jobs_reltuples() -> float:
+        async with db.connection() as conn:
+            return float(await conn.raw.fetchval("SELECT reltuples FROM pg_class WHERE relname = 'jobs'"))
+
+    before = await jobs_reltuples()
+    monkeypatch.setattr("durable.engine.claim.BULK_DUE", 6)
+    await engine.send(ws, "all")  # 5 resumed: under the threshold
+    assert await jobs_reltuples() == before
+    for n in range(5, 11):
+        await engine.send(ws, "go", {"n": n})
+    for claim in await _claim(executor, limit=64):  # the 5 resumed runs too, left as they are
+        if claim.steps == {}:
+            assert await executor.apply(claim, wait, _timing(db)) is Outcome.PARKED
+    await engine.send(ws, "all")  # 6 resumed: analyzed, and it counted them
+    assert await jobs_reltuples() >= 6
+
+
+async def test_completions_group_committed_together_are_each_fenced_on_their_own_lease(
+    engine: Engine,
+) -> None:
+    """runs_complete_many: runs that end in one flush (engine/group_commit.py) are stored per run, all or
+    none: the run whose lease was taken meanwhile keeps its job and gets neither its steps nor its end."""
+    db = engine.db
+    ws, executor = await _setup(engine, {"id": "f"})
+    for n in range(3):
+        await engine.send(ws, "go", {"n": n})
+    claims = sorted(await _claim(executor), key=lambda c: c.run_id)
+    lost = claims[1]
+    async with db.connection() as conn:
+        await conn.raw.execute(
+            "UPDATE jobs SET lease_token = gen_random_uuid() WHERE run_id = $1", lost.run_id
+        )
+    answer: Any = {
+        "op": "checkpoint",
+        "steps": [{"id": "a", "data": [1, 2]}],
+        "then": {"op": "done", "data": 3},
+    }
+    outcomes = await asyncio.gather(*(executor.apply(c, answer, _timing(db)) for c in claims))
+    assert outcomes == [Outcome.ENDED, Outcome.LOST, Outcome.ENDED]
+    for claim, ended in zip(claims, (True, False, True), strict=True):
+        run = await db.fetchrow("run_get", claim.run_id)
+        steps = await db.fetch("run_steps", claim.run_id)
+        assert run is not None
+        if ended:
+            assert run["status"] == "completed" and run["output"] == 3
+            assert [(s["id"], s["output"]) for s in steps] == [("a", [1, 2])]
+        else:
+            assert run["status"] == "active" and steps == []

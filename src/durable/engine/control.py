@@ -22,6 +22,7 @@ import asyncpg
 from durable.core.match import matches
 from durable.core.times import iso_ms
 from durable.engine.cancel import cancel_runs, cause
+from durable.engine.claim import made_due
 from durable.engine.runs import RUN_STATUSES, check_match, match_prefilter, rerun_many
 from durable.errors import InvalidInput, NotFound
 from durable.store.db import Conn, Database
@@ -85,6 +86,7 @@ async def resume(db: Database, app_id: str, function_id: str) -> dict[str, Any]:
         ids = [r["run_id"] for r in await tx.fetch("control_lock_held", app_id, function_id)]
         if ids:
             released = int((await tx.fetchval("control_release", ids)) or 0)
+            await made_due(tx, released)
     return {"id": function_id, "paused": None, "runs": released}
 
 

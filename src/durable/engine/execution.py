@@ -264,7 +264,7 @@ class Executor:
         if kind == "wait":
             return await self._wait(claim, op, timing)  # type: ignore[arg-type]
         if kind == "done":
-            return await self._done(claim, op)  # type: ignore[arg-type]
+            return await self._done(claim, op, timing)  # type: ignore[arg-type]
         if kind in ("invoke", "send"):
             return await self._compose(claim, [op], timing)  # type: ignore[list-item]
         if kind == "parallel":
@@ -285,7 +285,7 @@ class Executor:
         would be (None: a bound stopped them, so invoke again at once)."""
         then = op["then"]
         if then is not None and then["op"] == "done" and claim.parent_run_id is None:
-            return await self._store(claim, op["steps"], timing, done=then)  # one statement, one commit
+            return await self._store(claim, op["steps"], timing, done=then)  # one statement
         began = claim.db_now  # when this invoke began, on the database clock
         outcome = await self._store(claim, op["steps"], timing)
         if outcome is not Outcome.CONTINUE or then is None:
@@ -304,7 +304,8 @@ class Executor:
         done: DoneOp | None = None,
     ) -> Outcome:
         """Store new steps' results in one fenced statement (group-committed with other runs' steps);
-        with `done`, complete the run in the same statement (a run that no parent waits on)."""
+        with `done`, complete the run in the same statement (a run that no parent waits on; none of
+        `steps` after a plain done)."""
         again = next((step["id"] for step in steps if step["id"] in claim.steps), None)
         if again is not None:
             return await self._attempt_failed(
@@ -316,42 +317,29 @@ class Executor:
                 retryable=True,
             )
         outputs = [to_json_text(step["data"], f"step {step['id']!r}: result") for step in steps]
-        # The first step stored after a retry resets the job's attempt counter (and renews the lease).
-        if claim.attempt != 1 and not await self._renew(claim, 1):
-            return Outcome.LOST
         queued_ms = _ms_between(claim.ready_at, timing.started_at)
-        if done is not None:
-            to_json_text(done["data"], "the run's output")
-            row = await self.db.fetchrow(
-                "run_complete_with_steps",
+        rows = [
+            StepRow(
                 claim.run_id,
                 claim.token,
-                [step["id"] for step in steps],
-                outputs,
+                step["id"],
                 claim.attempt,
+                output,
                 queued_ms,
                 timing.app_ms,
                 timing.started_at,
                 timing.ended_at,
-                done["data"],
             )
-            return Outcome.LOST if row is None else Outcome.ENDED
-        now = await self.steps.complete(
-            *(
-                StepRow(
-                    claim.run_id,
-                    claim.token,
-                    step["id"],
-                    claim.attempt,
-                    output,
-                    queued_ms,
-                    timing.app_ms,
-                    timing.started_at,
-                    timing.ended_at,
-                )
-                for step, output in zip(steps, outputs, strict=True)
-            )
-        )
+            for step, output in zip(steps, outputs, strict=True)
+        ]
+        if done is not None:  # the run ends: its job goes, so no attempt counter to reset
+            output_json = to_json_text(done["data"], "the run's output")
+            ended = await self.steps.complete_run(claim.run_id, claim.token, output_json, *rows)
+            return Outcome.ENDED if ended else Outcome.LOST
+        # The first step stored after a retry resets the job's attempt counter (and renews the lease).
+        if claim.attempt != 1 and not await self._renew(claim, 1):
+            return Outcome.LOST
+        now = await self.steps.complete(*rows)
         if now is None:
             return Outcome.LOST
         for step in steps:
@@ -588,7 +576,9 @@ class Executor:
             )
         return resolved
 
-    async def _done(self, claim: Claim, op: DoneOp) -> Outcome:
+    async def _done(self, claim: Claim, op: DoneOp, timing: Timing) -> Outcome:
+        if claim.parent_run_id is None:  # group-committed with other runs' completions and steps
+            return await self._store(claim, [], timing, done=op)
         to_json_text(op["data"], "the run's output")  # refuses what the store cannot hold, by name
         return await self._end(
             claim, "run_complete", claim.run_id, claim.token, op["data"], output=op["data"]

@@ -15,7 +15,7 @@ from durable.core.ids import new_id
 from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
 from durable.engine.cancel import cancel_runs, cause
-from durable.engine.claim import Claim
+from durable.engine.claim import Claim, made_due
 from durable.engine.flow import Handoff, Planner
 from durable.engine.nonces import record_nonce
 from durable.store.db import Conn, Database
@@ -132,8 +132,12 @@ async def resume_waits(
     run_ids = sorted(chosen)
     await tx.fetch("waits_lock_jobs", run_ids)
     keys = ("id", "name", "data", "ts")
-    events_json = [to_json_text({k: chosen[r][k] for k in keys}, "event") for r in run_ids]
-    resumed = await tx.fetch("waits_resolve", run_ids, events_json)
+    resuming = {event["seq"]: event for event in chosen.values()}  # each event once, however many it resumes
+    order = {seq: k for k, seq in enumerate(resuming, start=1)}
+    events_json = [to_json_text({key: event[key] for key in keys}, "event") for event in resuming.values()]
+    picks = [order[chosen[r]["seq"]] for r in run_ids]
+    resumed = await tx.fetch("waits_resolve", run_ids, picks, events_json)
+    await made_due(tx, len(resumed))
     for row in resumed:
         tx.changed(row["app_id"], "runs", row["id"])
         if effects is not None:

@@ -203,3 +203,9 @@ WITH lease AS (
     RETURNING s.id
 )
 SELECT count(*) AS timed_out FROM s;
+
+-- name: jobs_analyze
+-- Fresh statistics for jobs, inside the transaction that just made many jobs due at once (a bulk resume):
+-- ANALYZE counts this transaction's own new row versions, and its statistics commit with it. Without it
+-- the planner goes on believing those jobs are parked, and claims read and sort every due job.
+ANALYZE jobs;

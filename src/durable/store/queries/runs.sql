@@ -85,24 +85,39 @@ ORDER BY s.seq;
 -- name: run_step_exists
 SELECT 1 FROM steps WHERE run_id = $1 AND id = $2;
 
--- name: run_complete_with_steps
--- A checkpoint that ends in `done` (docs/protocol.md, "Checkpointing"): its steps ($3.. as in
--- steps_complete_many, for this one run) stored and the run completed in one statement and one commit,
--- fenced on the lease: the job's delete is what every write hangs on, so a lost lease stores nothing.
-WITH lease AS (
-    DELETE FROM jobs WHERE run_id = $1 AND lease_token = $2 RETURNING run_id, gate
+-- name: runs_complete_many
+-- run_complete for many runs in one statement and one commit (engine/group_commit.py), each with the
+-- steps of its last answer (a checkpoint's, docs/protocol.md "Checkpointing"; none after a plain done):
+-- runs $1 with lease tokens $2 complete with outputs $3 (JSON text); step rows $4.. ($11 their runs)
+-- are stored only for runs whose job this statement deletes, so a lost lease stores nothing of its run.
+-- Job rows are locked in run_id order first (as every multi-run statement locks them).
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) AS i (run_id, token, output)
+), locked AS (
+    SELECT j.run_id, i.output
+    FROM jobs j JOIN input i ON i.run_id = j.run_id AND j.lease_token = i.token
+    ORDER BY j.run_id
+    FOR UPDATE OF j
+), lease AS (
+    DELETE FROM jobs j USING locked l WHERE j.run_id = l.run_id RETURNING j.run_id, j.gate
 ), cancels AS (
     DELETE FROM run_cancels c USING lease WHERE c.run_id = lease.run_id
 ), stored AS (
     INSERT INTO steps AS s (run_id, id, type, status, attempts, output, queued_ms, app_ms, started_at, ended_at)
-    SELECT lease.run_id, i.id, 'run', 'completed', $5, i.output::jsonb, $6, $7, $8, $9
-    FROM lease, unnest($3::text[], $4::text[]) WITH ORDINALITY AS i (id, output, ord)
-    ORDER BY i.ord
+    SELECT st.run_id, st.id, 'run', 'completed', st.attempts, st.output::jsonb, st.queued_ms, st.app_ms,
+           st.started_at, st.ended_at
+    FROM unnest($11::text[], $4::text[], $5::int[], $6::text[], $7::int[], $8::int[], $9::timestamptz[],
+                $10::timestamptz[]) WITH ORDINALITY
+         AS st (run_id, id, attempts, output, queued_ms, app_ms, started_at, ended_at, ord)
+    JOIN lease ON lease.run_id = st.run_id
+    ORDER BY st.run_id, st.ord
     ON CONFLICT (run_id, id) DO UPDATE
     SET status = 'completed', attempts = EXCLUDED.attempts, output = EXCLUDED.output, error = NULL,
         queued_ms = EXCLUDED.queued_ms, app_ms = EXCLUDED.app_ms, ended_at = EXCLUDED.ended_at
     WHERE s.status <> 'completed'
 )
-UPDATE runs r SET status = 'completed', activity = NULL, output = $10, error = NULL, ended_at = durable_now()
-FROM lease WHERE r.id = lease.run_id
-RETURNING r.id, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;
+UPDATE runs r
+SET status = 'completed', activity = NULL, output = l.output::jsonb, error = NULL, ended_at = durable_now()
+FROM locked l JOIN lease ON lease.run_id = l.run_id
+WHERE r.id = l.run_id
+RETURNING r.id, clock_timestamp() AS now, CASE WHEN lease.gate IS NOT NULL THEN pg_notify('durable_jobs', '') END;

@@ -4,9 +4,13 @@ SELECT run_id FROM jobs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDAT
 
 -- name: waits_resolve
 -- Resume waits with their matching events: delete the wait (whoever deletes it wins the race with the
--- timeout), store the event as the step's data, and make the job due now.
-WITH input AS (
-    SELECT i.run_id, i.event::jsonb AS event FROM unnest($1::text[], $2::text[]) AS i (run_id, event)
+-- timeout), store the event as the step's data, and make the job due now. $3 holds each resuming event
+-- once (JSON text); $2 says which of them (1-based) resumes each run of $1, so one event that resumes
+-- many runs is parsed once.
+WITH events AS (
+    SELECT e.event::jsonb AS event, e.k FROM unnest($3::text[]) WITH ORDINALITY AS e (event, k)
+), input AS (
+    SELECT i.run_id, e.event FROM unnest($1::text[], $2::int[]) AS i (run_id, k) JOIN events e USING (k)
 ), gone AS (
     DELETE FROM waits w USING input i WHERE w.run_id = i.run_id
     RETURNING w.run_id, w.step_id, i.event
