@@ -150,8 +150,9 @@ const MAX_ID_WITH_FAILURE = 120;
 const FIELDS = ["id", "name", "trigger", "handler", "retries", "priority", ...Object.keys(OPTIONS), "onFailure", "cancelOn", "idempotency", "checkpoint"];
 /** The bounds `checkpoint: true` (or omitted) means, and the most each may be (docs/protocol.md, "Checkpointing"). */
 const CHECKPOINT: Readonly<Required<CheckpointOptions>> = Object.freeze({ maxSteps: 100, maxBytes: 1_048_576, maxMs: 1000 });
-/** The engine takes at most 1000 steps in one checkpoint answer. */
+/** The engine takes at most 1000 steps in one checkpoint answer, and an answer of at most 4 MiB. */
 const MAX_CHECKPOINT_STEPS = 1000;
+const MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024;
 
 /** Render a value in a message: strings quoted like `'abc'`, the rest as JSON. */
 export function repr(value: unknown): string {
@@ -278,9 +279,9 @@ function checkpointBounds(value: unknown, fail: (field: string, problem: string)
   for (const [field, bound] of Object.entries(value)) {
     if (bound === undefined) continue;
     if (!Object.hasOwn(CHECKPOINT, field)) throw fail(`checkpoint.${field}`, `unknown option (expected ${Object.keys(CHECKPOINT).join(", ")})`);
-    const steps = field === "maxSteps";
-    if (!Number.isSafeInteger(bound) || bound < 1 || (steps && bound > MAX_CHECKPOINT_STEPS))
-      throw fail(`checkpoint.${field}`, `must be an integer ${steps ? `from 1 to ${MAX_CHECKPOINT_STEPS}` : ">= 1"}, got ${repr(bound)}`);
+    const cap = field === "maxSteps" ? MAX_CHECKPOINT_STEPS : field === "maxBytes" ? MAX_CHECKPOINT_BYTES : undefined;
+    if (!Number.isSafeInteger(bound) || bound < 1 || (cap !== undefined && bound > cap))
+      throw fail(`checkpoint.${field}`, `must be an integer ${cap !== undefined ? `from 1 to ${cap}` : ">= 1"}, got ${repr(bound)}`);
     bounds[field as keyof CheckpointOptions] = bound;
   }
   return Object.freeze(bounds);
