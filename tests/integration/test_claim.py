@@ -261,7 +261,7 @@ async def test_a_capped_workspace_gets_no_hand_off(engine: Engine) -> None:
     await update_settings(engine.db, a.id, {"maxConcurrency": 1})
     events: Any = [{"id": None, "name": "go", "data": {"i": i}, "ts": None} for i in range(3)]
     handoff = Handoff("local:0", capacity=10, lease_ms=5000, default_max_attempts=3)
-    _, claims = await ingest(engine.db, a.id, events, handoff)
+    _, claims, _ = await ingest(engine.db, a.id, events, handoff)
     assert claims == []  # counted at claim, under the workspace's lock
     assert sorted(r["activity"] for r in await engine.runs(a)) == ["queued"] * 3
 

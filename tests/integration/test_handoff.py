@@ -20,7 +20,7 @@ async def test_ingest_hands_ungated_runs_due_now_to_the_offered_worker(engine: E
     )
     events = [{"id": None, "name": "go", "data": {"i": i}, "ts": None} for i in range(3)]
     handoff = Handoff("local:0", capacity=10, lease_ms=5000, default_max_attempts=3)
-    ids, claims = await ingest(engine.db, ws.id, events, handoff)  # type: ignore[arg-type]
+    ids, claims, queued = await ingest(engine.db, ws.id, events, handoff)  # type: ignore[arg-type]
     assert len(ids) == 3
     # Gated runs wait for their gate and throttled ones for their slot (the first slot is now).
     assert sorted(c.function_id for c in claims) == ["paced", "plain", "plain", "plain"]
@@ -37,6 +37,7 @@ async def test_ingest_hands_ungated_runs_due_now_to_the_offered_worker(engine: E
     assert {c.token for c in claims} == {r["lease_token"] for r in leased.values()}
     unclaimed = [r for r in jobs if r["lease_token"] is None]
     assert len(unclaimed) == 5 and all(r["activity"] in ("queued", "scheduled") for r in unclaimed)
+    assert queued  # the gated and throttled runs are the queue's: the worker loops are woken for them
 
 
 async def test_the_hand_off_takes_no_more_than_the_worker_has_room_for(engine: Engine) -> None:
@@ -44,14 +45,30 @@ async def test_the_hand_off_takes_no_more_than_the_worker_has_room_for(engine: E
     await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "plain", "trigger": {"event": "go"}}])
     events = [{"id": None, "name": "go", "data": {}, "ts": None} for _ in range(5)]
     handoff = Handoff("local:0", capacity=2, lease_ms=5000, default_max_attempts=3)
-    _, claims = await ingest(engine.db, ws.id, events, handoff)  # type: ignore[arg-type]
+    _, claims, queued = await ingest(engine.db, ws.id, events, handoff)  # type: ignore[arg-type]
     assert len(claims) == 2
+    assert queued
     assert sorted(r["activity"] for r in await engine.runs(ws)) == ["executing"] * 2 + ["queued"] * 3
 
 
 async def test_no_offer_means_no_hand_off(engine: Engine) -> None:
     ws = await engine.workspace()
     await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "plain", "trigger": {"event": "go"}}])
-    _, claims = await ingest(engine.db, ws.id, [{"id": None, "name": "go", "data": {}, "ts": None}])
-    assert claims == []
+    _, claims, queued = await ingest(engine.db, ws.id, [{"id": None, "name": "go", "data": {}, "ts": None}])
+    assert claims == [] and queued
     assert [r["activity"] for r in await engine.runs(ws)] == ["queued"]
+
+
+async def test_an_ingest_whose_every_run_was_handed_off_leaves_nothing_queued(engine: Engine) -> None:
+    """So it wakes no worker loop: a claim would find nothing (resumed waits and cancelled runs are
+    queued work: tests/integration/test_match_index.py)."""
+    ws = await engine.workspace()
+    await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "plain", "trigger": {"event": "go"}}])
+    handoff = Handoff("local:0", capacity=10, lease_ms=5000, default_max_attempts=3)
+    events = [{"id": None, "name": "go", "data": {"i": i}, "ts": None} for i in range(3)]
+    _, claims, queued = await ingest(engine.db, ws.id, events, handoff)  # type: ignore[arg-type]
+    assert len(claims) == 3 and not queued
+    _, claims, queued = await ingest(
+        engine.db, ws.id, [{"id": None, "name": "other", "data": {}, "ts": None}]
+    )
+    assert claims == [] and not queued

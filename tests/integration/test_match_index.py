@@ -191,7 +191,7 @@ async def test_ingest_resumes_and_cancels_exactly_what_matches_accepts(
     for row in [*parked.values(), *cancel_on.values()]:
         assert (row["match_fp"] == 0) == (not has_pair(row["match"])), row["match"]
 
-    await ingest(db, app_id, [an_event(data)])
+    ingested = await ingest(db, app_id, [an_event(data)])
 
     async with db.pool.acquire() as conn:
         stored = await conn.fetchval("SELECT data FROM events WHERE app_id = $1", app_id)
@@ -214,6 +214,9 @@ async def test_ingest_resumes_and_cancels_exactly_what_matches_accepts(
     assert set(parked) - left == want_resumed
     assert queued == want_resumed
     assert ended == dict.fromkeys(want_cancelled, "cancelled")
+    # A resumed or cancelled run is work for the queue: the API wakes the worker loops for it, and
+    # only then (engine/ingest.py Stored.queued).
+    assert ingested.queued == bool(want_resumed or want_cancelled)
 
 
 def has_pair(match: Any) -> bool:

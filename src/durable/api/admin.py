@@ -261,7 +261,6 @@ async def fire_event(request: Request, app_id: str) -> Response:
     await apps.require_app(request.app.state.db, app_id)
     events, _ = parse_events(parse_json(await read_body(request)))
     ids = await ingest_and_hand_off(request, app_id, events)
-    request.app.state.on_ingest()
     return JSON({"ids": ids})
 
 

@@ -126,11 +126,14 @@ def _path_parameter(scope: Scope) -> str:
 async def ingest_and_hand_off(
     request: Request, app_id: str, events: list[EventIn], *, nonce: str | None = None
 ) -> list[str]:
-    """Ingest events; runs this process's workers can start at once are handed to them directly.
-    `nonce`: a signed request's v2 nonce, recorded in the ingest's transaction."""
+    """Ingest events; runs this process's workers can start at once are handed to them directly, and
+    its worker loops are woken only when the ingest left work for the queue (nothing else could be due
+    because of it). `nonce`: a signed request's v2 nonce, recorded in the ingest's transaction."""
     dispatcher = request.app.state.dispatcher
     handoff = dispatcher.offer() if dispatcher is not None else None
-    ids, claims = await ingest(request.app.state.db, app_id, events, handoff, nonce=nonce)
-    if claims and handoff is not None:
-        dispatcher.adopt(handoff, claims)
-    return ids
+    stored = await ingest(request.app.state.db, app_id, events, handoff, nonce=nonce)
+    if stored.claims and handoff is not None:
+        dispatcher.adopt(handoff, stored.claims)
+    if stored.queued:
+        request.app.state.on_ingest()
+    return stored.ids

@@ -151,7 +151,6 @@ async def _send(request: Request, app: App, payload: object, nonce: str | None) 
     events, _ = parse_events(payload)
     ids = await ingest_and_hand_off(request, app.id, events, nonce=nonce)
     EVENTS_INGESTED.inc(len(events))
-    request.app.state.on_ingest()
     return {"ids": ids}
 
 

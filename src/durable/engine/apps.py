@@ -209,5 +209,5 @@ async def run_function(db: Database, app_id: str, function_id: str, data: object
         name = function["trigger_event"] or "durable/function.invoked"
     event: EventIn = {"id": None, "name": name, "data": data, "ts": now_ms}
     async with db.transaction() as tx:
-        ids, _ = await store_events(tx, app_id, [event], function_id=function_id)
+        ids = (await store_events(tx, app_id, [event], function_id=function_id)).ids
         return ids

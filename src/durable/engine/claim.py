@@ -52,6 +52,7 @@ class Claim:
     parent_step_id: str | None = None
     on_failure: str | None = None  # the function to start when this run fails for good
     pending_invokes: int = 0  # invoke steps still waiting on a child when the run was claimed
+    capped: bool = False  # the workspace has a cap (max_concurrency): its run ending frees a slot
 
     @classmethod
     def build(
@@ -73,6 +74,7 @@ class Claim:
         parent_run_id: str | None = None,
         parent_step_id: str | None = None,
         pending_invokes: int = 0,
+        capped: bool = False,
     ) -> Claim:
         """The one way to make a Claim, from a claim (jobs_claim) or a hand-off (runs_create).
 
@@ -101,6 +103,7 @@ class Claim:
             parent_step_id=parent_step_id,
             on_failure=(config or {}).get("onFailure"),
             pending_invokes=pending_invokes,
+            capped=capped,
         )
 
     def keys(self) -> Keys:

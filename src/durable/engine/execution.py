@@ -165,6 +165,7 @@ class Executor:
                     parent_run_id=row["parent_run_id"],
                     parent_step_id=row["parent_step_id"],
                     pending_invokes=row["pending_invokes"],
+                    capped=row["capped"],
                 )
             )
         return claims
@@ -504,7 +505,7 @@ class Executor:
 
     async def _send(self, tx: Conn, claim: Claim, op: SendOp, timing: Timing) -> list[str]:
         """The events of a send op, stored as POST /e stores them, in the run's transaction."""
-        ids, _ = await store_events(tx, claim.app_id, op["events"])
+        ids = (await store_events(tx, claim.app_id, op["events"])).ids
         await tx.execute(
             "step_store",
             claim.run_id,

@@ -130,6 +130,12 @@ class Planner:
     _active: set[str] = field(default_factory=set)  # singleton keys' runs that are still active
     _configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # function id -> its options
 
+    @property
+    def queued(self) -> bool:
+        """Whether the writes left work for the queue (announced by their NOTIFY on `durable_jobs`): a
+        run not handed off, a debounce or batch that moved a run's start, a run replaced (singleton)."""
+        return len(self.claims) < len(self.new_runs) or bool(self.merges) or bool(self.replaced)
+
     async def plan(self, events: list[dict[str, Any]]) -> None:
         """Decide for every (event, function) pair; then write runs, merges, state and outcomes."""
         pairs = [(e, f) for e in events for f in e["functions"]]

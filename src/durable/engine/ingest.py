@@ -7,7 +7,7 @@ an event is either seen by the wait's look-back or sees the stored wait.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -22,6 +22,17 @@ from durable.store.db import Conn, Database
 from durable.types import EventIn
 
 
+class Stored(NamedTuple):
+    """What storing events did: their ids in order, the runs claimed for `handoff`'s worker (drive them
+    at once), and whether it left work for the queue (a run not handed off, a debounce or batch moved,
+    a wait resumed, a run cancelled): only then are worker loops woken (the transaction's NOTIFY on
+    `durable_jobs` wakes every process's; docs/architecture.md, "Wake-ups")."""
+
+    ids: list[str]
+    claims: list[Claim]
+    queued: bool
+
+
 async def ingest(
     db: Database,
     app_id: str,
@@ -29,10 +40,9 @@ async def ingest(
     handoff: Handoff | None = None,
     *,
     nonce: str | None = None,
-) -> tuple[list[str], list[Claim]]:
-    """Store `events` for the app (all or nothing); return their ids in order, and the runs claimed for
-    this process's workers when `handoff` offered them capacity (drive them at once). `nonce`: the v2
-    nonce of the signed request, recorded first in the same transaction (a replay stores nothing)."""
+) -> Stored:
+    """Store `events` for the app (all or nothing). `nonce`: the v2 nonce of the signed request,
+    recorded first in the same transaction (a replay stores nothing)."""
     async with db.transaction() as tx:
         if nonce is not None:
             await record_nonce(tx, app_id, nonce)
@@ -46,11 +56,11 @@ async def store_events(
     *,
     function_id: str | None = None,
     handoff: Handoff | None = None,
-) -> tuple[list[str], list[Claim]]:
-    """Store events in `tx` and act on them; with `function_id`, they start that function (cron).
-    Returns the events' ids and the runs handed off to `handoff`'s worker."""
+) -> Stored:
+    """Store events in `tx` and act on them; with `function_id`, they start that function (cron)."""
     ids = [e["id"] or new_id() for e in events]
     claims: list[Claim] = []
+    queued = False
     tx.changed(app_id, "events")
     names = [e["name"] for e in events]
     # The database clock (durable_now()): flow-control windows and due times are compared with it.
@@ -78,14 +88,14 @@ async def store_events(
     if any(row["functions"] for row in stored):
         planner = Planner(tx, app_id, now_ms, handoff)
         await planner.plan(stored)
-        claims = planner.claims
+        claims, queued = planner.claims, planner.queued
     if any(row["waits"] for row in stored):
         await resume_waits(tx, stored, effects)
     if effects:
         seqs = list(effects)
         outcomes = [orjson.dumps(effects[s]).decode() for s in seqs]
         await tx.execute("event_outcomes_append", app_id, seqs, outcomes)
-    return ids, claims
+    return Stored(ids, claims, queued or bool(effects))
 
 
 async def cancel_matching(

@@ -239,8 +239,8 @@ class WorkerLoop:
             if outcome is Outcome.ENDED:
                 RUNS_ENDED.labels("completed" if _ends_done(op) else "failed").inc()
             if outcome is not Outcome.CONTINUE:
-                if outcome is not Outcome.LOST:
-                    self.wakeup.set()  # a slot or a timer changed: let the loop look again
+                if outcome is Outcome.PARKED or (outcome is Outcome.ENDED and claim.capped):
+                    self.wakeup.set()  # a timer, or the workspace's free slots, changed: look again
                 return outcome
             if self.stopping:
                 await self.executor.release(claim)

@@ -110,7 +110,7 @@ SELECT p.lock_gates, p.lock_apps, p.trimmed, x.*
 FROM pending p
 LEFT JOIN (
     SELECT c.run_id, c.lease_token, c.attempt, c.app_id, r.function_id, r.event, a.url, a.signing_key,
-           a.previous_signing_key, a.signature_mode,
+           a.previous_signing_key, a.signature_mode, a.max_concurrency IS NOT NULL AS capped,
            f.config, clock_timestamp() AS now, c.ready_at,
            (extract(epoch FROM c.lease_until - durable_clock()) * 1000)::int AS lease_left_ms,
            r.parent_run_id, r.parent_step_id,
