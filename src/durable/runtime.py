@@ -25,7 +25,7 @@ from durable.engine.changes import ChangeFeed
 from durable.engine.execution import Executor, invoke_timeout
 from durable.engine.tracing import setup_tracing
 from durable.scheduler.cron import run_cron
-from durable.scheduler.maintenance import run_maintenance
+from durable.scheduler.maintenance import keep_statistics, run_maintenance
 from durable.store import embedded
 from durable.store.db import Database
 from durable.store.migrate import migrate
@@ -135,6 +135,7 @@ class Runtime:
         server: _Server | None = None
         if self.serve_http:
             tasks.append(asyncio.create_task(run_maintenance(db, self.stop)))
+            tasks.append(asyncio.create_task(keep_statistics(db, self.stop)))
             tasks.append(asyncio.create_task(run_cron(db, self.stop)))
             dispatch = LocalDispatch(
                 loops, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts

@@ -1,5 +1,6 @@
 """Periodic maintenance of `durable start`: the metrics rollup, and pruning old metrics, the 24-hour
-event-id idempotency window and expired dashboard sessions.
+event-id idempotency window and expired dashboard sessions; and, every second, planner statistics for
+the hot tables that have doubled since they were taken (store/statistics.py).
 
 Pruning is idempotent and the rollup takes a try-lock, so several engine processes may all run this;
 no leader is needed.
@@ -11,7 +12,10 @@ import asyncio
 import logging
 import time
 
+import asyncpg
+
 from durable.engine.metrics import rollup
+from durable.store import statistics
 from durable.store.db import Database
 from durable.store.outage import RETRYABLE
 
@@ -19,6 +23,7 @@ log = logging.getLogger("durable.scheduler")
 
 ROLLUP_EVERY_S = 10.0
 PRUNE_EVERY_S = 600.0
+STATISTICS_EVERY_S = 1.0  # a burst doubles a table within seconds; the check is one pg_class query
 
 
 async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
@@ -37,5 +42,23 @@ async def run_maintenance(db: Database, stop: asyncio.Event) -> None:
             log.warning("maintenance failed: %s", exc)
         try:
             await asyncio.wait_for(stop.wait(), ROLLUP_EVERY_S)
+        except TimeoutError:
+            pass
+
+
+async def keep_statistics(db: Database, stop: asyncio.Event) -> None:
+    """Refresh the hot tables' statistics as they grow (store/statistics.py), until `stop`."""
+    while not stop.is_set():
+        try:
+            grown = await statistics.refresh(db)
+            if grown:
+                log.info("planner statistics refreshed for %s (grown twice as large)", ", ".join(grown))
+        except RETRYABLE as exc:  # Postgres restarting or away: try again later
+            log.warning("refreshing planner statistics failed: %s", exc)
+        except asyncpg.InsufficientPrivilegeError as exc:  # a role that may not ANALYZE: autovacuum only
+            log.warning("planner statistics are left to autovacuum: %s", exc)
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), STATISTICS_EVERY_S)
         except TimeoutError:
             pass

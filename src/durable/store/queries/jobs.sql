@@ -101,10 +101,15 @@ WITH RECURSIVE job_apps (app_id) AS (
         queued_ms = (extract(epoch FROM durable_now() - s.started_at) * 1000)::int
     FROM claimed c WHERE s.run_id = c.run_id AND s.status = 'sleeping'
 ), started AS (
+    -- Found by primary key alone, with no predicate another index could serve: this plan is made once
+    -- per connection, perhaps while `runs` is empty, and must stay right at any backlog (one made so
+    -- scanned every active run through runs_by_app_status at each claim; tests/integration/test_plans.py).
+    -- A job exists only for an active run; `active` keeps a claim of anything else from being driven.
     UPDATE runs r
-    SET activity = 'executing', started_at = coalesce(r.started_at, durable_now())
-    FROM claimed c WHERE r.id = c.run_id AND r.status = 'active'
-    RETURNING r.id, r.function_id, r.event, r.parent_run_id, r.parent_step_id
+    SET activity = CASE WHEN r.status = 'active' THEN 'executing' ELSE r.activity END,
+        started_at = CASE WHEN r.status = 'active' THEN coalesce(r.started_at, durable_now()) ELSE r.started_at END
+    FROM claimed c WHERE r.id = c.run_id
+    RETURNING r.id, r.status = 'active' AS active, r.function_id, r.event, r.parent_run_id, r.parent_step_id
 )
 SELECT p.lock_gates, p.lock_apps, p.trimmed, x.*
 FROM pending p
@@ -130,7 +135,7 @@ LEFT JOIN (
                    OR (s.status = 'waiting' AND EXISTS (SELECT 1 FROM timed_out t WHERE t.run_id = s.run_id))))
            AS steps
     FROM claimed c
-    JOIN started r ON r.id = c.run_id
+    JOIN started r ON r.id = c.run_id AND r.active
     JOIN runs r0 ON r0.id = c.run_id  -- as before this statement: what the run was doing
     JOIN apps a ON a.id = c.app_id
     LEFT JOIN functions f ON f.app_id = c.app_id AND f.id = r.function_id
@@ -209,3 +214,13 @@ SELECT count(*) AS timed_out FROM s;
 -- ANALYZE counts this transaction's own new row versions, and its statistics commit with it. Without it
 -- the planner goes on believing those jobs are parked, and claims read and sort every due job.
 ANALYZE jobs;
+
+-- name: tables_grown
+-- The hot-path tables at least twice as large (in pages, and 16 pages at least) as when the planner's
+-- statistics were last taken (pg_class.relpages, set by ANALYZE and VACUUM): their cached generic plans
+-- may have been made on a near-empty table and scan the backlog (store/statistics.py).
+SELECT c.relname::text AS name
+FROM pg_class c
+WHERE c.oid = ANY (ARRAY['jobs', 'runs', 'steps', 'waits', 'run_cancels', 'events', 'event_ids']::regclass[])
+  AND pg_relation_size(c.oid) / current_setting('block_size')::int >= greatest(16, 2 * c.relpages)
+ORDER BY c.relname;
