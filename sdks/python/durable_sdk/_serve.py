@@ -93,12 +93,9 @@ class _Endpoint:
             signature = verify_v2(body, self.keys, v2, "engine", now, reply_to=None)
         except SignatureError as exc:
             return self.respond(401, {"error": str(exc)})
-        accepted = self.nonces.accept(signature.n, now)
-        if accepted is None:
-            error = "too many invokes in the last 10 minutes to remember their nonces; retry later"
-            return self.respond(503, {"error": error}, signature.n)
-        if not accepted:
-            replay = SignatureError("replay", f"n={signature.n} was already accepted by this app")
+        if not self.nonces.accept(signature.n, signature.t, now):
+            seen = f"n={signature.n} was already accepted by this app (or could have been: t={signature.t})"
+            replay = SignatureError("replay", seen)
             return self.respond(401, {"error": str(replay)}, signature.n)
         return signature.n
 

@@ -167,14 +167,18 @@ def test_errors_after_authentication_are_bound_too(key: str, invoke_headers: Any
         endpoint.nonces = NonceStore()
 
 
-def test_a_full_nonce_memory_answers_503_and_runs_nothing(key: str, invoke_headers: Any) -> None:
+def test_a_full_nonce_memory_runs_new_invokes_and_refuses_old_ones(key: str, invoke_headers: Any) -> None:
     endpoint = _serve._Endpoint([charge], key, clock=lambda: NOW, nonces=NonceStore(max_size=1))
-    bodies = [invoke_body("o-1"), invoke_body("o-2")]
-    answers = [
-        endpoint.answer("POST", b, None, invoke_headers(b, key)["x-durable-signature-v2"]) for b in bodies
-    ]
-    assert [status for status, _, _ in answers] == [200, 503]
-    assert charges == ["o-1"]
+    first, second = invoke_body("o-1"), invoke_body("o-2")
+    old = invoke_headers(first, key, t=NOW)["x-durable-signature-v2"]
+    assert endpoint.answer("POST", first, None, old)[0] == 200
+    endpoint.clock = lambda: NOW + 1  # a later invoke, stamped later: the first nonce is dropped for it
+    newer = durable_sdk.sign_v2(second, key, "engine", NOW + 1)
+    assert endpoint.answer("POST", second, None, newer)[0] == 200
+    # The first invoke again: its nonce was dropped, but its t is at the floor, so it is refused.
+    status, _, payload = endpoint.answer("POST", first, None, old)
+    assert status == 401 and b"replay" in payload
+    assert charges == ["o-1", "o-2"]
 
 
 def test_fallback_key_must_be_a_non_empty_string(key: str) -> None:

@@ -161,28 +161,42 @@ def test_v2_mac_is_checked_before_time_and_binding() -> None:
 # The served endpoint's nonce memory.
 def test_nonce_store_refuses_a_nonce_seen_within_ten_minutes() -> None:
     store = NonceStore()
-    assert store.accept("a" * 32, 0) is True
-    assert store.accept("a" * 32, 10 * 60 * 1000 - 1) is False
-    assert store.accept("b" * 32, 1) is True
-    assert store.accept("a" * 32, 10 * 60 * 1000) is True  # forgotten: its message is stale by now
+    assert store.accept("a" * 32, 0, 0) is True
+    assert store.accept("a" * 32, 0, 10 * 60 * 1000 - 1) is False
+    assert store.accept("b" * 32, 1, 1) is True
+    assert store.accept("a" * 32, 0, 10 * 60 * 1000) is True  # forgotten: its message is stale by now
     assert len(store) == 2
 
 
-def test_nonce_store_is_bounded_and_refuses_rather_than_forgets() -> None:
+def test_a_full_nonce_store_drops_the_oldest_and_refuses_what_could_be_its_replay() -> None:
     store = NonceStore(keep_ms=1000, max_size=3)
-    assert [store.accept(f"{i:032x}", i) for i in range(3)] == [True, True, True]
-    assert store.accept("f" * 32, 500) is None  # full of live nonces: refuse, keep them all
-    assert store.accept(f"{0:032x}", 500) is False
-    assert store.accept("f" * 32, 1000) is True  # the first one expired and made room
+    assert [store.accept(f"{i:032x}", i, i) for i in range(3)] == [True, True, True]
+    assert store.accept("f" * 32, 500, 500) is True  # full of live nonces: the oldest (t=0) is dropped
     assert len(store) == 3
+    assert store.accept(f"{0:032x}", 0, 501) is False  # its replay: signed at or before the floor
+    assert store.accept("e" * 32, 0, 502) is False  # anything else that old could be a dropped nonce
+    assert store.accept(f"{1:032x}", 1, 503) is False  # still held
+    assert store.accept("d" * 32, 501, 504) is True  # newer than the floor: accepted (t=1 dropped)
+    assert store.accept("c" * 32, 1, 505) is False  # the floor rose with it
+
+
+def test_a_full_nonce_store_keeps_accepting_a_steady_stream() -> None:
+    """Full at any rate: invokes stamped as they are sent are all accepted (the old store answered 503
+    once it held max_size live nonces, capping an app process near 166 invokes a second)."""
+    store = NonceStore(max_size=1000)
+    accepted = [store.accept(f"{i:032x}", i, i + 5) for i in range(20_000)]  # 1 per ms, 5 ms in transit
+    assert all(accepted)
+    assert len(store) == 1000
+    assert store.accept(f"{18_999:032x}", 18_999, 20_010) is False  # a replay of a held one
+    assert store.accept(f"{5:032x}", 5, 20_011) is False  # a replay of a dropped one
 
 
 def test_nonce_store_forgets_an_expired_nonce_even_after_the_clock_went_back() -> None:
     store = NonceStore(keep_ms=1000)
-    assert store.accept("late" * 8, 5000) is True
-    assert store.accept("early" * 7, 100) is True  # the clock went back: not in expiry order
-    assert store.accept("early" * 7, 1200) is True  # expired, though behind a live entry
-    assert store.accept("late" * 8, 5999) is False
+    assert store.accept("late" * 8, 5000, 5000) is True
+    assert store.accept("early" * 7, 100, 100) is True  # the clock went back: not in expiry order
+    assert store.accept("early" * 7, 100, 1200) is True  # expired, though behind a live entry
+    assert store.accept("late" * 8, 5000, 5999) is False
 
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
