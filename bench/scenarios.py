@@ -287,8 +287,8 @@ async def latency(pg: Postgres, runs: int, twenty: int, workers: int = 2) -> dic
         " claim, the commits, and an invoke that only returns the result, with the run's completion, shared"
         " over the steps. answer -> next invoke sent: between two invokes that carried steps (none when one"
         " checkpoint carried them all). invokes per run: handler calls counted by the app. The observed"
-        " figure adds the POST /e round trip and up to ~1 ms of SQL polling, and that polling competes"
-        " with the engine for the same cores."
+        " figure adds the POST /e round trip; the end is seen when Postgres announces the commit that"
+        " ended the run (a NOTIFY from a trigger the bench adds to its database, no polling)."
     )
     return results
 
@@ -917,23 +917,18 @@ async def wait_for_slots(stack: Stack, timeout: float = 60.0) -> None:
 async def timed_run(
     stack: Stack, name: str, data: dict[str, Any], timeout: float = 60.0
 ) -> tuple[float, str]:
-    """Send one event and poll until the run it started completed: (seconds, run id)."""
-    assert stack.db is not None
+    """Send one event and wait until the run it started has ended (the commit that ended it announced
+    by Postgres, harness.EndWatch): (seconds from the POST sent, run id)."""
     start = time.perf_counter()
     [event_id] = await stack.send([{"name": name, "data": data}])
-    while True:
-        row = await stack.db.fetchrow(
-            "SELECT id, status FROM runs WHERE app_id = $1 AND event_id = $2", stack.app_id, event_id
-        )
-        elapsed = time.perf_counter() - start
-        if row is not None and row["status"] == "completed":
-            return elapsed, row["id"]
-        if row is not None and row["status"] != "active":
-            raise BenchError(f"run {row['id']} ended {row['status']}")
-        if elapsed > timeout:
-            stack.check_alive()
-            raise BenchError(f"run of {name} not completed after {timeout:.0f} s")
-        await asyncio.sleep(0.001)
+    try:
+        seen, run_id, status = await stack.ended(event_id, timeout)
+    except TimeoutError:
+        stack.check_alive()
+        raise BenchError(f"run of {name} not ended after {timeout:.0f} s") from None
+    if status != "completed":
+        raise BenchError(f"run {run_id} ended {status}")
+    return seen - start, run_id
 
 
 async def compose(pg: Postgres, fan_size: int, repeats: int, workers: int = 2) -> dict[str, Any]:
