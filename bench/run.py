@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", default=None, help="worker counts for throughput, e.g. 1,2,4")
     parser.add_argument(
+        "--runs", type=int, default=None, help="three-step runs per throughput round (default 3000; quick 600)"
+    )
+    parser.add_argument(
         "--external-pg",
         metavar="URL",
         default=os.environ.get("DATABASE_URL"),
@@ -392,7 +395,7 @@ async def bench(pg: Postgres, targets: list[Postgres], args: argparse.Namespace)
     if "reference" in args.only:
         results["reference"] = await attempt("reference", scenarios.references(pg, quick))
     if "throughput" in args.only:
-        runs = 600 if quick else 3000
+        runs = args.runs or (600 if quick else 3000)
         measured = [
             await attempt("throughput", scenarios.throughput(pg, runs, w, checkpoint))
             for w in args.workers
