@@ -365,12 +365,35 @@ class Executor:
         return Outcome.LOST if row is None else Outcome.PARKED
 
     async def _wait(self, claim: Claim, op: WaitOp, timing: Timing) -> Outcome:
+        """Park on the event, unless one that arrived after this invoke began resolves the wait at once.
+
+        The common case is one statement (durable_wait_park, migration 0014): the (app, event name)
+        lock, the look-back and the park, so the lock that every ingest of that name pairs with is held
+        for one call and its commit. Only when events of that name arrived since the invoke began is the
+        choice made here, under the lock in a transaction (the look-back's filter is `@>`; the exact
+        match is core/match.py's)."""
         until = datetime.fromtimestamp(op["until_ms"] / 1000, UTC)
+        args = (
+            claim.run_id,
+            claim.token,
+            op["id"],
+            claim.app_id,
+            op["event"],
+            op["match"],
+            claim.db_now,  # an event that arrived after this invoke began resolves the wait at once
+            timing.app_ms,
+            until,
+            claim.attempt,
+        )
+        row = await self.db.fetchrow("wait_park", *args, True, True)
+        assert row is not None
+        if row["outcome"] != "arrived":
+            return Outcome.PARKED if row["outcome"] == "parked" else Outcome.LOST
         async with self.db.transaction() as tx:
-            await tx.execute("step_wait_lock", claim.app_id, op["event"])
-            # An event that arrived after this invoke began resolves the wait at once.
-            candidates = await tx.fetch("events_since", claim.app_id, op["event"], claim.db_now, op["match"])
-            found = next((dict(c) for c in candidates if matches(op["match"], c["data"])), None)
+            row = await tx.fetchrow("wait_park", *args, True, False)
+            assert row is not None
+            candidates = row["candidates"] or []
+            found = next((c for c in candidates if matches(op["match"], c["data"])), None)
             if found is not None:
                 now = await tx.fetchval(
                     "step_resolve_wait_now",
@@ -389,18 +412,9 @@ class Executor:
                 claim.ready_at = timing.ended_at
                 claim.db_now = now
                 return Outcome.CONTINUE
-            row = await tx.fetchrow(
-                "step_park_wait",
-                claim.run_id,
-                claim.token,
-                op["id"],
-                op["event"],
-                op["match"],
-                timing.app_ms,
-                until,
-                claim.attempt,
-            )
-        return Outcome.LOST if row is None else Outcome.PARKED
+            row = await tx.fetchrow("wait_park", *args, False, True)
+        assert row is not None
+        return Outcome.PARKED if row["outcome"] == "parked" else Outcome.LOST
 
     async def _compose(
         self, claim: Claim, ops: list[StepOp | ErrorOp | InvokeOp | SendOp], timing: Timing

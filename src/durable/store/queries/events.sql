@@ -79,13 +79,5 @@ WHERE e.app_id = $1 AND ($2::bigint IS NULL OR e.seq < $2)
 ORDER BY e.seq DESC
 LIMIT $3;
 
--- name: events_since
--- Candidates for a wait being stored: events of that name that arrived after its invoke began.
-SELECT id, name, data, ts
-FROM events
-WHERE app_id = $1 AND name = $2 AND received_at >= $3 AND ($4::jsonb IS NULL OR data @> $4)
-ORDER BY received_at, seq
-LIMIT 100;
-
 -- name: event_ids_prune
 DELETE FROM event_ids WHERE seen_at < durable_now() - interval '24 hours';

@@ -25,22 +25,11 @@ RETURNING r.id, pg_notify('durable_jobs', '');
 -- Exclusive twin of event_lock_names for the (app, event name) a wait is being stored for.
 SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0));
 
--- name: step_park_wait
--- Park the run on an event: wait row, 'waiting' step, and a free job due at the deadline.
-WITH lease AS (
-    UPDATE jobs SET available_at = $7, ready_at = $7, attempt = 1, lease_token = NULL, claimed_by = NULL
-    WHERE run_id = $1 AND lease_token = $2
-    RETURNING run_id, app_id
-), wait AS (
-    INSERT INTO waits (run_id, app_id, step_id, event_name, match, until)
-    SELECT run_id, app_id, $3, $4, $5, $7 FROM lease
-), step AS (
-    INSERT INTO steps (run_id, id, type, status, attempts, app_ms, started_at)
-    SELECT run_id, $3, 'wait', 'waiting', $8, $6, durable_now() FROM lease
-    ON CONFLICT (run_id, id) DO NOTHING
-)
-UPDATE runs r SET activity = 'waiting' FROM lease WHERE r.id = lease.run_id
-RETURNING r.id, pg_notify('durable_jobs', '');
+-- name: wait_park
+-- Store a wait in one call (migration 0014 durable_wait_park): the (app, event name) lock, the look-back
+-- for events stored since its invoke began, and the park when none came; see the migration for $11/$12.
+SELECT outcome, candidates
+FROM durable_wait_park($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12);
 
 -- name: step_resolve_wait_now
 -- A wait whose event had already arrived (after its invoke began): store it resolved, keep the lease.
