@@ -76,7 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", default=None, help="worker counts for throughput, e.g. 1,2,4")
     parser.add_argument(
-        "--runs", type=int, default=None, help="three-step runs per throughput round (default 3000; quick 600)"
+        "--runs",
+        type=int,
+        default=None,
+        help="three-step runs per throughput round (default 3000; quick 600)",
     )
     parser.add_argument(
         "--external-pg",

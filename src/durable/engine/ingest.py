@@ -18,7 +18,7 @@ from durable.engine.cancel import cancel_runs, cause
 from durable.engine.claim import Claim, made_due
 from durable.engine.flow import Handoff, Planner
 from durable.engine.nonces import record_nonce
-from durable.store.db import Conn, Database
+from durable.store.db import Conn, Database, simple
 from durable.types import EventIn
 
 
@@ -43,10 +43,16 @@ async def ingest(
 ) -> Stored:
     """Store `events` for the app (all or nothing). `nonce`: the v2 nonce of the signed request,
     recorded first in the same transaction (a replay stores nothing)."""
-    async with db.transaction() as tx:
+    # The event-name locks ride in the message that opens the transaction: no round trip of their own.
+    async with db.transaction(opening=simple(*_locks(app_id, events))) as tx:
         if nonce is not None:
             await record_nonce(tx, app_id, nonce)
-        return await store_events(tx, app_id, events, handoff=handoff)
+        return await store_events(tx, app_id, events, handoff=handoff, locked=True)
+
+
+def _locks(app_id: str, events: list[EventIn]) -> tuple[str, str, list[str]]:
+    """The statement taking the shared (app, event name) locks for `events`, and its arguments."""
+    return "event_lock_names", app_id, sorted({e["name"] for e in events})
 
 
 async def store_events(
@@ -56,24 +62,27 @@ async def store_events(
     *,
     function_id: str | None = None,
     handoff: Handoff | None = None,
+    locked: bool = False,
 ) -> Stored:
-    """Store events in `tx` and act on them; with `function_id`, they start that function (cron)."""
+    """Store events in `tx` and act on them; with `function_id`, they start that function (cron).
+    `locked`: `tx` has taken the events' name locks already (`ingest`); they must be taken in a
+    statement before the one that stores the events, whose snapshot then holds every wait committed
+    before them."""
     ids = [e["id"] or new_id() for e in events]
     claims: list[Claim] = []
     queued = False
     tx.changed(app_id, "events")
-    names = [e["name"] for e in events]
-    # The database clock (durable_now()): flow-control windows and due times are compared with it.
-    now_ms: int = await tx.fetchval("event_lock_names", app_id, sorted(set(names)))
+    if not locked:
+        await tx.execute(*_locks(app_id, events))
     stored = [
         dict(row)
         for row in await tx.fetch(
             "event_store",
             app_id,
             ids,
-            names,
+            [e["name"] for e in events],
             [to_json_text(e["data"], "event data") for e in events],
-            [e["ts"] if e["ts"] is not None else now_ms for e in events],
+            [e["ts"] for e in events],
             function_id,
         )
     ]
@@ -86,7 +95,8 @@ async def store_events(
     if any(row["cancels"] for row in stored):
         await cancel_matching(tx, stored, effects)
     if any(row["functions"] for row in stored):
-        planner = Planner(tx, app_id, now_ms, handoff)
+        # The database clock (durable_now()): flow-control windows and due times are compared with it.
+        planner = Planner(tx, app_id, stored[0]["now_ms"], handoff)
         await planner.plan(stored)
         claims, queued = planner.claims, planner.queued
     if any(row["waits"] for row in stored):

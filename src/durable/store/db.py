@@ -18,8 +18,8 @@ Two ways to reach Postgres (`Database.connect(pooled=...)`):
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -52,6 +52,40 @@ def sql(name: str) -> str:
         return queries()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in store/queries") from None
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+# Characters an E'' literal carries escaped: the quote and backslash, and every control character (a
+# literal is always one line, so a `--` comment around a parameter cannot end inside it).
+_ESCAPES = {ord("'"): "''", ord("\\"): "\\\\"} | {c: f"\\u{c:04x}" for c in (*range(1, 0x20), 0x7F)}
+
+
+def literal(value: str | int | Sequence[str] | None) -> str:
+    """`value` as an SQL literal, for a statement sent as text (`simple`): a string as an escape
+    string (E'…', read the same whatever `standard_conforming_strings` says), an integer, NULL, or a
+    list of strings as an ARRAY (typed by the query's cast). A string holding NUL is refused: Postgres
+    text cannot hold it, and the protocol would cut the statement there."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not rendered as an SQL literal")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("an SQL literal cannot hold a NUL character")
+        return "E'" + value.translate(_ESCAPES) + "'"
+    return "ARRAY[" + ",".join(literal(item) for item in value) + "]" if value else "'{}'"
+
+
+def simple(name: str, *args: str | int | Sequence[str] | None) -> str:
+    """The named query with its parameters rendered as literals: a statement that can ride in one
+    message with others (`Database.transaction(opening=...)`). Only for queries whose text has no
+    block comment or dollar quoting, where a `$n` could stand anywhere but as a parameter."""
+    text = sql(name)
+    if "/*" in text or re.search(r"\$(?!\d)", text):
+        raise ValueError(f"query {name!r} cannot be rendered as text (block comment or dollar quoting)")
+    return _PARAMETER.sub(lambda m: literal(args[int(m.group(1)) - 1]), text)
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -184,11 +218,24 @@ class Database:
             yield Conn(raw)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
+    async def transaction(self, *, opening: str | None = None) -> AsyncIterator[Conn]:
+        """A transaction; committed when the block ends, rolled back if it raises. `opening`: a
+        statement (`simple(...)`) sent in the same message as BEGIN, so that it costs no round trip of
+        its own; its rows are not read (a lock, say)."""
         async with self.pool.acquire() as raw:
             conn = Conn(raw)
-            async with raw.transaction():
-                yield conn
+            if opening is None:
+                async with raw.transaction():
+                    yield conn
+            else:
+                try:
+                    await raw.execute(f"BEGIN;\n{opening}")
+                    yield conn
+                except BaseException:
+                    with suppress(Exception):  # a connection that broke is replaced by the pool
+                        await raw.execute("ROLLBACK")
+                    raise
+                await raw.execute("COMMIT")
         if conn.changes and self.on_change is not None:  # committed: announce what it changed
             for change in conn.changes:
                 self.on_change(*change)

@@ -1,12 +1,11 @@
 -- name: event_lock_names
 -- Shared lock per (app, event name), taken before an event is stored. A wait being stored takes the
 -- same key exclusively, so each side's next statement sees the other's commit: no wait misses an
--- event that arrives while it is being stored. Returns the database clock (epoch ms) that flow control
--- decides with, at no extra round trip. The subquery keeps the locks' name order (it is not flattened
--- and its volatile column is not pruned).
-SELECT (extract(epoch FROM durable_now()) * 1000)::bigint AS now_ms
-FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || n, 0))
-                            FROM unnest($2::text[]) AS n ORDER BY n) AS locked) AS done;
+-- event that arrives while it is being stored. The subquery keeps the locks' name order (it is not
+-- flattened and its volatile column is not pruned). An ingest sends it as text with its BEGIN
+-- (db.simple): no dollar quoting or block comment here.
+SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || n, 0))
+                      FROM unnest($2::text[]) AS n ORDER BY n) AS locked;
 
 -- name: event_store
 -- Store a list of events (all-or-nothing, in one transaction after event_lock_names), skipping ids
@@ -21,9 +20,12 @@ FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended
 -- by OFFSET 0 so that no statistics (an empty table, one name holding most rows) plan it as a scan of
 -- the name's rows. `fps` is NULL for an event with more pairs than are fingerprinted: the second
 -- branch then reads every row of the name. `@>` pre-filters (it treats arrays as sets); the exact
--- subset match is checked in Python.
-WITH input AS (
-    SELECT i.ord, i.id, i.name, i.data::jsonb AS data, i.ts
+-- subset match is checked in Python. `now_ms`: the database clock (epoch ms) flow control decides with,
+-- and the time of an event sent without `ts`.
+WITH now AS (
+    SELECT (extract(epoch FROM durable_now()) * 1000)::bigint AS ms
+), input AS (
+    SELECT i.ord, i.id, i.name, i.data::jsonb AS data, coalesce(i.ts, (SELECT ms FROM now)) AS ts
     FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
 ), fresh AS (
     INSERT INTO event_ids AS e (app_id, id, seen_at)
@@ -43,7 +45,7 @@ WITH input AS (
                          ORDER BY c.match_fp LIMIT 1)
                    THEN durable_match_fps(data, 256) ELSE '{}' END AS fps
 )
-SELECT s.seq, s.id, s.name, s.data, s.ts,
+SELECT s.seq, s.id, s.name, s.data, s.ts, (SELECT ms FROM now) AS now_ms,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config, 'paused', f.paused)
                                   ORDER BY f.id), '[]')
         FROM functions f
