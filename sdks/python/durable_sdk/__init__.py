@@ -8,8 +8,9 @@ from ._errors import DurableError, InvokeError, NonRetryableError, SignatureErro
 from ._options import CancelOn, Checkpoint, Function, Singleton, function
 from ._serve import serve, serve_wsgi
 from ._signing import sign, sign_v2, verify, verify_v2
-from ._step import SentEvent, Step
+from ._step import Step
 from ._typed import AsyncStep, Event, SyncStep
+from ._wire import SentEvent
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ from ._errors import DurableError, SignatureError
 from ._options import Function
 from ._serve import index
 from ._signing import V1_HEADER, V2_HEADER, new_nonce, sign, sign_v2, verify, verify_v2
-from ._step import SentEvent, encode
+from ._wire import SentEvent, encode
 
 MAX_IDEMPOTENCY_KEY = 256  # characters; the engine refuses a longer idempotencyKey
 

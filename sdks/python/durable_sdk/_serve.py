@@ -14,7 +14,8 @@ from ._errors import SignatureError
 from ._nonces import NonceStore
 from ._options import Function
 from ._signing import V1_HEADER, V2_HEADER, sign, sign_v2, verify_v2
-from ._step import encode, execute_async, execute_blocking, execute_sync, is_async
+from ._step import execute_async, execute_blocking, execute_sync, is_async
+from ._wire import encode
 
 MAX_BODY = 4 * 1024 * 1024  # the engine refuses bodies over 4 MiB; so does the app
 MEMO_TYPES = ("run", "sleep", "wait", "invoke", "send")

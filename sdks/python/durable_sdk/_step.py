@@ -20,38 +20,21 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, NoReturn, Required, TypedDict, cast
+from typing import Any, NamedTuple, NoReturn, cast
 
-from ._errors import InvokeError, InvokeReason, NonRetryableError, StepInterrupt
+from ._errors import NonRetryableError, StepInterrupt
 from ._options import Checkpoint, Duration, Function, iso_ms, parse_duration
+from ._wire import SentEvent, check_json, encode, invoke_error, sent_events
 
 Op = dict[str, Any]
 Clock = Callable[[], int]
 
-MAX_SENT_EVENTS = 100  # per send_event step: the engine refuses a send op with more
-_EVENT_KEYS = ("name", "data", "id", "ts", "idempotencyKey")
-_INVOKE_REASONS = ("failed", "timeout", "cancelled", "not_found")
 # An async handler has reached everything it can without the engine once this many event-loop turns
 # pass with no step call: enough for a gather nested two or three levels deep to hand results up and go
 # on (each level takes about three turns; 8 turns cost ~10 µs on uvloop, paid once per new step).
 # A branch that awaits something else than a step (I/O) meanwhile reports its step in a later invoke.
 _QUIET_TURNS = 8
 _MAX_THREADS = 32  # plain handlers: how many run steps of one parallel execute at once
-
-
-class SentEvent(TypedDict, total=False):
-    """An event for ``step.send_event`` and ``Client.send_many``, as ``POST /e`` takes it.
-
-    ``name`` is required; ``data`` is an object (default ``{}``); an ``id`` makes the send idempotent;
-    ``ts`` is epoch milliseconds; with ``idempotencyKey`` each function it triggers runs at most once
-    per key per 24 h.
-    """
-
-    name: Required[str]
-    data: dict[str, Any]
-    id: str
-    ts: int
-    idempotencyKey: str
 
 
 def _now_ms() -> int:
@@ -62,11 +45,6 @@ def _now_ms() -> int:
 def _monotonic_ms() -> float:
     """The monotonic clock of a checkpoint's ``max_ms`` (milliseconds); tests replace it."""
     return time.monotonic_ns() / 1_000_000
-
-
-def encode(value: Any) -> bytes:
-    """Serialise compactly as UTF-8 JSON; raises ``TypeError``/``ValueError`` for non-JSON values."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _error(step_id: str | None, exc: Exception) -> Op:
@@ -127,13 +105,14 @@ class Step:
         self._reached: list[_Reached] = []  # new steps, in reach order
         self._calls = 0  # step calls so far: an async handler is quiet when it stops making them
         self._depth = 0  # plain handlers: how many step.parallel calls are in progress
-        self._settler: asyncio.Task[None] | None = None  # async handlers: decides the current round
+        self._settler: asyncio.Future[None] | None = None  # async handlers: decides the current round
         self._checkpoint = checkpoint  # the bounds, or None: one new step per invoke
         self._started = _monotonic_ms() if started_ms is None else started_ms  # when the invoke arrived
         self._done: list[dict[str, Any]] = []  # checkpointed steps {id, data}, in execution order
         self._bytes = 0  # the UTF-8 length of their results' JSON
         self._continued: dict[str, Any] = {}  # async handlers: results handed back to a waiting branch
         self._ended = False  # async handlers: the handler returned or raised; no branch goes on
+        self._root = asyncio.current_task() if is_async else None  # async handlers: the handler's task
         self.op: Op | None = None  # the answer, once decided
 
     def run(self, id: str, fn: Callable[[], Any]) -> Any:
@@ -183,7 +162,7 @@ class Step:
         step_id, memo = self._reach(id, "invoke")
         if memo is not None:
             if memo.get("error") is not None:
-                return self._raise(_invoke_error(memo["error"], step_id, function))
+                return self._raise(invoke_error(memo["error"], step_id, function))
             return self._value(memo.get("data"))
         target = function.id if isinstance(function, Function) else function
         if not isinstance(target, str) or not target:
@@ -195,7 +174,7 @@ class Step:
         if not isinstance(payload, Mapping):
             raise NonRetryableError(f"step.invoke({step_id!r}): data must be a dict, got {data!r}")
         payload = dict(payload)
-        _check_json(f"step.invoke({step_id!r}): data", payload)
+        check_json(f"step.invoke({step_id!r}): data", payload)
         until = None if timeout is None else self._until("invoke", step_id, timeout)
         op = {"op": "invoke", "id": step_id, "function": target, "data": payload, "until": until}
         return self._new(_Reached(step_id, "invoke", op, None))
@@ -209,7 +188,7 @@ class Step:
         step_id, memo = self._reach(id, "send")
         if memo is not None:
             return self._value(memo.get("data"))
-        batch = _sent_events(step_id, events)
+        batch = sent_events(step_id, events)
         return self._new(_Reached(step_id, "send", {"op": "send", "id": step_id, "events": batch}, None))
 
     def parallel(self, branches: Sequence[Callable[[], Any]]) -> Any:
@@ -307,9 +286,45 @@ class Step:
         self._reached.append(reached)
         if not self._async:
             self._halt()
+        if alone and self._checkpoint is not None and reached.kind == "run" and self._settler is None:
+            return self._alone(reached)
         if self._settler is None:
             self._settler = asyncio.get_running_loop().create_task(self._settle())
         return self._join(self._settler, reached.id)
+
+    async def _alone(self, reached: _Reached) -> Any:
+        """Async handlers with checkpointing: a ``run`` step awaited by the handler's own task (no
+        gather or ``step.parallel`` branch can be pending there) while still alone (no other step was
+        called since) executes at once and the handler goes on, without waiting for a quiet round.
+        Steps reached while it executes (by tasks the handler started) wait for it, as for a settled
+        round, and form the next round. Otherwise the step joins a round like any other."""
+        loop = asyncio.get_running_loop()
+        if (
+            asyncio.current_task() is not self._root
+            or self._settler is not None
+            or self.op is not None
+            or self._reached != [reached]
+        ):
+            if self._settler is None:
+                self._settler = loop.create_task(self._settle())
+            return await self._join(self._settler, reached.id)
+        executing: asyncio.Future[None] = loop.create_future()
+        self._settler = executing
+        try:
+            done = await _execute_async(reached.id, _fn(reached))
+        except BaseException:  # cancelled: the steps reached meanwhile form a round of their own
+            self._reached.remove(reached)
+            self._settler = loop.create_task(self._settle()) if self._reached else None
+            executing.set_result(None)
+            raise
+        value = self._record(done) if self.op is None else None
+        self._continue(reached.id, value, 1)
+        if self._settler is executing:  # the answer is decided: nothing goes on
+            self._settler = None
+        executing.set_result(None)
+        if self.op is not None:
+            raise StepInterrupt(self.op)
+        return self._continued.pop(reached.id)
 
     def _halt(self) -> NoReturn:
         """Plain handlers: end this parallel branch, or, outside any, answer what was reached."""
@@ -319,7 +334,7 @@ class Step:
             self.op = self._wrap(self._answer_sync(self._reached))
         raise StepInterrupt(self.op)
 
-    async def _join(self, settler: asyncio.Task[None], step_id: str) -> Any:
+    async def _join(self, settler: asyncio.Future[None], step_id: str) -> Any:
         """Async handlers: the step's result if its branch goes on, else stop with the answer."""
         while True:
             await asyncio.shield(settler)  # one branch being cancelled must not cancel the answer
@@ -328,7 +343,7 @@ class Step:
             if self.op is not None:
                 raise StepInterrupt(self.op)
             # reached while the round's single step executed: the next round decides
-            settler = cast(asyncio.Task[None], self._settler)
+            settler = cast(asyncio.Future[None], self._settler)
 
     async def _settle(self) -> None:
         """Async handlers: let every branch reach what it can, then decide the round: the answer, or,
@@ -409,6 +424,8 @@ class Step:
 
     async def _answer(self) -> Op | None:
         """Async handlers: the answer decided by the new steps reached; None if none decided it."""
+        if self._settler is None and self._reached and self.op is None:  # a step call never awaited
+            self._settler = asyncio.get_running_loop().create_task(self._settle())
         while self._settler is not None and self.op is None:
             await self._settler
         return self.op
@@ -473,58 +490,6 @@ async def _gather(branches: list[Any]) -> list[Any]:
 
 async def _awaited_value(value: Any) -> Any:
     return value
-
-
-def _check_json(what: str, value: Any) -> None:
-    try:
-        encode(value)
-    except (TypeError, ValueError) as exc:
-        raise NonRetryableError(f"{what} is not JSON-serialisable: {exc}") from None
-
-
-def _sent_events(step_id: str, events: object) -> list[dict[str, Any]]:
-    """Check ``step.send_event``'s events and give them their wire form: always a list."""
-    where = f"step.send_event({step_id!r})"
-    items = [events] if isinstance(events, Mapping) else events
-    if isinstance(items, str | bytes) or not isinstance(items, Sequence) or not items:
-        raise NonRetryableError(f"{where}: events must be an event dict or a non-empty list of them")
-    if len(items) > MAX_SENT_EVENTS:
-        raise NonRetryableError(f"{where}: at most {MAX_SENT_EVENTS} events per step (got {len(items)})")
-    batch = []
-    for index, item in enumerate(items):
-        field = f"{where}: events[{index}]" if items is events else f"{where}: event"
-        if not isinstance(item, Mapping):
-            raise NonRetryableError(f"{field} must be a dict {{name, data?, id?, ts?}}, got {item!r}")
-        unknown = sorted(set(item) - set(_EVENT_KEYS))
-        if unknown:
-            raise NonRetryableError(f"{field}: unknown field {unknown[0]!r} (expected {list(_EVENT_KEYS)})")
-        name = item.get("name")
-        if not isinstance(name, str) or not name:
-            raise NonRetryableError(f"{field}.name must be a non-empty string, got {name!r}")
-        data = {} if item.get("data") is None else item["data"]
-        if not isinstance(data, Mapping):
-            raise NonRetryableError(f"{field}.data must be a dict, got {data!r}")
-        event = {key: item[key] for key in _EVENT_KEYS if item.get(key) is not None}
-        batch.append({**event, "data": dict(data)})
-    _check_json(f"{where}: events", batch)
-    return batch
-
-
-def _invoke_error(error: Any, step_id: str, function: Function | str) -> InvokeError:
-    """The :class:`InvokeError` for an invoke memo's ``error``."""
-    fields = error if isinstance(error, dict) else {}
-    message = fields.get("message")
-    reason = fields.get("reason")
-    function_id = fields.get("functionId")
-    if not isinstance(function_id, str):
-        function_id = function.id if isinstance(function, Function) else str(function)
-    run_id = fields.get("runId")
-    return InvokeError(
-        message if isinstance(message, str) else f"step {step_id!r}: the invoked run did not complete",
-        cast(InvokeReason, reason) if reason in _INVOKE_REASONS else "failed",
-        run_id if isinstance(run_id, str) else None,
-        function_id,
-    )
 
 
 def _finish(step: Step, answer: Op | None, result: Any = None, exc: Exception | None = None) -> Op:

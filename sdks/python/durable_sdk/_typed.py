@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypedDict, TypeVar, overload
 
 from ._options import Duration, Function
-from ._step import SentEvent
+from ._wire import SentEvent
 
 T = TypeVar("T")
 

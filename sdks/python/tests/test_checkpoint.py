@@ -356,6 +356,62 @@ def test_an_async_step_reached_alone_beside_pending_io_goes_on() -> None:
     assert answer == {"op": "checkpoint", "steps": steps, "then": {"op": "done", "data": [2, "io"]}}
 
 
+def test_steps_the_handler_awaits_itself_execute_without_a_settling_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step the handler's own task awaits while nothing else is reached executes at once: no round of
+    quiet event-loop turns per step (docs/protocol.md, "Checkpointing"). Steps of a gather still settle
+    together, and are answered as one parallel group."""
+    settled: list[int] = []
+    settle = _step.Step._settle
+
+    async def counted(self: _step.Step) -> None:
+        settled.append(1)
+        await settle(self)
+
+    monkeypatch.setattr(_step.Step, "_settle", counted)
+    answer = replay(define(chain("async", [1, 2, 3, 4, 5])))
+    assert answer["then"] == {"op": "done", "data": [1, 2, 3, 4, 5]}
+    assert settled == []
+
+    async def gathered(event: Any, step: Any) -> Any:
+        return await asyncio.gather(step.run("a", lambda: 1), step.run("b", lambda: 2))
+
+    ops = [{"op": "step", "id": "a", "data": 1}, {"op": "step", "id": "b", "data": 2}]
+    parallel = {"op": "parallel", "ops": ops}
+    assert replay(define(gathered)) == parallel
+    assert settled == [1]
+
+
+def test_a_step_reached_by_a_task_while_a_step_executes_forms_the_next_round() -> None:
+    async def handler(event: Any, step: Any) -> Any:
+        async def other() -> Any:
+            return await step.run("o", lambda: "o")
+
+        async def first() -> str:
+            asyncio.get_running_loop().create_task(other())  # reaches "o" while "a" executes
+            await asyncio.sleep(0.001)
+            return "a"
+
+        a = await step.run("a", first)
+        b = await step.run("b", lambda: "b")
+        return [a, b]
+
+    answer = replay(define(handler))
+    ops = [{"op": "step", "id": "o", "data": "o"}, {"op": "step", "id": "b", "data": "b"}]
+    group = {"op": "parallel", "ops": ops}
+    assert answer == {"op": "checkpoint", "steps": [{"id": "a", "data": "a"}], "then": group}
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")
+def test_a_step_call_the_handler_never_awaits_is_still_answered() -> None:
+    async def handler(event: Any, step: Any) -> Any:
+        step.run("x", lambda: 1)
+        return "r"
+
+    assert replay(define(handler)) == {"op": "step", "id": "x", "data": 1}
+
+
 # any JSON a step returns
 
 JSON = st.recursive(
