@@ -282,7 +282,7 @@ async def ingest_reads(conn: asyncpg.Connection, app_id: str, name: str, data: d
     """The scans of waits and run_cancels that storing one event executes, by EXPLAIN ANALYZE of the
     statement prepared as `probe` (so a plan cached earlier is the one measured)."""
     args = await conn.fetchval(
-        "SELECT format('%L, %L::text[], %L::text[], %L::text[], ''{0}''::bigint[], NULL', $1::text, $2::text[],"
+        "SELECT format('%L, %L::text[], %L::text[], %L::text[], ''{0}''::bigint[], NULL, 0', $1::text, $2::text[],"
         " $3::text[], $4::text[])",
         app_id,
         [uuid.uuid4().hex],
@@ -348,7 +348,7 @@ async def test_ingest_reads_waits_and_cancels_through_the_fingerprint_index(
             assert s["Node Type"] == "Index Only Scan" and s["Actual Rows"] == 0, s
 
         found = await conn.fetchrow(
-            sql("event_store"), app_id, ["ev"], [NAME], [orjson.dumps(data).decode()], [0], None
+            sql("event_store"), app_id, ["ev"], [NAME], [orjson.dumps(data).decode()], [0], None, 0
         )
         assert [w["runId"] for w in found["waits"]] == ["w42"]
         assert [c["runId"] for c in found["cancels"]] == ["c42"]

@@ -1,15 +1,18 @@
-"""Statements sent as text (db.literal, db.simple) and the transaction they open.
+"""Statements sent as text (db.literal, db.simple) and the transaction they open and close.
 
-An ingest sends its event-name locks in the message that opens its transaction, with the arguments
-rendered as literals: any event name (arbitrary text but NUL) must reach Postgres as exactly that
-text, under either `standard_conforming_strings`, and no name may end the literal early.
+An ingest sends its event-name locks in the message that opens its transaction and its new runs in
+the message that commits it, with the arguments rendered as literals: any event name, id or event
+JSON (arbitrary text but NUL), time or UUID must reach Postgres as exactly that value, under either
+`standard_conforming_strings`, and no value may end its literal early.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,22 +27,45 @@ NASTY = st.sampled_from(
 NAMES = st.lists(st.one_of(TEXT, NASTY), max_size=6)
 
 
+TIMES = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)
+)
+JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(st.characters(exclude_characters="\x00")),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
+    max_leaves=8,
+).map(lambda value: orjson.dumps(value).decode())
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=st.one_of(TEXT, NASTY), values=NAMES, conforming=st.booleans())
+@given(
+    value=st.one_of(TEXT, NASTY, JSON_TEXT),
+    values=NAMES,
+    times=st.lists(st.one_of(st.none(), TIMES), max_size=3),
+    uuids=st.lists(st.one_of(st.none(), st.uuids()), max_size=3),
+    conforming=st.booleans(),
+)
 async def test_a_literal_reads_back_as_the_same_value(
-    db: Database, value: str, values: list[str], conforming: bool
+    db: Database,
+    value: str,
+    values: list[str],
+    times: list[datetime | None],
+    uuids: list[uuid.UUID | None],
+    conforming: bool,
 ) -> None:
     async with db.connection() as conn:
         await conn.raw.execute(f"SET standard_conforming_strings = {'on' if conforming else 'off'}")
         try:
             row = await conn.raw.fetchrow(
                 f"SELECT {literal(value)}::text AS one, {literal(values)}::text[] AS many, "
-                f"{literal(len(value))}::int AS n, {literal(None)}::text AS nothing"
+                f"{literal(len(value))}::int AS n, {literal(None)}::text AS nothing, "
+                f"{literal(times)}::timestamptz[] AS times, {literal(uuids)}::uuid[] AS uuids"
             )
         finally:
             await conn.raw.execute("RESET standard_conforming_strings")
     assert row is not None
     assert (row["one"], list(row["many"]), row["n"], row["nothing"]) == (value, values, len(value), None)
+    assert (list(row["times"]), list(row["uuids"])) == (times, uuids)
 
 
 def test_a_literal_refuses_what_postgres_text_cannot_hold() -> None:
@@ -91,3 +117,51 @@ async def test_the_opening_statement_runs_inside_the_transaction(db: Database) -
         assert not raw.is_in_transaction()
     assert await db.pool.fetchval(LOCKS) == 0
     await db.pool.execute(f"DROP TABLE {table}")
+
+
+async def test_deferred_writes_ride_with_the_commit_in_order_or_not_at_all(db: Database) -> None:
+    """`Conn.write` in a transaction that closes by text: nothing is written before the COMMIT, the
+    writes run in their order (a later one may depend on an earlier one), a failing one rolls the
+    whole transaction back, and a large one that comes first runs at once."""
+    table = f"closed_{uuid.uuid4().hex[:12]}"
+    await db.pool.execute(f"CREATE TABLE {table} (x int PRIMARY KEY, note text)")
+    queries = dict(store.queries())
+    queries["probe_add"] = f"INSERT INTO {table} (x, note) SELECT x, $2 FROM unnest($1::int[]) AS x"
+    queries["probe_double"] = f"UPDATE {table} SET x = x * 2 WHERE x = ANY($1::int[])"
+    store.queries.cache_clear()
+    original = store.queries
+    store.queries = lambda: queries  # type: ignore[assignment]
+    try:
+        async with db.transaction(opening="SELECT 1") as tx:
+            await tx.write("probe_add", [1, 2], "it's")
+            await tx.write("probe_double", [2])
+            assert tx.closing is not None and len(tx.closing) == 2
+            assert await tx.raw.fetchval(f"SELECT count(*) FROM {table}") == 0  # not yet sent
+        rows = await db.pool.fetch(f"SELECT x, note FROM {table} ORDER BY x")
+        assert [(r["x"], r["note"]) for r in rows] == [(1, "it's"), (4, "it's")]
+
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with db.transaction(opening="SELECT 1") as tx:
+                await tx.raw.execute(f"INSERT INTO {table} VALUES (10, 'immediate')")
+                await tx.write("probe_add", [11], "deferred")
+                await tx.write("probe_add", [1], "a duplicate: the commit fails")
+        assert await db.pool.fetchval(f"SELECT count(*) FROM {table}") == 2  # nothing of it stayed
+        async with db.pool.acquire() as raw:
+            assert not raw.is_in_transaction()
+
+        large = "x" * (store.MAX_TEXT_WRITE + 1)
+        async with db.transaction(opening="SELECT 1") as tx:
+            await tx.write("probe_add", [20], large)
+            assert tx.closing == []
+            assert await tx.raw.fetchval(f"SELECT count(*) FROM {table} WHERE x = 20") == 1
+            await tx.write("probe_add", [21], "small")
+            await tx.write("probe_add", [22], large)  # after a deferred one: deferred too, in order
+            assert tx.closing is not None and len(tx.closing) == 2
+        assert await db.pool.fetchval(f"SELECT count(*) FROM {table}") == 5
+
+        async with db.transaction() as tx:  # a transaction that does not close by text writes at once
+            await tx.write("probe_add", [30], "now")
+            assert await tx.raw.fetchval(f"SELECT count(*) FROM {table} WHERE x = 30") == 1
+    finally:
+        store.queries = original  # type: ignore[assignment]
+        await db.pool.execute(f"DROP TABLE {table}")

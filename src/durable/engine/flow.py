@@ -20,7 +20,6 @@ exact across any number of processes. Everything is written back in a handful of
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -119,6 +118,10 @@ class Planner:
     app_id: str
     now_ms: int
     handoff: Handoff | None = None
+    # With `handoff`: what its runs start with, read by the ingest's event_store in this transaction
+    # (the workspace's url and keys; the lease's ready_at, db_now and lease_left_ms) and `sent`, the
+    # monotonic time before that statement.
+    basis: dict[str, Any] | None = None
     claims: list[Claim] = field(default_factory=list)
     new_runs: dict[str, _NewRun] = field(default_factory=dict)
     merges: dict[str, _Merge] = field(default_factory=dict)
@@ -391,28 +394,29 @@ class Planner:
         eligible = [r for r in runs if r.due_ms is None and r.gate is None][: self.handoff.capacity]
         return {r.run_id: uuid4() for r in eligible}
 
-    def _make_claims(self, runs: list[_NewRun], handed: dict[str, UUID], created: Any, sent: float) -> None:
-        assert self.handoff is not None or not handed
-        if not created["handed_off"]:  # a capped workspace: runs_create queued them all
+    def _make_claims(self, runs: list[_NewRun], handed: dict[str, UUID]) -> None:
+        if not handed:
             return
+        assert self.handoff is not None and self.basis is not None
+        basis = self.basis
         for run in runs:
             token = handed.get(run.run_id)
-            if token is None or self.handoff is None:
+            if token is None:
                 continue
             self.claims.append(
                 Claim.build(
                     run_id=run.run_id,
                     token=token,
                     attempt=1,
-                    app={**created, "app_id": self.app_id},
+                    app={**basis, "app_id": self.app_id},
                     function_id=run.function_id,
                     config=self._configs[run.function_id],
                     event=run.event,
                     steps={},
-                    ready_at=created["ready_at"],
-                    db_now=created["db_now"],
-                    lease_left_ms=created["lease_left_ms"],
-                    sent=sent,
+                    ready_at=basis["ready_at"],
+                    db_now=basis["db_now"],
+                    lease_left_ms=basis["lease_left_ms"],
+                    sent=basis["sent"],
                     default_max_attempts=self.handoff.default_max_attempts,
                     parent_run_id=run.parent_run_id,
                     parent_step_id=run.parent_step_id,
@@ -440,8 +444,7 @@ class Planner:
         if self.new_runs:
             runs = list(self.new_runs.values())
             handed = self._hand_off(runs)
-            sent = time.monotonic()
-            created = await tx.fetchrow(
+            await tx.write(
                 "runs_create",
                 self.app_id,
                 [r.run_id for r in runs],
@@ -460,13 +463,12 @@ class Planner:
                 [r.parent_run_id for r in runs],
                 [r.parent_step_id for r in runs],
             )
-            assert created is not None
             for run in runs:
                 tx.changed(self.app_id, "runs", run.run_id)
-            self._make_claims(runs, handed, created, sent)
+            self._make_claims(runs, handed)
             rows = [c for c in self._cancel_rows if c[0] in self.new_runs]
-            if rows:
-                await tx.execute(
+            if rows:  # after runs_create: sent with it, in order, when that one is deferred
+                await tx.write(
                     "run_cancels_add",
                     self.app_id,
                     [c[0] for c in rows],

@@ -7,6 +7,7 @@ an event is either seen by the wait's look-back or sees the stored wait.
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import orjson
@@ -20,6 +21,20 @@ from durable.engine.flow import Handoff, Planner
 from durable.engine.nonces import record_nonce
 from durable.store.db import Conn, Database, simple
 from durable.types import EventIn
+
+# What event_store answers per event, and, the same on every row, what runs handed to a worker start
+# with (flow.Planner.basis).
+_EVENT_COLUMNS = ("seq", "id", "name", "data", "ts", "functions", "waits", "cancels")
+_BASIS_COLUMNS = (
+    "url",
+    "signing_key",
+    "previous_signing_key",
+    "signature_mode",
+    "handed_off",
+    "ready_at",
+    "db_now",
+    "lease_left_ms",
+)
 
 
 class Stored(NamedTuple):
@@ -74,18 +89,18 @@ async def store_events(
     tx.changed(app_id, "events")
     if not locked:
         await tx.execute(*_locks(app_id, events))
-    stored = [
-        dict(row)
-        for row in await tx.fetch(
-            "event_store",
-            app_id,
-            ids,
-            [e["name"] for e in events],
-            [to_json_text(e["data"], "event data") for e in events],
-            [e["ts"] for e in events],
-            function_id,
-        )
-    ]
+    sent = time.monotonic()
+    rows = await tx.fetch(
+        "event_store",
+        app_id,
+        ids,
+        [e["name"] for e in events],
+        [to_json_text(e["data"], "event data") for e in events],
+        [e["ts"] for e in events],
+        function_id,
+        handoff.lease_ms if handoff is not None else 0,
+    )
+    stored = [{key: row[key] for key in _EVENT_COLUMNS} for row in rows]
     keys = {i: e["idempotencyKey"] for i, e in zip(ids, events, strict=True) if "idempotencyKey" in e}
     if keys:
         for row in stored:
@@ -95,8 +110,11 @@ async def store_events(
     if any(row["cancels"] for row in stored):
         await cancel_matching(tx, stored, effects)
     if any(row["functions"] for row in stored):
+        basis = {key: rows[0][key] for key in _BASIS_COLUMNS} | {"sent": sent}
+        if not basis["handed_off"]:  # a capped workspace: its runs go through the claim, which counts
+            handoff = None
         # The database clock (durable_now()): flow-control windows and due times are compared with it.
-        planner = Planner(tx, app_id, stored[0]["now_ms"], handoff)
+        planner = Planner(tx, app_id, rows[0]["now_ms"], handoff, basis)
         await planner.plan(stored)
         claims, queued = planner.claims, planner.queued
     if any(row["waits"] for row in stored):

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -55,30 +56,40 @@ def sql(name: str) -> str:
 
 
 _PARAMETER = re.compile(r"\$(\d+)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Characters an E'' literal carries escaped: the quote and backslash, and every control character (a
 # literal is always one line, so a `--` comment around a parameter cannot end inside it).
 _ESCAPES = {ord("'"): "''", ord("\\"): "\\\\"} | {c: f"\\u{c:04x}" for c in (*range(1, 0x20), 0x7F)}
+Literal = str | int | datetime | UUID | None
+# Text in a statement sent as text beyond which a write runs as a statement of its own (`Conn.write`):
+# a large event is then not escaped and parsed as a literal.
+MAX_TEXT_WRITE = 64 * 1024
 
 
-def literal(value: str | int | Sequence[str] | None) -> str:
+def literal(value: Literal | Sequence[Literal]) -> str:
     """`value` as an SQL literal, for a statement sent as text (`simple`): a string as an escape
-    string (E'…', read the same whatever `standard_conforming_strings` says), an integer, NULL, or a
-    list of strings as an ARRAY (typed by the query's cast). A string holding NUL is refused: Postgres
-    text cannot hold it, and the protocol would cut the statement there."""
+    string (E'…', read the same whatever `standard_conforming_strings` says), an integer, NULL, a
+    time (ISO 8601), a UUID, or a list of these as an ARRAY (typed by the query's cast). A string
+    holding NUL is refused: Postgres text cannot hold it, and the protocol would cut the statement
+    there."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         raise TypeError("a boolean is not rendered as an SQL literal")
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, datetime | UUID):
+        return f"'{value.isoformat() if isinstance(value, datetime) else value}'"
     if isinstance(value, str):
+        if _CONTROL.search(value) is None:  # JSON text, names, ids: two C-speed replacements
+            return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
         if "\x00" in value:
             raise ValueError("an SQL literal cannot hold a NUL character")
         return "E'" + value.translate(_ESCAPES) + "'"
     return "ARRAY[" + ",".join(literal(item) for item in value) + "]" if value else "'{}'"
 
 
-def simple(name: str, *args: str | int | Sequence[str] | None) -> str:
+def simple(name: str, *args: Literal | Sequence[Literal]) -> str:
     """The named query with its parameters rendered as literals: a statement that can ride in one
     message with others (`Database.transaction(opening=...)`). Only for queries whose text has no
     block comment or dollar quoting, where a `$n` could stand anywhere but as a parameter."""
@@ -86,6 +97,16 @@ def simple(name: str, *args: str | int | Sequence[str] | None) -> str:
     if "/*" in text or re.search(r"\$(?!\d)", text):
         raise ValueError(f"query {name!r} cannot be rendered as text (block comment or dollar quoting)")
     return _PARAMETER.sub(lambda m: literal(args[int(m.group(1)) - 1]), text)
+
+
+def _text_size(args: Sequence[Any]) -> int:
+    size = 0
+    for arg in args:
+        if isinstance(arg, str):
+            size += len(arg)
+        elif isinstance(arg, list | tuple):
+            size += sum(len(item) for item in arg if isinstance(item, str))
+    return size
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -138,6 +159,8 @@ class Conn:
     def __init__(self, raw: asyncpg.Connection) -> None:
         self.raw = raw
         self.changes: list[Change] = []
+        # Writes sent with the COMMIT (`write`), in a transaction that closes by text; else None.
+        self.closing: list[str] | None = None
 
     def changed(self, app_id: str, kind: str, run_id: str | None = None) -> None:
         """Record a change this transaction makes; it is announced after the commit, never before or
@@ -155,6 +178,17 @@ class Conn:
 
     async def execute(self, name: str, *args: Any) -> str:
         return await self.raw.execute(sql(name), *args)  # type: ignore[no-any-return]
+
+    async def write(self, name: str, *args: Literal | Sequence[Literal]) -> None:
+        """A write whose rows no later statement of this transaction reads (nor waits on: it takes no
+        lock another statement of it takes later). In a transaction that closes by text
+        (`Database.transaction(opening=...)`) it is sent with the COMMIT, after every other statement
+        of the transaction, at no round trip of its own; elsewhere, or with more than MAX_TEXT_WRITE
+        characters of text while nothing is deferred yet, it runs now (writes keep their order)."""
+        if self.closing is not None and (self.closing or _text_size(args) <= MAX_TEXT_WRITE):
+            self.closing.append(simple(name, *args))
+        else:
+            await self.raw.execute(sql(name), *args)
 
 
 class Database:
@@ -221,21 +255,24 @@ class Database:
     async def transaction(self, *, opening: str | None = None) -> AsyncIterator[Conn]:
         """A transaction; committed when the block ends, rolled back if it raises. `opening`: a
         statement (`simple(...)`) sent in the same message as BEGIN, so that it costs no round trip of
-        its own; its rows are not read (a lock, say)."""
+        its own; its rows are not read (a lock, say). Such a transaction also closes by text: the
+        writes `Conn.write` deferred ride in the COMMIT's message."""
         async with self.pool.acquire() as raw:
             conn = Conn(raw)
             if opening is None:
                 async with raw.transaction():
                     yield conn
             else:
+                conn.closing = []
                 try:
                     await raw.execute(f"BEGIN;\n{opening}")
                     yield conn
+                    await raw.execute(";\n".join([*conn.closing, "COMMIT"]))
                 except BaseException:
-                    with suppress(Exception):  # a connection that broke is replaced by the pool
-                        await raw.execute("ROLLBACK")
+                    if raw.is_in_transaction():
+                        with suppress(Exception):  # a connection that broke is replaced by the pool
+                            await raw.execute("ROLLBACK")
                     raise
-                await raw.execute("COMMIT")
         if conn.changes and self.on_change is not None:  # committed: announce what it changed
             for change in conn.changes:
                 self.on_change(*change)

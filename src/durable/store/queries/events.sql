@@ -21,9 +21,14 @@ SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1 ||
 -- the name's rows. `fps` is NULL for an event with more pairs than are fingerprinted: the second
 -- branch then reads every row of the name. `@>` pre-filters (it treats arrays as sets); the exact
 -- subset match is checked in Python. `now_ms`: the database clock (epoch ms) flow control decides with,
--- and the time of an event sent without `ts`.
+-- and the time of an event sent without `ts`. The workspace's url, keys and cap, and the clock of a
+-- lease of $7 ms taken by this transaction (`ready_at`, `db_now`, `lease_left_ms`), are what the runs
+-- it hands straight to a worker start with (engine/flow.py, runs_create).
 WITH now AS (
     SELECT (extract(epoch FROM durable_now()) * 1000)::bigint AS ms
+), app AS (
+    SELECT url, signing_key, previous_signing_key, signature_mode, max_concurrency IS NULL AS handed_off
+    FROM apps WHERE id = $1
 ), input AS (
     SELECT i.ord, i.id, i.name, i.data::jsonb AS data, coalesce(i.ts, (SELECT ms FROM now)) AS ts
     FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS i (id, name, data, ts, ord)
@@ -46,6 +51,10 @@ WITH now AS (
                    THEN durable_match_fps(data, 256) ELSE '{}' END AS fps
 )
 SELECT s.seq, s.id, s.name, s.data, s.ts, (SELECT ms FROM now) AS now_ms,
+       app.url, app.signing_key, app.previous_signing_key, app.signature_mode,
+       coalesce(app.handed_off, false) AS handed_off, durable_now() AS ready_at, clock_timestamp() AS db_now,
+       (extract(epoch FROM durable_now() + $7 * interval '1 millisecond' - durable_clock()) * 1000)::int
+       AS lease_left_ms,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'config', f.config, 'paused', f.paused)
                                   ORDER BY f.id), '[]')
         FROM functions f
@@ -68,7 +77,7 @@ SELECT s.seq, s.id, s.name, s.data, s.ts, (SELECT ms FROM now) AS now_ms,
               SELECT run_id, match, until FROM run_cancels
               WHERE s.fps IS NULL AND app_id = $1 AND event_name = s.name) AS c
         WHERE (c.match IS NULL OR s.data @> c.match) AND (c.until IS NULL OR c.until > durable_now())) AS cancels
-FROM stored s
+FROM stored s LEFT JOIN app ON true
 ORDER BY s.seq;  -- input order: the first matching event of a list wins a wait
 
 -- name: event_list

@@ -28,16 +28,14 @@ WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.
 -- name: runs_create
 -- Create runs with their jobs (one job per active run), due at `due` (now when null). A run with a
 -- lease token ($12) is handed straight to a worker of the ingesting process (claimed by $13 with a
--- lease of $14 ms): it starts executing without a trip through the queue. Others wake the workers.
--- A workspace with a cap (apps.max_concurrency) gets no hand-off (`handed_off` false): its runs are
--- counted under its lock, at claim. $15/$16: the parent run and its invoke step of a run started by
--- step.invoke (null otherwise).
-WITH app AS (
-    SELECT max_concurrency IS NULL AS handed_off FROM apps WHERE id = $1
-), input AS (
+-- lease of $14 ms): it starts executing without a trip through the queue; the ingest gives tokens only
+-- in a workspace without a cap (apps.max_concurrency: its runs are counted under its lock, at claim)
+-- and learns the lease's clock from event_store. Others wake the workers. $15/$16: the parent run and
+-- its invoke step of a run started by step.invoke (null otherwise). Its rows are not read: an ingest
+-- sends it as text with its COMMIT (db.Conn.write), so no dollar quoting or block comment here.
+WITH input AS (
     SELECT i.run_id, i.function_id, i.event_id, i.event, i.due, i.priority, i.gate, i.gate_limit, i.flow,
-           i.rerun_of, CASE WHEN (SELECT handed_off FROM app) THEN i.token END AS token,
-           i.parent_run_id, i.parent_step_id
+           i.rerun_of, i.token, i.parent_run_id, i.parent_step_id
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[],
                 $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[], $15::text[], $16::text[])
          AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of, token,
@@ -57,14 +55,7 @@ WITH app AS (
            coalesce(due, durable_now()), priority, gate, gate_limit, token, CASE WHEN token IS NOT NULL THEN $13 END
     FROM input
 )
-SELECT count(*) AS created, durable_now() AS ready_at, clock_timestamp() AS db_now,
-       (extract(epoch FROM durable_now() + $14 * interval '1 millisecond' - durable_clock()) * 1000)::int
-       AS lease_left_ms,
-       (SELECT url FROM apps WHERE id = $1) AS url, (SELECT signing_key FROM apps WHERE id = $1) AS signing_key,
-       (SELECT previous_signing_key FROM apps WHERE id = $1) AS previous_signing_key,
-       (SELECT signature_mode FROM apps WHERE id = $1) AS signature_mode,
-       coalesce((SELECT handed_off FROM app), false) AS handed_off,
-       CASE WHEN bool_or(token IS NULL) THEN pg_notify('durable_jobs', '') END AS notified
+SELECT count(*) AS created, CASE WHEN bool_or(token IS NULL) THEN pg_notify('durable_jobs', '') END AS notified
 FROM input;
 
 -- name: runs_merge
