@@ -27,9 +27,7 @@ NASTY = st.sampled_from(
 NAMES = st.lists(st.one_of(TEXT, NASTY), max_size=6)
 
 
-TIMES = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)
-)
+TIMES = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC))
 JSON_TEXT = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(st.characters(exclude_characters="\x00")),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
