@@ -18,7 +18,7 @@ from durable.core.match import matches
 from durable.engine.cancel import cancel_runs, cause
 from durable.engine.claim import Claim, made_due
 from durable.engine.flow import Handoff, Planner
-from durable.engine.nonces import record_nonce
+from durable.engine.nonces import recording, refusing_replay
 from durable.store.db import Conn, Database, simple
 from durable.types import EventIn
 
@@ -57,12 +57,15 @@ async def ingest(
     nonce: str | None = None,
 ) -> Stored:
     """Store `events` for the app (all or nothing). `nonce`: the v2 nonce of the signed request,
-    recorded first in the same transaction (a replay stores nothing)."""
-    # The event-name locks ride in the message that opens the transaction: no round trip of their own.
-    async with db.transaction(opening=simple(*_locks(app_id, events))) as tx:
-        if nonce is not None:
-            await record_nonce(tx, app_id, nonce)
-        return await store_events(tx, app_id, events, handoff=handoff, locked=True)
+    recorded in the same transaction before the events (a replay stores nothing: Unauthorized)."""
+    # The event-name locks and the nonce ride in the message that opens the transaction: no round trip
+    # of their own.
+    opening = simple(*_locks(app_id, events))
+    if nonce is not None:
+        opening += ";\n" + recording(app_id, nonce)
+    with refusing_replay(nonce):
+        async with db.transaction(opening=opening) as tx:
+            return await store_events(tx, app_id, events, handoff=handoff, locked=True)
 
 
 def _locks(app_id: str, events: list[EventIn]) -> tuple[str, str, list[str]]:

@@ -96,7 +96,7 @@ def simple(name: str, *args: Literal | Sequence[Literal]) -> str:
     text = sql(name)
     if "/*" in text or re.search(r"\$(?!\d)", text):
         raise ValueError(f"query {name!r} cannot be rendered as text (block comment or dollar quoting)")
-    return _PARAMETER.sub(lambda m: literal(args[int(m.group(1)) - 1]), text)
+    return _PARAMETER.sub(lambda m: literal(args[int(m.group(1)) - 1]), text.rstrip().rstrip(";"))
 
 
 def _text_size(args: Sequence[Any]) -> int:
