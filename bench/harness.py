@@ -504,9 +504,10 @@ class Stack:
         assert self.http is not None
         body = orjson.dumps(events)
         app_id, key = (tenant.app_id, tenant.signing_key) if tenant else (self.app_id, self.signing_key)
-        headers = {
+        headers = {  # both signatures, as the SDKs' clients send them: the engine checks v2 and its nonce
             "content-type": "application/json",
             "x-durable-app": app_id,
+            "x-durable-signature-v2": durable_sdk.sign_v2(body, key, "app", time.time_ns() // 1_000_000),
             "x-durable-signature": durable_sdk.sign(body, key),
         }
         url = self.engine_urls[via % len(self.engine_urls)] + "/e"
