@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
@@ -89,80 +90,123 @@ LOCKS = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+MODES = pytest.mark.parametrize("pooled", [False, True], ids=["prepared", "pooled"])
 
 
-async def test_the_opening_statement_runs_inside_the_transaction(db: Database) -> None:
-    """Its lock is held by the transaction until it ends, committed or rolled back; a failing opening
-    leaves the connection outside any transaction."""
-    opening = simple("event_lock_names", "app-x", ["b", "a'"])
-    table = f"opened_{uuid.uuid4().hex[:12]}"
-    await db.pool.execute(f"CREATE TABLE {table} (x int)")
-    async with db.transaction(opening=opening) as tx:
-        assert tx.raw.is_in_transaction()
-        assert await tx.raw.fetchval(LOCKS + " AND pid = pg_backend_pid() AND granted") == 2
-        await tx.raw.execute(f"INSERT INTO {table} VALUES (1)")
-    assert await db.pool.fetchval(LOCKS) == 0
-    assert await db.pool.fetchval(f"SELECT count(*) FROM {table}") == 1
-
-    with pytest.raises(RuntimeError):
-        async with db.transaction(opening=opening) as tx:
-            await tx.raw.execute(f"INSERT INTO {table} VALUES (2)")
-            raise RuntimeError("the block fails")
-    assert await db.pool.fetchval(f"SELECT count(*) FROM {table}") == 1
-    assert await db.pool.fetchval(LOCKS) == 0
-
-    with pytest.raises(asyncpg.PostgresError):
-        async with db.transaction(opening="SELECT 1 / 0"):
-            raise AssertionError("the block must not run when the opening fails")
-    async with db.pool.acquire() as raw:
-        assert not raw.is_in_transaction()
-    assert await db.pool.fetchval(LOCKS) == 0
-    await db.pool.execute(f"DROP TABLE {table}")
-
-
-async def test_deferred_writes_ride_with_the_commit_in_order_or_not_at_all(db: Database) -> None:
-    """`Conn.write` in a transaction that closes by text: nothing is written before the COMMIT, the
-    writes run in their order (a later one may depend on an earlier one), a failing one rolls the
-    whole transaction back, and a large one that comes first runs at once."""
-    table = f"closed_{uuid.uuid4().hex[:12]}"
-    await db.pool.execute(f"CREATE TABLE {table} (x int PRIMARY KEY, note text)")
+@pytest.fixture
+async def probe(dsn: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """A table of its own, and two writes into it added to the queries sent as text."""
+    table = f"probe_{uuid.uuid4().hex[:12]}"
     queries = dict(store.queries())
     queries["probe_add"] = f"INSERT INTO {table} (x, note) SELECT x, $2 FROM unnest($1::int[]) AS x"
     queries["probe_double"] = f"UPDATE {table} SET x = x * 2 WHERE x = ANY($1::int[])"
-    store.queries.cache_clear()
-    original = store.queries
-    store.queries = lambda: queries  # type: ignore[assignment]
+    monkeypatch.setattr(store, "queries", lambda: queries)
+    monkeypatch.setattr(store, "TEXT_QUERIES", (*store.TEXT_QUERIES, "probe_add", "probe_double"))
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(f"CREATE TABLE {table} (x int PRIMARY KEY, note text)")
+    yield table
+    await conn.execute(f"DROP TABLE {table}")
+    await conn.close()
+
+
+async def _database(dsn: str, pooled: bool) -> Database:
+    """A pool of its own (its connections prepare the probe's queries), direct or as if pooled."""
+    return await Database.connect(dsn, pooled=pooled, min_size=1, max_size=2)
+
+
+@MODES
+async def test_the_opening_statements_run_inside_the_transaction(dsn: str, probe: str, pooled: bool) -> None:
+    """Their locks are held by the transaction until it ends, committed or rolled back; a failing
+    opening leaves the connection outside any transaction, and nothing of it stays."""
+    db = await _database(dsn, pooled)
     try:
-        async with db.transaction(opening="SELECT 1") as tx:
+        opening = [("event_lock_names", "app-x", ["b", "a'"]), ("signature_nonce_record", "app-x", "n1")]
+        async with db.transaction(opening=opening) as tx:
+            assert tx.raw.is_in_transaction()
+            assert await tx.raw.fetchval(LOCKS + " AND pid = pg_backend_pid() AND granted") == 2
+            await tx.raw.execute(f"INSERT INTO {probe} VALUES (1)")
+        assert await db.pool.fetchval(LOCKS) == 0
+        assert await db.pool.fetchval(f"SELECT count(*) FROM {probe}") == 1
+
+        with pytest.raises(RuntimeError):
+            async with db.transaction(opening=opening[:1]) as tx:
+                await tx.raw.execute(f"INSERT INTO {probe} VALUES (2)")
+                raise RuntimeError("the block fails")
+        assert await db.pool.fetchval(f"SELECT count(*) FROM {probe}") == 1
+        assert await db.pool.fetchval(LOCKS) == 0
+
+        with pytest.raises(asyncpg.UniqueViolationError):  # the nonce again: the opening fails
+            async with db.transaction(opening=opening):
+                raise AssertionError("the block must not run when the opening fails")
+        async with db.pool.acquire() as raw:
+            assert not raw.is_in_transaction()
+        assert await db.pool.fetchval(LOCKS) == 0
+        with pytest.raises(ValueError, match="not sent as text"):
+            db.text(("event_store", "app-x"))
+    finally:
+        await db.close()
+
+
+@MODES
+async def test_deferred_writes_ride_with_the_commit_in_order_or_not_at_all(
+    dsn: str, probe: str, pooled: bool
+) -> None:
+    """`Conn.write` in a transaction that closes by text: nothing is written before the COMMIT, the
+    writes run in their order (a later one may depend on an earlier one), a failing one rolls the
+    whole transaction back, and a large one that comes first runs at once."""
+    db = await _database(dsn, pooled)
+    opening = [("event_lock_names", "app-x", ["a"])]
+    try:
+        async with db.transaction(opening=opening) as tx:
             await tx.write("probe_add", [1, 2], "it's")
             await tx.write("probe_double", [2])
             assert tx.closing is not None and len(tx.closing) == 2
-            assert await tx.raw.fetchval(f"SELECT count(*) FROM {table}") == 0  # not yet sent
-        rows = await db.pool.fetch(f"SELECT x, note FROM {table} ORDER BY x")
+            # prepared once per connection and executed, unless a pooler could not keep it
+            assert [s.startswith("EXECUTE durable_probe_") for s in tx.closing] == [not pooled] * 2
+            assert await tx.raw.fetchval(f"SELECT count(*) FROM {probe}") == 0  # not yet sent
+        rows = await db.pool.fetch(f"SELECT x, note FROM {probe} ORDER BY x")
         assert [(r["x"], r["note"]) for r in rows] == [(1, "it's"), (4, "it's")]
 
         with pytest.raises(asyncpg.UniqueViolationError):
-            async with db.transaction(opening="SELECT 1") as tx:
-                await tx.raw.execute(f"INSERT INTO {table} VALUES (10, 'immediate')")
+            async with db.transaction(opening=opening) as tx:
+                await tx.raw.execute(f"INSERT INTO {probe} VALUES (10, 'immediate')")
                 await tx.write("probe_add", [11], "deferred")
                 await tx.write("probe_add", [1], "a duplicate: the commit fails")
-        assert await db.pool.fetchval(f"SELECT count(*) FROM {table}") == 2  # nothing of it stayed
+        assert await db.pool.fetchval(f"SELECT count(*) FROM {probe}") == 2  # nothing of it stayed
         async with db.pool.acquire() as raw:
             assert not raw.is_in_transaction()
 
         large = "x" * (store.MAX_TEXT_WRITE + 1)
-        async with db.transaction(opening="SELECT 1") as tx:
+        async with db.transaction(opening=opening) as tx:
             await tx.write("probe_add", [20], large)
             assert tx.closing == []
-            assert await tx.raw.fetchval(f"SELECT count(*) FROM {table} WHERE x = 20") == 1
+            assert await tx.raw.fetchval(f"SELECT count(*) FROM {probe} WHERE x = 20") == 1
             await tx.write("probe_add", [21], "small")
             await tx.write("probe_add", [22], large)  # after a deferred one: deferred too, in order
             assert tx.closing is not None and len(tx.closing) == 2
-        assert await db.pool.fetchval(f"SELECT count(*) FROM {table}") == 5
+        assert await db.pool.fetchval(f"SELECT count(*) FROM {probe}") == 5
 
         async with db.transaction() as tx:  # a transaction that does not close by text writes at once
             await tx.write("probe_add", [30], "now")
-            assert await tx.raw.fetchval(f"SELECT count(*) FROM {table} WHERE x = 30") == 1
+            assert await tx.raw.fetchval(f"SELECT count(*) FROM {probe} WHERE x = 30") == 1
     finally:
-        store.queries = original  # type: ignore[assignment]
-        await db.pool.execute(f"DROP TABLE {table}")
+        await db.close()
+
+
+@MODES
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(notes=st.lists(st.one_of(TEXT, NASTY, JSON_TEXT), min_size=1, max_size=4))
+async def test_any_text_reaches_a_prepared_or_inline_write_exactly(
+    dsn: str, probe: str, pooled: bool, notes: list[str]
+) -> None:
+    db = await _database(dsn, pooled)
+    try:
+        async with db.connection() as conn:
+            await conn.raw.execute(f"DELETE FROM {probe}")
+        async with db.transaction(opening=[("event_lock_names", "app-x", notes)]) as tx:
+            for index, note in enumerate(notes):
+                await tx.write("probe_add", [index], note)
+        rows = await db.pool.fetch(f"SELECT note FROM {probe} ORDER BY x")
+        assert [r["note"] for r in rows] == notes
+    finally:
+        await db.close()

@@ -19,7 +19,7 @@ from durable.engine.cancel import cancel_runs, cause
 from durable.engine.claim import Claim, made_due
 from durable.engine.flow import Handoff, Planner
 from durable.engine.nonces import recording, refusing_replay
-from durable.store.db import Conn, Database, simple
+from durable.store.db import Conn, Database
 from durable.types import EventIn
 
 # What event_store answers per event, and, the same on every row, what runs handed to a worker start
@@ -60,9 +60,9 @@ async def ingest(
     recorded in the same transaction before the events (a replay stores nothing: Unauthorized)."""
     # The event-name locks and the nonce ride in the message that opens the transaction: no round trip
     # of their own.
-    opening = simple(*_locks(app_id, events))
+    opening = [_locks(app_id, events)]
     if nonce is not None:
-        opening += ";\n" + recording(app_id, nonce)
+        opening.append(recording(app_id, nonce))
     with refusing_replay(nonce):
         async with db.transaction(opening=opening) as tx:
             return await store_events(tx, app_id, events, handoff=handoff, locked=True)

@@ -17,14 +17,14 @@ import asyncpg
 
 from durable.core.signing import V2_HEADER
 from durable.errors import Unauthorized
-from durable.store.db import Conn, simple
+from durable.store.db import Conn, Statement
 
 _KEY = "signature_nonces_pkey"
 
 
-def recording(app_id: str, nonce: str) -> str:
-    """The statement recording `nonce`, as text for a transaction's opening (inside `refusing_replay`)."""
-    return simple("signature_nonce_record", app_id, nonce)
+def recording(app_id: str, nonce: str) -> Statement:
+    """The statement recording `nonce`, for a transaction's opening (inside `refusing_replay`)."""
+    return ("signature_nonce_record", app_id, nonce)
 
 
 async def record_nonce(tx: Conn, app_id: str, nonce: str) -> None:
