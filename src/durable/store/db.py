@@ -84,7 +84,9 @@ def literal(value: Literal | Sequence[Literal]) -> str:
 
 
 def _plain(value: str | datetime | UUID) -> str:
-    return value if isinstance(value, str) else value.isoformat() if isinstance(value, datetime) else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value if isinstance(value, str) else str(value)
 
 
 def _element(value: Literal) -> str:
@@ -225,7 +227,8 @@ class Conn:
         (`Database.transaction(opening=...)`) it is sent with the COMMIT, after every other statement
         of the transaction, at no round trip of its own; elsewhere, or with more than MAX_TEXT_WRITE
         characters of text while nothing is deferred yet, it runs now (writes keep their order)."""
-        if self._text is not None and self.closing is not None and (self.closing or _text_size(args) <= MAX_TEXT_WRITE):
+        deferred = self.closing is not None and (self.closing or _text_size(args) <= MAX_TEXT_WRITE)
+        if self._text is not None and self.closing is not None and deferred:
             self.closing.append(self._text((name, *args)))
         else:
             await self.raw.execute(sql(name), *args)
