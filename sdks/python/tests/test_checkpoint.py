@@ -403,6 +403,34 @@ def test_a_step_reached_by_a_task_while_a_step_executes_forms_the_next_round() -
     assert answer == {"op": "checkpoint", "steps": [{"id": "a", "data": "a"}], "then": group}
 
 
+def test_a_lone_step_cancelled_while_it_executes_leaves_the_steps_reached_meanwhile_a_round() -> None:
+    """The handler's own task cancelled inside a step it awaited alone (user code catching it goes on):
+    the step is not recorded, and a step a task reached meanwhile is still answered, without a hang."""
+
+    async def handler(event: Any, step: Any) -> Any:
+        async def other() -> Any:
+            return await step.run("o", lambda: "o")
+
+        async def first() -> str:
+            asyncio.get_running_loop().create_task(other())
+            await asyncio.sleep(0.001)
+            current = asyncio.current_task()
+            assert current is not None
+            current.cancel()
+            await asyncio.sleep(0.01)
+            return "a"
+
+        try:
+            return await step.run("a", first)
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(_step.execute_async(define(handler), invoke(), clock=lambda: NOW), 5)
+
+    assert asyncio.run(bounded()) == {"op": "step", "id": "o", "data": "o"}
+
+
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")
 def test_a_step_call_the_handler_never_awaits_is_still_answered() -> None:
     async def handler(event: Any, step: Any) -> Any:
