@@ -286,18 +286,19 @@ class Step:
         self._reached.append(reached)
         if not self._async:
             self._halt()
-        if alone and self._checkpoint is not None and reached.kind == "run" and self._settler is None:
+        if alone and reached.kind == "run" and self._settler is None:
             return self._alone(reached)
         if self._settler is None:
             self._settler = asyncio.get_running_loop().create_task(self._settle())
         return self._join(self._settler, reached.id)
 
     async def _alone(self, reached: _Reached) -> Any:
-        """Async handlers with checkpointing: a ``run`` step awaited by the handler's own task (no
-        gather or ``step.parallel`` branch can be pending there) while still alone (no other step was
-        called since) executes at once and the handler goes on, without waiting for a quiet round.
-        Steps reached while it executes (by tasks the handler started) wait for it, as for a settled
-        round, and form the next round. Otherwise the step joins a round like any other."""
+        """Async handlers: a ``run`` step awaited by the handler's own task (no gather or
+        ``step.parallel`` branch can be pending there) while still alone (no other step was called
+        since) executes at once, without waiting for a quiet round. With checkpointing the handler goes
+        on, and steps reached while it executes (by tasks the handler started) wait for it, as for a
+        settled round, and form the next round; without, its op is the answer and those steps are
+        reached again by the next invoke's replay. Otherwise the step joins a round like any other."""
         loop = asyncio.get_running_loop()
         if (
             asyncio.current_task() is not self._root
@@ -317,7 +318,12 @@ class Step:
             self._settler = loop.create_task(self._settle()) if self._reached else None
             executing.set_result(None)
             raise
-        value = self._record(done) if self.op is None else None
+        if self._checkpoint is None:  # one step per invoke: the step's op is the answer
+            if self.op is None:
+                self.op = done
+            value = None
+        else:
+            value = self._record(done) if self.op is None else None
         self._continue(reached.id, value, 1)
         if self._settler is executing:  # the answer is decided: nothing goes on
             self._settler = None

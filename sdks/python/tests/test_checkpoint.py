@@ -383,6 +383,58 @@ def test_steps_the_handler_awaits_itself_execute_without_a_settling_round(
     assert settled == [1]
 
 
+def test_without_checkpointing_a_step_the_handler_awaits_itself_is_answered_without_a_settling_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """checkpoint=False: a step the handler's own task awaits alone executes at once and its op is the
+    answer (one step per invoke, as before), with no round of quiet turns; a gather still settles into
+    one parallel group; a step a task reached while it executed is not part of its answer."""
+    settled: list[int] = []
+    settle = _step.Step._settle
+
+    async def counted(self: _step.Step) -> None:
+        settled.append(1)
+        await settle(self)
+
+    monkeypatch.setattr(_step.Step, "_settle", counted)
+    fn = define(chain("async", [1, 2, 3]), checkpoint=False)
+    assert replay(fn) == {"op": "step", "id": "s", "data": 1}
+    memo = {"s": {"type": "run", "data": 1}, "s:1": {"type": "run", "data": 2}}
+    assert replay(fn, memo) == {"op": "step", "id": "s:2", "data": 3}
+    assert replay(fn, {**memo, "s:2": {"type": "run", "data": 3}}) == {"op": "done", "data": [1, 2, 3]}
+    assert settled == []
+
+    async def failing(event: Any, step: Any) -> Any:
+        def boom() -> None:
+            raise ValueError("no")
+
+        return await step.run("x", boom)
+
+    answer = replay(define(failing, checkpoint=False))
+    assert answer == {"op": "error", "id": "x", "message": "no", "retryable": True}
+
+    async def gathered(event: Any, step: Any) -> Any:
+        return await asyncio.gather(step.run("a", lambda: 1), step.run("b", lambda: 2))
+
+    ops = [{"op": "step", "id": "a", "data": 1}, {"op": "step", "id": "b", "data": 2}]
+    assert replay(define(gathered, checkpoint=False)) == {"op": "parallel", "ops": ops}
+    assert settled == [1]
+
+    async def handler(event: Any, step: Any) -> Any:
+        async def other() -> Any:
+            return await step.run("o", lambda: "o")
+
+        async def first() -> str:
+            asyncio.get_running_loop().create_task(other())  # reaches "o" while "a" executes
+            await asyncio.sleep(0.001)
+            return "a"
+
+        return [await step.run("a", first), await step.run("b", lambda: "b")]
+
+    fn = define(handler, checkpoint=False)
+    assert replay(fn) == {"op": "step", "id": "a", "data": "a"}  # "o" waited for "a", then stopped
+
+
 def test_a_step_reached_by_a_task_while_a_step_executes_forms_the_next_round() -> None:
     async def handler(event: Any, step: Any) -> Any:
         async def other() -> Any:
