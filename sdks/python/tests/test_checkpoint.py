@@ -356,20 +356,24 @@ def test_an_async_step_reached_alone_beside_pending_io_goes_on() -> None:
     assert answer == {"op": "checkpoint", "steps": steps, "then": {"op": "done", "data": [2, "io"]}}
 
 
-def test_steps_the_handler_awaits_itself_execute_without_a_settling_round(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A step the handler's own task awaits while nothing else is reached executes at once: no round of
-    quiet event-loop turns per step (docs/protocol.md, "Checkpointing"). Steps of a gather still settle
-    together, and are answered as one parallel group."""
-    settled: list[int] = []
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per settling round (``Step._settle``) the test's handlers go through."""
+    rounds: list[int] = []
     settle = _step.Step._settle
 
     async def counted(self: _step.Step) -> None:
-        settled.append(1)
+        rounds.append(1)
         await settle(self)
 
     monkeypatch.setattr(_step.Step, "_settle", counted)
+    return rounds
+
+
+def test_steps_the_handler_awaits_itself_execute_without_a_settling_round(settled: list[int]) -> None:
+    """A step the handler's own task awaits while nothing else is reached executes at once: no round of
+    quiet event-loop turns per step (docs/protocol.md, "Checkpointing"). Steps of a gather still settle
+    together, and are answered as one parallel group."""
     answer = replay(define(chain("async", [1, 2, 3, 4, 5])))
     assert answer["then"] == {"op": "done", "data": [1, 2, 3, 4, 5]}
     assert settled == []
@@ -384,19 +388,11 @@ def test_steps_the_handler_awaits_itself_execute_without_a_settling_round(
 
 
 def test_without_checkpointing_a_step_the_handler_awaits_itself_is_answered_without_a_settling_round(
-    monkeypatch: pytest.MonkeyPatch,
+    settled: list[int],
 ) -> None:
     """checkpoint=False: a step the handler's own task awaits alone executes at once and its op is the
     answer (one step per invoke, as before), with no round of quiet turns; a gather still settles into
     one parallel group; a step a task reached while it executed is not part of its answer."""
-    settled: list[int] = []
-    settle = _step.Step._settle
-
-    async def counted(self: _step.Step) -> None:
-        settled.append(1)
-        await settle(self)
-
-    monkeypatch.setattr(_step.Step, "_settle", counted)
     fn = define(chain("async", [1, 2, 3]), checkpoint=False)
     assert replay(fn) == {"op": "step", "id": "s", "data": 1}
     memo = {"s": {"type": "run", "data": 1}, "s:1": {"type": "run", "data": 2}}
