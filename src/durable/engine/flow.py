@@ -35,6 +35,49 @@ from durable.engine.claim import Claim
 from durable.store.db import Conn
 
 KINDS = ("rateLimit", "throttle", "debounce", "batch", "singleton")  # state scoped by the option's key
+# The options that make a run's start a decision of the Planner's (state, a skip, a delay, cancelOn rows);
+# concurrency and priority are only stored on the job.
+DECIDED = (*KINDS, "idempotency", "cancelOn")
+
+
+def undecided(function: dict[str, Any]) -> bool:
+    """Whether an event starts a run of `function` ({id, config, paused}, as event_store lists it) at
+    once, with no decision of the Planner's: no option of DECIDED, not paused."""
+    config = function["config"]
+    return function.get("paused") is None and not any(config.get(kind) for kind in DECIDED)
+
+
+def new_claim(
+    handoff: Handoff,
+    basis: dict[str, Any],
+    app_id: str,
+    run_id: str,
+    token: UUID,
+    function_id: str,
+    config: dict[str, Any],
+    event: dict[str, Any],
+    parent: tuple[str | None, str | None] = (None, None),
+) -> Claim:
+    """The claim of a new run handed to `handoff`'s worker by the ingest that created it; `basis`: what
+    the ingest's statement said its runs start with (url, keys, ready_at, db_now, lease_left_ms) and
+    `sent`, the monotonic time before it."""
+    return Claim.build(
+        run_id=run_id,
+        token=token,
+        attempt=1,
+        app={**basis, "app_id": app_id},
+        function_id=function_id,
+        config=config,
+        event=event,
+        steps={},
+        ready_at=basis["ready_at"],
+        db_now=basis["db_now"],
+        lease_left_ms=basis["lease_left_ms"],
+        sent=basis["sent"],
+        default_max_attempts=handoff.default_max_attempts,
+        parent_run_id=parent[0],
+        parent_step_id=parent[1],
+    )
 
 
 def _json(value: Any) -> str:
@@ -398,30 +441,22 @@ class Planner:
         if not handed:
             return
         assert self.handoff is not None and self.basis is not None
-        basis = self.basis
         for run in runs:
             token = handed.get(run.run_id)
-            if token is None:
-                continue
-            self.claims.append(
-                Claim.build(
-                    run_id=run.run_id,
-                    token=token,
-                    attempt=1,
-                    app={**basis, "app_id": self.app_id},
-                    function_id=run.function_id,
-                    config=self._configs[run.function_id],
-                    event=run.event,
-                    steps={},
-                    ready_at=basis["ready_at"],
-                    db_now=basis["db_now"],
-                    lease_left_ms=basis["lease_left_ms"],
-                    sent=basis["sent"],
-                    default_max_attempts=self.handoff.default_max_attempts,
-                    parent_run_id=run.parent_run_id,
-                    parent_step_id=run.parent_step_id,
+            if token is not None:
+                self.claims.append(
+                    new_claim(
+                        self.handoff,
+                        self.basis,
+                        self.app_id,
+                        run.run_id,
+                        token,
+                        run.function_id,
+                        self._configs[run.function_id],
+                        run.event,
+                        (run.parent_run_id, run.parent_step_id),
+                    )
                 )
-            )
 
     async def _write(self) -> None:
         tx = self.tx

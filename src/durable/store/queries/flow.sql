@@ -26,37 +26,16 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigi
 WHERE f.app_id = $1 AND f.function_id = i.function_id AND f.kind = i.kind AND f.key = i.key;
 
 -- name: runs_create
--- Create runs with their jobs (one job per active run), due at `due` (now when null). A run with a
--- lease token ($12) is handed straight to a worker of the ingesting process (claimed by $13 with a
--- lease of $14 ms): it starts executing without a trip through the queue; the ingest gives tokens only
--- in a workspace without a cap (apps.max_concurrency: its runs are counted under its lock, at claim)
--- and learns the lease's clock from event_store. Others wake the workers. $15/$16: the parent run and
--- its invoke step of a run started by step.invoke (null otherwise). Its rows are not read: an ingest
--- sends it as text with its COMMIT (db.Conn.write), so no dollar quoting or block comment here.
-WITH input AS (
-    SELECT i.run_id, i.function_id, i.event_id, i.event, i.due, i.priority, i.gate, i.gate_limit, i.flow,
-           i.rerun_of, i.token, i.parent_run_id, i.parent_step_id
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::int[],
-                $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[], $15::text[], $16::text[])
-         AS i (run_id, function_id, event_id, event, due, priority, gate, gate_limit, flow, rerun_of, token,
-               parent_run_id, parent_step_id)
-), r AS (
-    INSERT INTO runs (id, app_id, function_id, event_id, event, activity, flow, rerun_of, started_at,
-                      parent_run_id, parent_step_id)
-    SELECT run_id, $1, function_id, event_id, event::jsonb,
-           CASE WHEN token IS NOT NULL THEN 'executing'
-                WHEN coalesce(due, durable_now()) <= durable_now() THEN 'queued' ELSE 'scheduled' END,
-           flow::jsonb, rerun_of, CASE WHEN token IS NOT NULL THEN durable_now() END, parent_run_id, parent_step_id
-    FROM input
-), j AS (
-    INSERT INTO jobs (run_id, app_id, available_at, ready_at, priority, gate, gate_limit, lease_token, claimed_by)
-    SELECT run_id, $1,
-           CASE WHEN token IS NOT NULL THEN durable_now() + $14 * interval '1 millisecond' ELSE coalesce(due, durable_now()) END,
-           coalesce(due, durable_now()), priority, gate, gate_limit, token, CASE WHEN token IS NOT NULL THEN $13 END
-    FROM input
-)
-SELECT count(*) AS created, CASE WHEN bool_or(token IS NULL) THEN pg_notify('durable_jobs', '') END AS notified
-FROM input;
+-- Create runs with their jobs (durable_runs_create, migration 0016). A run with a lease token ($12) is
+-- handed straight to a worker of the ingesting process (claimed by $13 with a lease of $14 ms); the
+-- ingest gives tokens only in a workspace without a cap (apps.max_concurrency: its runs are counted
+-- under its lock, at claim) and learns the lease's clock from event_store. Others wake the workers.
+-- $15/$16: the parent run and its invoke step of a run started by step.invoke (null otherwise). Its
+-- rows are not read: an ingest sends it as text with its COMMIT (db.Conn.write), so no dollar quoting
+-- or block comment here.
+SELECT * FROM durable_runs_create($1::text, $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                                  $7::int[], $8::text[], $9::int[], $10::text[], $11::text[], $12::uuid[],
+                                  $13::text, $14::int, $15::text[], $16::text[]);
 
 -- name: runs_merge
 -- Events joining runs that have not started: a debounce replaces the run's event and moves its start;

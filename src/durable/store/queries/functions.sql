@@ -17,3 +17,8 @@ FROM functions WHERE app_id = $1 ORDER BY id;
 
 -- name: function_get
 SELECT id, name, trigger_event, trigger_cron, config FROM functions WHERE app_id = $1 AND id = $2;
+
+-- name: functions_triggered
+-- What an event of each name starts (durable_triggered): read by an ingest the first time it meets the
+-- name (engine/ingest.py, Triggers).
+SELECT n AS name, durable_triggered($1, n) AS functions FROM unnest($2::text[]) AS n;
