@@ -3,21 +3,33 @@
 All in one transaction, committed before the caller answers 2xx. The shared advisory lock per
 (app, event name) pairs with the exclusive one a wait takes while being stored (see execution.py), so
 an event is either seen by the wait's look-back or sees the stored wait.
+
+Two paths (docs/architecture.md, "Ingest"). The plain one is a single autocommitted statement
+(durable_ingest_plain, migration 0016): when every function the events' names trigger, as the last
+ingest of each name here saw them (`Triggers`), starts its runs with no decision of the Planner's, the
+engine makes those runs beforehand and the statement stores them with the events, after checking
+under the locks that the functions are still those and that nothing parked may match an event. When a
+check fails it writes nothing, and the general path runs: a transaction of event_store, the Planner,
+waits and cancels, which also tells `Triggers` what the names trigger now.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any, NamedTuple
+from uuid import uuid4
 
 import orjson
 
+from durable.core import flow
 from durable.core.ids import new_id
 from durable.core.jsonvalue import to_json_text
 from durable.core.match import matches
+from durable.core.options import priority_of
 from durable.engine.cancel import cancel_runs, cause
 from durable.engine.claim import Claim, made_due
-from durable.engine.flow import Handoff, Planner
+from durable.engine.flow import Handoff, Planner, new_claim, undecided
 from durable.engine.nonces import recording, refusing_replay
 from durable.store.db import Conn, Database
 from durable.types import EventIn
@@ -48,6 +60,52 @@ class Stored(NamedTuple):
     queued: bool
 
 
+class Triggers:
+    """What each (app, event name) triggers, as this process last read it (event_store's `functions`,
+    or durable_triggered the first time a name is ingested here: [{id, config, paused}]). Only a hint:
+    durable_ingest_plain checks it under the locks, so a stale entry (an app synced, a function paused,
+    by any process) costs one fallback, never a wrong run; the general path then learns the new one."""
+
+    LIMIT = 4096  # names kept; past it the memory starts over
+
+    def __init__(self) -> None:
+        self._functions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def learn(self, app_id: str, named: list[dict[str, Any]]) -> None:
+        """Keep what each of `named` ({name, functions}) triggers."""
+        if len(self._functions) + len(named) > self.LIMIT:
+            self._functions.clear()
+        for row in named:
+            self._functions[(app_id, row["name"])] = row["functions"]
+
+    async def plain(
+        self, db: Database, app_id: str, names: list[str]
+    ) -> dict[str, list[dict[str, Any]]] | None:
+        """The functions of each name, when every one of them starts its runs undecided (names not
+        known yet are read first, in one statement)."""
+        unknown = [name for name in names if (app_id, name) not in self._functions]
+        if unknown:
+            self.learn(app_id, [dict(row) for row in await db.fetch("functions_triggered", app_id, unknown)])
+        found = {}
+        for name in names:
+            functions = self._functions.get((app_id, name))
+            if functions is None or not all(undecided(f) for f in functions):
+                return None
+            found[name] = functions
+        return found
+
+
+_TRIGGERS: weakref.WeakKeyDictionary[Database, Triggers] = weakref.WeakKeyDictionary()
+
+
+def triggers(db: Database) -> Triggers:
+    """The Triggers of `db`'s process (one per Database)."""
+    known = _TRIGGERS.get(db)
+    if known is None:
+        known = _TRIGGERS[db] = Triggers()
+    return known
+
+
 async def ingest(
     db: Database,
     app_id: str,
@@ -58,6 +116,10 @@ async def ingest(
 ) -> Stored:
     """Store `events` for the app (all or nothing). `nonce`: the v2 nonce of the signed request,
     recorded in the same transaction before the events (a replay stores nothing: Unauthorized)."""
+    known = triggers(db)
+    plain = await _ingest_plain(db, known, app_id, events, handoff, nonce)
+    if plain is not None:
+        return plain
     # The event-name locks and the nonce ride in the message that opens the transaction: no round trip
     # of their own.
     opening = [_locks(app_id, events)]
@@ -65,7 +127,80 @@ async def ingest(
         opening.append(recording(app_id, nonce))
     with refusing_replay(nonce):
         async with db.transaction(opening=opening) as tx:
-            return await store_events(tx, app_id, events, handoff=handoff, locked=True)
+            return await store_events(tx, app_id, events, handoff=handoff, locked=True, learn=known)
+
+
+async def _ingest_plain(
+    db: Database,
+    known: Triggers,
+    app_id: str,
+    events: list[EventIn],
+    handoff: Handoff | None,
+    nonce: str | None,
+) -> Stored | None:
+    """The plain path (the module's docstring): the Stored, or None when it does not apply or its
+    statement found a check failed (nothing was written)."""
+    if any("idempotencyKey" in e for e in events):
+        return None
+    ids = [e["id"] or new_id() for e in events]
+    if len(set(ids)) < len(ids):  # a list repeating an id: the general path keeps its first
+        return None
+    names = sorted({e["name"] for e in events})
+    functions = await known.plain(db, app_id, names)
+    if functions is None:
+        return None
+    runs: list[tuple[str, str, dict[str, Any], str, int, str | None, int | None, Any]] = []
+    room = handoff.capacity if handoff is not None else 0
+    for event_id, event in zip(ids, events, strict=True):
+        for function in functions[event["name"]]:
+            gate, limit = flow.gate(function["id"], function["config"], event["data"])
+            token = None
+            if gate is None and room > 0:
+                token, room = uuid4(), room - 1
+            priority = priority_of(function["config"].get("priority"), event["data"])
+            runs.append(
+                (event_id, function["id"], function["config"], new_id(), priority, gate, limit, token)
+            )
+    sent = time.monotonic()
+    with refusing_replay(nonce):
+        rows = await db.fetch(
+            "ingest_plain",
+            app_id,
+            ids,
+            [e["name"] for e in events],
+            [to_json_text(e["data"], "event data") for e in events],
+            [e["ts"] for e in events],
+            names,
+            [orjson.dumps(functions[n]).decode() for n in names],
+            nonce,
+            handoff.worker if handoff is not None else None,
+            handoff.lease_ms if handoff is not None else 0,
+            [r[0] for r in runs],
+            [r[3] for r in runs],
+            [r[1] for r in runs],
+            [r[4] for r in runs],
+            [r[5] for r in runs],
+            [r[6] for r in runs],
+            [r[7] for r in runs],
+        )
+    if rows[0]["fallback"]:
+        return None
+    stored = {row["id"]: row for row in rows if row["seq"] is not None}
+    db.changed(app_id, "events")
+    basis = dict(rows[0]) | {"sent": sent}
+    claims: list[Claim] = []
+    queued = False
+    for event_id, function_id, config, run_id, _, _, _, token in runs:
+        row = stored.get(event_id)
+        if row is None:  # an id seen in the last 24 h: not stored, no run
+            continue
+        db.changed(app_id, "runs", run_id)
+        if token is None or handoff is None or not basis["handed_off"]:
+            queued = True
+            continue
+        stored_event = {"id": row["id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
+        claims.append(new_claim(handoff, basis, app_id, run_id, token, function_id, config, stored_event))
+    return Stored(ids, claims, queued)
 
 
 def _locks(app_id: str, events: list[EventIn]) -> tuple[str, str, list[str]]:
@@ -81,11 +216,12 @@ async def store_events(
     function_id: str | None = None,
     handoff: Handoff | None = None,
     locked: bool = False,
+    learn: Triggers | None = None,
 ) -> Stored:
     """Store events in `tx` and act on them; with `function_id`, they start that function (cron).
     `locked`: `tx` has taken the events' name locks already (`ingest`); they must be taken in a
     statement before the one that stores the events, whose snapshot then holds every wait committed
-    before them."""
+    before them. `learn`: told what the stored events' names trigger."""
     ids = [e["id"] or new_id() for e in events]
     claims: list[Claim] = []
     queued = False
@@ -104,6 +240,8 @@ async def store_events(
         handoff.lease_ms if handoff is not None else 0,
     )
     stored = [{key: row[key] for key in _EVENT_COLUMNS} for row in rows]
+    if learn is not None and function_id is None:
+        learn.learn(app_id, stored)
     keys = {i: e["idempotencyKey"] for i, e in zip(ids, events, strict=True) if "idempotencyKey" in e}
     if keys:
         for row in stored:
