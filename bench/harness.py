@@ -406,12 +406,17 @@ class Stack:
         self.db = await asyncpg.connect(dsn, timeout=10)
         self.dsn = dsn
 
-    async def ended(self, event_id: str, timeout: float) -> tuple[float, str, str]:
-        """When (perf_counter) the run `event_id` started ended, its id and status, as announced by
-        Postgres at the commit that ended it (EndWatch, started on first use)."""
+    async def watch_ends(self) -> EndWatch:
+        """Listen for runs ending (EndWatch), from now on: call it before sending the event of a run
+        to time, which may end before the POST is answered."""
         if self.ends is None:
             self.ends = await EndWatch.start(self.dsn)
-        return await self.ends.wait(event_id, timeout)
+        return self.ends
+
+    async def ended(self, event_id: str, timeout: float) -> tuple[float, str, str]:
+        """When (perf_counter) the run `event_id` started ended, its id and status, as announced by
+        Postgres at the commit that ended it (watch_ends must have run before its event was sent)."""
+        return await (await self.watch_ends()).wait(event_id, timeout)
 
     async def _start_engine(self, env: dict[str, str]) -> None:
         port = free_port()

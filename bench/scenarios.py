@@ -919,6 +919,7 @@ async def timed_run(
 ) -> tuple[float, str]:
     """Send one event and wait until the run it started has ended (the commit that ended it announced
     by Postgres, harness.EndWatch): (seconds from the POST sent, run id)."""
+    await stack.watch_ends()
     start = time.perf_counter()
     [event_id] = await stack.send([{"name": name, "data": data}])
     try:
