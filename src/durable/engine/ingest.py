@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import weakref
 from typing import Any, NamedTuple
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import orjson
 
@@ -58,6 +58,19 @@ class Stored(NamedTuple):
     ids: list[str]
     claims: list[Claim]
     queued: bool
+
+
+class _Start(NamedTuple):
+    """A run the plain path starts: made by the engine, stored by durable_ingest_plain."""
+
+    event_id: str
+    run_id: str
+    function_id: str
+    config: dict[str, Any]
+    priority: int
+    gate: str | None  # the concurrency gate (flow.gate), and its limit
+    gate_limit: int | None
+    token: UUID | None  # the lease token of a run handed to this process's worker, else None (queued)
 
 
 class Triggers:
@@ -149,18 +162,17 @@ async def _ingest_plain(
     functions = await known.plain(db, app_id, names)
     if functions is None:
         return None
-    runs: list[tuple[str, str, dict[str, Any], str, int, str | None, int | None, Any]] = []
+    runs: list[_Start] = []
     room = handoff.capacity if handoff is not None else 0
     for event_id, event in zip(ids, events, strict=True):
         for function in functions[event["name"]]:
-            gate, limit = flow.gate(function["id"], function["config"], event["data"])
+            config = function["config"]
+            gate, limit = flow.gate(function["id"], config, event["data"])
             token = None
             if gate is None and room > 0:
                 token, room = uuid4(), room - 1
-            priority = priority_of(function["config"].get("priority"), event["data"])
-            runs.append(
-                (event_id, function["id"], function["config"], new_id(), priority, gate, limit, token)
-            )
+            priority = priority_of(config.get("priority"), event["data"])
+            runs.append(_Start(event_id, new_id(), function["id"], config, priority, gate, limit, token))
     sent = time.monotonic()
     with refusing_replay(nonce):
         rows = await db.fetch(
@@ -175,13 +187,13 @@ async def _ingest_plain(
             nonce,
             handoff.worker if handoff is not None else None,
             handoff.lease_ms if handoff is not None else 0,
-            [r[0] for r in runs],
-            [r[3] for r in runs],
-            [r[1] for r in runs],
-            [r[4] for r in runs],
-            [r[5] for r in runs],
-            [r[6] for r in runs],
-            [r[7] for r in runs],
+            [r.event_id for r in runs],
+            [r.run_id for r in runs],
+            [r.function_id for r in runs],
+            [r.priority for r in runs],
+            [r.gate for r in runs],
+            [r.gate_limit for r in runs],
+            [r.token for r in runs],
         )
     if rows[0]["fallback"]:
         return None
@@ -190,16 +202,20 @@ async def _ingest_plain(
     basis = dict(rows[0]) | {"sent": sent}
     claims: list[Claim] = []
     queued = False
-    for event_id, function_id, config, run_id, _, _, _, token in runs:
-        row = stored.get(event_id)
+    for run in runs:
+        row = stored.get(run.event_id)
         if row is None:  # an id seen in the last 24 h: not stored, no run
             continue
-        db.changed(app_id, "runs", run_id)
-        if token is None or handoff is None or not basis["handed_off"]:
+        db.changed(app_id, "runs", run.run_id)
+        if run.token is None or handoff is None or not basis["handed_off"]:
             queued = True
             continue
         stored_event = {"id": row["id"], "name": row["name"], "data": row["data"], "ts": row["ts"]}
-        claims.append(new_claim(handoff, basis, app_id, run_id, token, function_id, config, stored_event))
+        claims.append(
+            new_claim(
+                handoff, basis, app_id, run.run_id, run.token, run.function_id, run.config, stored_event
+            )
+        )
     return Stored(ids, claims, queued)
 
 
