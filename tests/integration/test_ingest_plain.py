@@ -45,6 +45,24 @@ class Transactions:
         return count
 
 
+class Statements:
+    """Counts the statements named `name` that `db` runs outside a transaction."""
+
+    def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self.count = 0
+        fetch = db.fetch
+
+        async def counting(query: str, *args: Any) -> Any:
+            self.count += query == name
+            return await fetch(query, *args)
+
+        monkeypatch.setattr(db, "fetch", counting)
+
+    def since(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
 def event(name: str = "go", data: Any = None, **extra: Any) -> EventIn:
     return {"id": None, "name": name, "data": {} if data is None else data, "ts": None, **extra}  # type: ignore[typeddict-item]
 
@@ -170,6 +188,42 @@ async def test_parked_runs_that_may_match_take_the_general_path_and_the_rest_do_
     assert cancelled["status"] == "cancelled"
     outcomes = await rows(engine, "SELECT outcomes FROM events WHERE app_id = $1 ORDER BY seq", ws.id)
     assert [len(o["outcomes"]) for o in outcomes] == [0, 1, 1]
+
+
+async def test_a_name_refused_for_what_is_parked_on_it_goes_the_general_path_for_a_while(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a refusal the general path explains by what is parked (the functions were as assumed),
+    the name's ingests skip the refused statement for Triggers.PARKED_S; a function changed meanwhile
+    is no such refusal."""
+    from tests.integration.test_match_index import NAME, park
+
+    ws = await engine.workspace()
+    async with engine.db.connection() as conn:
+        await park(conn.raw, ws.id, [{"orderId": "o1"}, {"orderId": "o2"}], [])
+    known = ingest_module.triggers(engine.db)
+    now = [1000.0]
+    monkeypatch.setattr(known, "clock", lambda: now[0])
+    opened = Transactions(engine.db, monkeypatch)
+    plain = Statements(engine.db, monkeypatch, "ingest_plain")
+    await ingest(engine.db, ws.id, [event(NAME, {"orderId": "o1"})])
+    assert (plain.since(), opened.since()) == (1, 1)  # refused, then the general path resumed o1
+    await ingest(engine.db, ws.id, [event(NAME, {"orderId": "o3"})])
+    assert (plain.since(), opened.since()) == (0, 1)  # straight to the general path
+    now[0] += known.PARKED_S
+    await ingest(engine.db, ws.id, [event(NAME, {"orderId": "o4"})])
+    assert (plain.since(), opened.since()) == (1, 0)  # plain again: nothing parked matches o4
+    await ingest(engine.db, ws.id, [event(NAME, {"orderId": "o2"})])
+    assert (plain.since(), opened.since()) == (1, 1)
+    assert await rows(engine, "SELECT run_id FROM waits WHERE app_id = $1", ws.id) == []
+
+    await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "plain", "trigger": {"event": "go"}}])
+    await ingest(engine.db, ws.id, [event("go")])
+    await engine.sync(ws, "http://127.0.0.1:9/x", [{"id": "plain", "trigger": {"event": "go"}, "retries": 1}])
+    plain.since(), opened.since()
+    for _ in range(2):
+        await ingest(engine.db, ws.id, [event("go")])
+    assert (plain.since(), opened.since()) == (2, 1)  # refused for the change, learned, plain again
 
 
 async def test_a_replayed_nonce_stores_nothing_on_the_plain_path(

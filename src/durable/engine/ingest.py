@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
@@ -77,25 +78,53 @@ class Triggers:
     """What each (app, event name) triggers, as this process last read it (event_store's `functions`,
     or durable_triggered the first time a name is ingested here: [{id, config, paused}]). Only a hint:
     durable_ingest_plain checks it under the locks, so a stale entry (an app synced, a function paused,
-    by any process) costs one fallback, never a wrong run; the general path then learns the new one."""
+    by any process) costs one fallback, never a wrong run; the general path then learns the new one.
+
+    A refusal the general path explains by neither (the functions were as assumed, so something
+    parked on the name may have matched) sends that name's ingests straight to the general path for
+    PARKED_S: a name whose events keep resuming waits pays the refused statement once a second at
+    most, not once per event."""
 
     LIMIT = 4096  # names kept; past it the memory starts over
+    PARKED_S = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._functions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._refused: dict[tuple[str, str], list[dict[str, Any]]] = {}  # what a refused statement assumed
+        self._general_until: dict[tuple[str, str], float] = {}
 
     def learn(self, app_id: str, named: list[dict[str, Any]]) -> None:
         """Keep what each of `named` ({name, functions}) triggers."""
         if len(self._functions) + len(named) > self.LIMIT:
             self._functions.clear()
+            self._refused.clear()
+            self._general_until.clear()
         for row in named:
-            self._functions[(app_id, row["name"])] = row["functions"]
+            key = (app_id, row["name"])
+            if self._refused.pop(key, None) == row["functions"]:
+                self._general_until[key] = self.clock() + self.PARKED_S
+            self._functions[key] = row["functions"]
+
+    def refused(self, app_id: str, functions: dict[str, list[dict[str, Any]]]) -> None:
+        """durable_ingest_plain refused an ingest of these names, assuming they trigger `functions`."""
+        for name, assumed in functions.items():
+            self._refused[(app_id, name)] = assumed
 
     async def plain(
         self, db: Database, app_id: str, names: list[str]
     ) -> dict[str, list[dict[str, Any]]] | None:
-        """The functions of each name, when every one of them starts its runs undecided (names not
-        known yet are read first, in one statement)."""
+        """The functions of each name, when every one of them starts its runs undecided and none of
+        the names was refused for what is parked on it lately (names not known yet are read first, in
+        one statement)."""
+        if self._general_until:
+            now = self.clock()
+            for name in names:
+                until = self._general_until.get((app_id, name))
+                if until is not None:
+                    if until > now:
+                        return None
+                    del self._general_until[(app_id, name)]
         unknown = [name for name in names if (app_id, name) not in self._functions]
         if unknown:
             self.learn(app_id, [dict(row) for row in await db.fetch("functions_triggered", app_id, unknown)])
@@ -196,6 +225,7 @@ async def _ingest_plain(
             [r.token for r in runs],
         )
     if rows[0]["fallback"]:
+        known.refused(app_id, functions)
         return None
     stored = {row["id"]: row for row in rows if row["seq"] is not None}
     db.changed(app_id, "events")
