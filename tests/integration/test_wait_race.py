@@ -16,11 +16,12 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from durable.engine.execution import Executor, Outcome, Timing
-from durable.engine.ingest import ingest
+from durable.engine.ingest import Triggers, ingest, triggers
 from tests.harness import Engine
 
 RUNS = 6
@@ -34,12 +35,16 @@ async def _after(units: int) -> None:
     await (asyncio.sleep(units * 0.0003) if units else asyncio.sleep(0))
 
 
+@pytest.mark.parametrize("parked_s", [0.0, Triggers.PARKED_S], ids=["plain-first", "refusals-remembered"])
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(delays=DELAYS, matched=st.booleans())
 async def test_a_wait_stored_while_its_event_arrives_is_resolved_once(
-    engine: Engine, delays: list[tuple[int, int]], matched: bool
+    engine: Engine, parked_s: float, delays: list[tuple[int, int]], matched: bool
 ) -> None:
-    """`matched`: the wait names its run's orderId (else it waits for any event of the name)."""
+    """`matched`: the wait names its run's orderId (else it waits for any event of the name).
+    `parked_s`: how long a name refused for a parked wait skips the plain ingest (engine/ingest.py
+    Triggers); at 0 every event of the example tries the one-statement path first."""
+    triggers(engine.db).PARKED_S = parked_s
     ws = await engine.workspace(f"race-{uuid.uuid4().hex[:12]}")  # one per example
     await engine.sync(ws, URL, [{"id": "w", "trigger": {"event": "go"}}])
     executor = Executor(engine.db, lease_ms=60_000, default_max_attempts=3)
