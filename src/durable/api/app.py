@@ -18,17 +18,17 @@ from durable import __version__
 from durable.api import admin, docs, signed
 from durable.api.auth import SignInLimiter, check_metrics
 from durable.api.guard import BrowserWriteGuard, HostGuard, SecurityHeaders
-from durable.api.http import JSON, CheckUrl, error_body
+from durable.api.http import JSON, CheckUrl, answer_for
 from durable.api.stream import Broadcaster
 from durable.config import Settings
 from durable.dashboard.mount import mount as mount_dashboard
 from durable.engine.apps import AppCache
 from durable.engine.changes import ChangeFeed
 from durable.engine.flow import Dispatcher
-from durable.errors import ApiError, TooManyRequests, Unavailable
+from durable.errors import ApiError, Unavailable
 from durable.metrics import render_metrics
 from durable.store.db import Database
-from durable.store.outage import RETRYABLE, is_unavailable
+from durable.store.outage import RETRYABLE
 
 HEALTH_TIMEOUT_S = 2.0
 
@@ -49,7 +49,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(CheckUrl)  # innermost: a NUL in the path or query is a 400 naming it
+    app.add_middleware(signed.SignedRoutes)  # innermost: the signed routes, without FastAPI's routing
+    app.add_middleware(CheckUrl)  # a NUL in the path or query is a 400 naming it
     # Outermost first: every answer (refusals included) gets the security headers; the Host check runs
     # before the browser-write check, and both before any route or body read.
     app.add_middleware(BrowserWriteGuard)
@@ -68,19 +69,18 @@ def create_app(
     app.state.broadcaster = Broadcaster(settings.direct_dsn)
     app.state.sign_in_limiter = SignInLimiter()
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> Response:
-        return _error_response(exc)
-
     # While Postgres restarts or is away, a request meets a connection error: that is a 503 the client
-    # may retry, never a 500. Any other database error is a bug and stays a 500.
-    async def database_error(_: Request, exc: Exception) -> Response:
-        if not is_unavailable(exc):
+    # may retry, never a 500. Any other database error is a bug and stays a 500 (http.answer_for).
+    async def api_error(_: Request, exc: Exception) -> Response:
+        answer = answer_for(exc)
+        if answer is None:
             raise exc
-        return _error_response(Unavailable(f"database unavailable ({type(exc).__name__}); retry shortly"))
+        return answer
+
+    app.add_exception_handler(ApiError, api_error)
 
     for error_class in RETRYABLE:
-        app.add_exception_handler(error_class, database_error)
+        app.add_exception_handler(error_class, api_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -136,10 +136,3 @@ def create_app(
     app.include_router(docs.router)
     mount_dashboard(app)  # last: its catch-all mount at / is tried after every API route
     return app
-
-
-def _error_response(exc: ApiError) -> Response:
-    headers = None
-    if isinstance(exc, Unavailable | TooManyRequests):
-        headers = {"retry-after": str(exc.retry_after_s)}
-    return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=headers)

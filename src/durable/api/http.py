@@ -14,7 +14,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from durable.engine.ingest import ingest
-from durable.errors import ApiError, InvalidInput, PayloadTooLarge, RequestTimeout
+from durable.errors import (
+    ApiError,
+    InvalidInput,
+    PayloadTooLarge,
+    RequestTimeout,
+    TooManyRequests,
+    Unavailable,
+)
+from durable.store.outage import RETRYABLE, is_unavailable
 from durable.types import MAX_BODY, EventIn
 
 
@@ -27,6 +35,24 @@ class JSON(Response):
 
 def error_body(exc: ApiError) -> bytes:
     return orjson.dumps({"error": exc.message, "code": exc.code})
+
+
+def error_response(exc: ApiError) -> Response:
+    """The answer to an API error: its status, `{"error", "code"}`, and Retry-After when it has one."""
+    headers = None
+    if isinstance(exc, Unavailable | TooManyRequests):
+        headers = {"retry-after": str(exc.retry_after_s)}
+    return Response(error_body(exc), status_code=exc.status, media_type="application/json", headers=headers)
+
+
+def answer_for(exc: Exception) -> Response | None:
+    """The answer the app's error handling gives `exc`: an API error's own, a lost database a 503 the
+    client may retry; None for anything else (a bug: it stays a 500)."""
+    if isinstance(exc, ApiError):
+        return error_response(exc)
+    if isinstance(exc, RETRYABLE) and is_unavailable(exc):
+        return error_response(Unavailable(f"database unavailable ({type(exc).__name__}); retry shortly"))
+    return None
 
 
 async def read_body(request: Request) -> bytes:
