@@ -506,6 +506,15 @@ class Stack:
         self, events: list[dict[str, Any]], tenant: Tenant | None = None, via: int = 0
     ) -> tuple[float, list[str]]:
         """`send`, and the seconds from the signed request's first byte sent to its answer read."""
+        start, elapsed, ids = await self.send_stamped(events, tenant, via)
+        return elapsed, ids
+
+    async def send_stamped(
+        self, events: list[dict[str, Any]], tenant: Tenant | None = None, via: int = 0
+    ) -> tuple[float, float, list[str]]:
+        """`send`, with when (perf_counter) the signed request was sent and the seconds until its answer
+        was read. The clock starts once the body is encoded and signed, as a peer's client, which signs
+        nothing, starts it just before its POST."""
         assert self.http is not None
         body = orjson.dumps(events)
         app_id, key = (tenant.app_id, tenant.signing_key) if tenant else (self.app_id, self.signing_key)
@@ -522,7 +531,7 @@ class Stack:
             elapsed = time.perf_counter() - start
             if response.status != 200:
                 raise BenchError(f"POST /e: {response.status} {answer.decode(errors='replace')}")
-        return elapsed, list(orjson.loads(answer)["ids"])
+        return start, elapsed, list(orjson.loads(answer)["ids"])
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         assert self.http is not None

@@ -920,8 +920,7 @@ async def timed_run(
     """Send one event and wait until the run it started has ended (the commit that ended it announced
     by Postgres, harness.EndWatch): (seconds from the POST sent, run id)."""
     await stack.watch_ends()
-    start = time.perf_counter()
-    [event_id] = await stack.send([{"name": name, "data": data}])
+    start, _, [event_id] = await stack.send_stamped([{"name": name, "data": data}])
     try:
         seen, run_id, status = await stack.ended(event_id, timeout)
     except TimeoutError:
