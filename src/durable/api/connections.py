@@ -12,6 +12,11 @@ request may grow without limit. :func:`bounded_http` returns the protocol ``dura
 
 Between requests uvicorn's keep-alive timeout closes an idle connection; a response being written (an SSE
 stream, a slow handler) is not bounded here: only reading the request is.
+
+It also writes a response's head and its first body chunk in one ``write`` (:class:`_HeadWithBody`):
+uvicorn writes them apart, two syscalls and two TCP segments for every answer, the second of which can
+wake the client again. A head whose body does not follow in the same turn of the loop (an SSE stream's)
+is written at the end of that turn.
 """
 
 from __future__ import annotations
@@ -42,6 +47,45 @@ class _HeadTooLarge(Exception):
     ``send_400_response``, which the protocol below turns into the 431."""
 
 
+class _HeadWithBody:
+    """The transport a request's response cycle writes to: the first write (uvicorn's status line and
+    headers) is held until the next write joins it, or until the loop's next turn; every other call is
+    the connection's transport's."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = b""  # b"": nothing written yet; None: the head is out
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._transport.write(data)
+        elif held:
+            self._held = None
+            self._transport.write(held + data)
+        else:
+            self._held = bytes(data)
+            self._loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._release()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
 class _BoundedHttp(HttpToolsProtocol):
     read_timeout_s = 30.0
 
@@ -68,6 +112,11 @@ class _BoundedHttp(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.cycle is not None and self.cycle.transport is self.transport:
+            self.cycle.transport = _HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()
