@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import uvicorn
 
@@ -34,13 +34,41 @@ from durable.worker.loop import LocalDispatch, Wakeup, WorkerLoop, worker_name
 
 log = logging.getLogger("durable")
 
+TICK_S = 1.0  # the HTTP server's housekeeping tick (uvicorn's own is 0.1 s)
+
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the runtime owns signals and drains workers too."""
+    """uvicorn without its own signal handling (the runtime owns signals and drains workers too), and
+    without its tenth-of-a-second poll: uvicorn's main loop wakes ten times a second to look at
+    `should_exit`, which is half of what an idle engine would wake for. Here it ticks once a second
+    (the Date header it refreshes has a resolution of a second) and an exit request wakes it at once.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        counter = 0  # uvicorn's on_tick refreshes the Date header when the counter is a multiple of 10
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864_000
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), TICK_S)
 
 
 async def prepare_database(settings: Settings, *, start_embedded: bool) -> bool:
@@ -136,11 +164,14 @@ class Runtime:
         if self.serve_http:
             tasks.append(asyncio.create_task(run_maintenance(db, self.stop)))
             tasks.append(asyncio.create_task(keep_statistics(db, self.stop)))
-            tasks.append(asyncio.create_task(run_cron(db, self.stop)))
+            synced = asyncio.Event()  # set by POST /fn/sync: the cron loop looks again at once
+            tasks.append(asyncio.create_task(run_cron(db, self.stop, synced)))
             dispatch = LocalDispatch(
                 loops, lease_ms=settings.lease_ms, default_max_attempts=settings.max_attempts
             )
-            app = create_app(db, settings, on_ingest=wakeup.set, feed=feed, dispatcher=dispatch)
+            app = create_app(
+                db, settings, on_ingest=wakeup.set, feed=feed, dispatcher=dispatch, on_sync=synced.set
+            )
             config = uvicorn.Config(
                 app,
                 host=settings.host,

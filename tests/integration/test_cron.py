@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import durable_sdk
 
-from durable.scheduler.cron import tick
+from durable.scheduler.cron import run_cron, tick
 from durable.store.db import Database
 from tests.harness import AppServer, Engine
 
@@ -96,3 +96,52 @@ async def test_bad_cron_expressions_are_refused_at_sync(engine: Engine) -> None:
         response = await engine.signed(ws, "/fn/sync", body)
         assert response.status_code == 400 and "cron" in response.json()["error"], expr
     assert await _schedule(engine.db) == []
+
+
+class _Looks:
+    """The database as the cron loop sees it, recording each statement it runs outside a tick and each
+    tick's transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seen: list[str] = []
+
+    async def fetchval(self, name: str, *args: object) -> object:
+        self.seen.append(name)
+        return await self.db.fetchval(name, *args)
+
+    def transaction(self) -> object:
+        self.seen.append("tick")
+        return self.db.transaction()
+
+
+async def test_idle_the_loop_looks_once_and_sleeps_until_a_sync_here_wakes_it(engine: Engine) -> None:
+    """Between occurrences the loop costs one statement a look and sleeps until the next is due (at most
+    IDLE_RECHECK_S, 10 s); a sync through this process's API wakes it, so the schedule it adds fires on
+    time rather than at the next look. It used to run a tick's transaction and a query every second."""
+    stop, synced = asyncio.Event(), asyncio.Event()
+    engine.app.state.on_sync = synced.set
+    looks = _Looks(engine.db)
+    loop = asyncio.create_task(run_cron(looks, stop, synced))  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(1.5)
+        assert looks.seen == ["cron_next"]  # no schedule: one look, no tick, asleep
+
+        @durable_sdk.function(id="every_second", trigger={"cron": "* * * * * *"})
+        async def every_second(event, step):  # type: ignore[no-untyped-def]
+            return 1
+
+        ws = await engine.workspace()
+        with AppServer([every_second], ws.signing_key) as app:
+            await engine.sync(ws, app.url, [every_second])
+            deadline = asyncio.get_running_loop().time() + 5  # far below the 10 s it would sleep
+            while "tick" not in looks.seen:
+                assert asyncio.get_running_loop().time() < deadline, looks.seen
+                await asyncio.sleep(0.05)
+            async with engine.db.connection() as conn:
+                while not await conn.raw.fetchval("SELECT count(*) FROM events WHERE name = '$cron'"):
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 2)  # the stop wakes it too

@@ -38,6 +38,7 @@ def create_app(
     settings: Settings,
     on_ingest: Callable[[], None] | None = None,
     feed: ChangeFeed | None = None,
+    on_sync: Callable[[], None] | None = None,
     dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -60,6 +61,7 @@ def create_app(
     app.state.settings = settings
     app.state.apps = AppCache(db)
     app.state.on_ingest = on_ingest or (lambda: None)
+    app.state.on_sync = on_sync or (lambda: None)  # functions synced: cron may have an earlier schedule
     app.state.feed = feed or ChangeFeed(db)
     if (
         db is not None and db.on_change is None

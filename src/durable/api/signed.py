@@ -162,6 +162,7 @@ async def _sync(request: Request, app: App, payload: object, nonce: str | None) 
     sync_request = await asyncio.to_thread(parse_sync, payload)
     check_sync_url(sync_request.url, request.app.state.settings, request.headers.get("host"))
     count = await apps.sync(request.app.state.db, app.id, sync_request, nonce=nonce)
+    request.app.state.on_sync()
     return {"ok": True, "functions": count}
 
 

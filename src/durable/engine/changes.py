@@ -56,17 +56,22 @@ class ChangeFeed:
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish pending changes until `stop` is set (then once more)."""
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await self.flush()
-            if stop.is_set():
-                return
-            await asyncio.sleep(FLUSH_EVERY_S)
+        """Publish pending changes until `stop` is set (then once more). With nothing pending it sleeps
+        until a change or the stop, with no timer: an idle engine does not wake for it."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                if not self._wake.is_set() and not stop.is_set():
+                    waking = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait((waking, stopping), return_when=asyncio.FIRST_COMPLETED)
+                    waking.cancel()
+                self._wake.clear()
+                await self.flush()
+                if stop.is_set():
+                    return
+                await asyncio.sleep(FLUSH_EVERY_S)
+        finally:
+            stopping.cancel()
 
     async def flush(self) -> None:
         payloads = self.payloads()

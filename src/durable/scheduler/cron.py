@@ -26,7 +26,8 @@ log = logging.getLogger("durable.cron")
 
 LATE_GRACE_MS = 60_000
 BATCH = 100
-IDLE_RECHECK_S = 1.0  # a re-sync may add an earlier schedule
+IDLE_RECHECK_S = 10.0  # the safety net: a sync here wakes the loop (run_cron's `synced`)
+RETRY_S = 1.0  # after Postgres was away
 
 
 def _ms(at: datetime) -> int:
@@ -67,17 +68,35 @@ async def tick(db: Database) -> int:
     return fired
 
 
-async def run_cron(db: Database, stop: asyncio.Event) -> None:
+async def run_cron(db: Database, stop: asyncio.Event, synced: asyncio.Event | None = None) -> None:
+    """Fire occurrences as they fall due until `stop`. Between them the loop sleeps until the next one
+    is due (on the database clock), at most IDLE_RECHECK_S, or until `synced` is set (a sync in this
+    process may have added an earlier schedule; one in another process wakes that process's loop).
+    Looking costs one statement; a tick's transaction is paid only when an occurrence is due."""
     while not stop.is_set():
         delay = IDLE_RECHECK_S
         try:
-            await tick(db)
             upcoming_ms = await db.fetchval("cron_next")  # on the database clock, as cron_due
+            if upcoming_ms is not None and upcoming_ms <= 0:
+                await tick(db)
+                upcoming_ms = await db.fetchval("cron_next")
             if upcoming_ms is not None:
                 delay = min(delay, max(0.0, float(upcoming_ms) / 1000))
-        except RETRYABLE as exc:  # Postgres restarting or away: try again later
+        except RETRYABLE as exc:  # Postgres restarting or away: try again soon
             log.warning("cron tick failed: %s", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            pass
+            delay = RETRY_S
+        await _pause(stop, synced, delay)
+
+
+async def _pause(stop: asyncio.Event, synced: asyncio.Event | None, delay: float) -> None:
+    """Wait `delay` seconds, or until `stop` or `synced` is set (and clear `synced`)."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if synced is not None:
+        waits.append(asyncio.ensure_future(synced.wait()))
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+    if synced is not None:
+        synced.clear()

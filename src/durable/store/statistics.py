@@ -13,13 +13,27 @@ Doubling bounds the work: one ANALYZE (tens of milliseconds) per doubling of a t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from durable.store.db import Database
+
+
+@dataclass(frozen=True)
+class Checked:
+    grown: list[str]  # the tables analyzed now: grown twice as large as their statistics know
+    pages: int  # the hot tables' size in pages: unchanged means nothing can have grown since
+
+
+async def check(db: Database) -> Checked:
+    """ANALYZE the hot tables grown twice as large as their statistics know; say which, and their size."""
+    rows = await db.fetch("tables_grown")
+    grown: list[str] = [row["name"] for row in rows if row["grown"]]
+    if grown:
+        async with db.connection() as conn:  # names from the fixed list in tables_grown, never input
+            await conn.raw.execute("ANALYZE (SKIP_LOCKED) " + ", ".join(f'"{name}"' for name in grown))
+    return Checked(grown, sum(row["pages"] for row in rows))
 
 
 async def refresh(db: Database) -> list[str]:
     """ANALYZE the hot tables grown twice as large as their statistics know; return their names."""
-    grown: list[str] = [row["name"] for row in await db.fetch("tables_grown")]
-    if grown:
-        async with db.connection() as conn:  # names from the fixed list in tables_grown, never input
-            await conn.raw.execute("ANALYZE (SKIP_LOCKED) " + ", ".join(f'"{name}"' for name in grown))
-    return grown
+    return (await check(db)).grown

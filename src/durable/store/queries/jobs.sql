@@ -216,11 +216,12 @@ SELECT count(*) AS timed_out FROM s;
 ANALYZE jobs;
 
 -- name: tables_grown
--- The hot-path tables at least twice as large (in pages, and 16 pages at least) as when the planner's
--- statistics were last taken (pg_class.relpages, set by ANALYZE and VACUUM): their cached generic plans
--- may have been made on a near-empty table and scan the backlog (store/statistics.py).
-SELECT c.relname::text AS name
+-- The hot-path tables, each with its size in pages and whether it is at least twice as large (and 16
+-- pages at least) as when the planner's statistics were last taken (pg_class.relpages, set by ANALYZE
+-- and VACUUM): its cached generic plans may have been made on a near-empty table and scan the backlog
+-- (store/statistics.py). The sizes tell the caller whether anything grew since it last looked.
+SELECT c.relname::text AS name, s.pages, s.pages >= greatest(16, 2 * c.relpages) AS grown
 FROM pg_class c
+CROSS JOIN LATERAL (SELECT pg_relation_size(c.oid) / current_setting('block_size')::int AS pages) s
 WHERE c.oid = ANY (ARRAY['jobs', 'runs', 'steps', 'waits', 'run_cancels', 'events', 'event_ids']::regclass[])
-  AND pg_relation_size(c.oid) / current_setting('block_size')::int >= greatest(16, 2 * c.relpages)
 ORDER BY c.relname;
