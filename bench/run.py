@@ -238,10 +238,11 @@ def summary(state: dict[str, Any], results: dict[str, Any]) -> str:
     if park:
         for kind, part in (("", park["real"]), (" (cloned by SQL)", park["cloned"])):
             target = "target < 1 % and < 150 MiB at 100,000" if kind else ""
+            woken = "" if part.get("wakeups") is None else f" ({part['wakeups']:.1f} wake-ups/s)"
             rows.append(
                 (
                     f"{part['runs']:,} runs parked on a wait{kind}, engine idle over {part['window']:.0f} s",
-                    f"{part['cpu']:.1f} % of a core, RSS {part['rss_start']:.0f} → {part['rss_end']:.0f} MiB",
+                    f"{part['cpu']:.1f} % of a core{woken}, RSS {part['rss_start']:.0f} → {part['rss_end']:.0f} MiB",
                     target,
                 )
             )

@@ -8,6 +8,7 @@ import os
 import statistics
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -375,6 +376,18 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def wakeups(process: psutil.Process) -> int | None:
+    """How many times the kernel has put the process's threads on a CPU so far (the third field of
+    /proc/PID/task/TID/schedstat), or None where the kernel does not say: an idle process's wake-ups."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
+
+
 class CpuMeter:
     """CPU used between `start()` and `stop()`, in % of one core: each engine and worker process, the
     app, Postgres (the backends of the bench database, and the whole server: the postmaster and all its
@@ -399,6 +412,7 @@ class CpuMeter:
         self.backends_before: dict[int, float] = {}
         self.server_before: dict[int, float] = {}
         self.started = 0.0
+        self.wakeups_before: int | None = None
 
     async def start(self) -> None:
         assert self.stack.db is not None
@@ -411,11 +425,13 @@ class CpuMeter:
         self.backends_before = await self._backends()
         self.server_before = self._server()
         self.before = self._sample()
+        self.wakeups_before = wakeups(self.engine)
         self.started = time.perf_counter()
 
     async def stop(self) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.started
         after = self._sample()
+        woken = wakeups(self.engine)
         backends, server = await self._backends(), self._server()
         machine = psutil.cpu_percent() * (psutil.cpu_count() or 1)
 
@@ -434,6 +450,10 @@ class CpuMeter:
             "postgres": pct(spent(self.backends_before, backends)),
             "pg_server": pct(spent(self.server_before, server)) if self.server is not None else None,
             "machine": machine,
+            # the (first) engine's wake-ups a second: what an idle engine's CPU is made of
+            "engine_wakeups": None
+            if woken is None or self.wakeups_before is None
+            else (woken - self.wakeups_before) / elapsed,
         }
         ours = figures["engine"] + figures["app"] + figures["bench"]
         figures["others"] = machine - ours - (figures["pg_server"] or figures["postgres"])
@@ -556,8 +576,9 @@ async def parked_idle(
     )
     label = "parked (cloned)" if cloned else "parked"
     print(f"{label}: {runs} runs waiting for an event, {how}, after {parked_s:.1f} s")
+    woken = "" if cpu["engine_wakeups"] is None else f" ({cpu['engine_wakeups']:.1f} wake-ups a second)"
     print(
-        f"{label}: over {window:.0f} s idle, engine {cpu['engine']:.1f} % of one core, RSS {rss_start:.0f} MiB at"
+        f"{label}: over {window:.0f} s idle, engine {cpu['engine']:.1f} % of one core{woken}, RSS {rss_start:.0f} MiB at"
         f" start, {rss_end:.0f} MiB at end (app {cpu['app']:.1f} %, Postgres backends of the bench database"
         f" {cpu['postgres']:.1f} %, whole machine {cpu['machine']:.1f} %: other load on the machine shows there)"
     )
@@ -574,6 +595,7 @@ async def parked_idle(
         "runs": runs,
         "window": window,
         "cpu": cpu["engine"],
+        "wakeups": cpu["engine_wakeups"],
         "rss_start": rss_start,
         "rss_end": rss_end,
         "post_s": post_s,
