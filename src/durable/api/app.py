@@ -38,8 +38,8 @@ def create_app(
     settings: Settings,
     on_ingest: Callable[[], None] | None = None,
     feed: ChangeFeed | None = None,
-    on_sync: Callable[[], None] | None = None,
     dispatcher: Dispatcher | None = None,
+    on_sync: Callable[[], None] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Durable",
