@@ -1,7 +1,8 @@
-"""One signed HTTP round trip to the app, over a shared keep-alive aiohttp session.
+"""One signed HTTP round trip to the app, over the keep-alive connections of worker/http1.py.
 
-aiohttp rather than httpx: on this machine httpx.AsyncClient fell from ~1,100 to ~300 requests/s as
-concurrency rose to 32, while aiohttp rose to ~10,000 (shared/bench-anchors.md).
+The transport is our own small HTTP/1.1 client on httptools rather than aiohttp, which cost three
+times the CPU per invoke (docs/decisions.md, "The invoke's own HTTP/1.1 client"; before it aiohttp had
+replaced httpx, which fell from ~1,100 to ~300 requests/s as concurrency rose to 32).
 
 Failures are classified here (docs/decisions.md, "Attempts"): an app that never ran anything (connection
 refused or reset before any answer, DNS failure, connect timeout, HTTP 502/503/504 from a proxy in front
@@ -22,15 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import socket
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from durable.core.ops import parse_op
 from durable.core.outbound import AllowList, as_address, is_own_address, own_origin, refusal
@@ -49,6 +45,7 @@ from durable.engine.outbound import is_local_address
 from durable.engine.tracing import Tracing
 from durable.errors import InvalidInput, InvokeError
 from durable.types import MAX_BODY, Op
+from durable.worker import http1
 
 CONNECT_TIMEOUT_S = 10.0  # a TCP (and TLS) connect longer than this counts as the app being unreachable
 UNREACHABLE_STATUSES = (502, 503, 504)  # a gateway in front of the app says the app is not there
@@ -74,29 +71,33 @@ class Invoker:
         self.own_port = own_port
         self.own_host = own_host
         self.allow = allow
-        total = timeout_ms / 1000
         # A separate connect bound, so a connect timeout (nothing ran) is told apart from a read timeout.
         self.connect_ms = min(connect_timeout_ms or int(CONNECT_TIMEOUT_S * 1000), timeout_ms)
-        self.timeout = aiohttp.ClientTimeout(total=total, sock_connect=self.connect_ms / 1000)
         self.timeout_ms = timeout_ms
-        self._session: aiohttp.ClientSession | None = None
+        # Every address a name resolves to is checked before the connect: DNS may have changed since
+        # the sync.
+        self.http = http1.Client(
+            connect_timeout_s=self.connect_ms / 1000, limit=MAX_BODY, resolve=self._resolve
+        )
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # Every address a name resolves to is checked before the connect: DNS may have changed
-            # since the sync (aiohttp's cache keeps only answers that passed).
-            resolver = _GuardedResolver(self.own_port) if self.own_port is not None else None
-            connector = aiohttp.TCPConnector(
-                limit=0, keepalive_timeout=60, ttl_dns_cache=300, resolver=resolver
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, json_serialize=lambda v: orjson.dumps(v).decode()
-            )
-        return self._session
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of `host`, refused (_OwnAddress) when one of them is this engine's own API."""
+        addresses = await http1.default_resolve(host, port)
+        own_port = self.own_port
+        if own_port is None:
+            return addresses
+        for found in addresses:
+            address = as_address(found)
+            if address is not None and is_own_address(address, port, own_port, is_local_address):
+                raise _OwnAddress(
+                    f"refused to invoke the app: {host!r} resolves to {found}, and port {port} "
+                    "there is this engine's own API; the engine never invokes itself (sync the URL your "
+                    "app serves its functions on)"
+                )
+        return addresses
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.http.close()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.close)  # exports the spans still queued
             self.tracing = None
@@ -125,46 +126,45 @@ class Invoker:
             headers[V1_HEADER] = sign(raw, keys.signing)
         if traceparent is not None:
             headers["traceparent"] = traceparent
-        answered = False  # whether any byte of an HTTP answer arrived: after that, the app may have run
         try:
-            async with self.session().post(url, data=raw, headers=headers, allow_redirects=False) as response:
-                answered = True
-                status = response.status
-                if status in UNREACHABLE_STATUSES:
-                    raise InvokeError(
-                        f"app unreachable: HTTP {status} {response.reason or ''}".rstrip(), unreachable=True
-                    )
-                if 300 <= status < 400:
-                    location = response.headers.get("location")
-                    raise InvokeError(
-                        f"the app answered HTTP {status}, a redirect to {location!r}: invokes never follow "
-                        "redirects; sync the app with the URL that serves it (POST /fn/sync url)"
-                    )
-                answer = await _read_limited(response)
-                if not 200 <= status < 300:
-                    raise InvokeError(f"the app answered HTTP {status}: {excerpt(answer)}")
-                _check_answer(answer, response.headers, keys, nonce)
+            response = await self.http.post(url, raw, headers, self.timeout_ms / 1000)
         except _OwnAddress as exc:
             raise InvokeError(str(exc), retryable=False) from None
-        except aiohttp.ConnectionTimeoutError:
+        except http1.ConnectTimeout:
             message = f"app unreachable: connect timed out after {self.connect_ms} ms"
             raise InvokeError(message, unreachable=True) from None
         except TimeoutError:
             raise InvokeError(f"the app did not answer within {self.timeout_ms} ms") from None
-        except aiohttp.ClientConnectorDNSError:
-            host = urlsplit(url).hostname
-            raise InvokeError(f"app unreachable: DNS lookup of {host!r} failed", unreachable=True) from None
-        except aiohttp.ClientSSLError as exc:
+        except http1.ConnectFailed as exc:
+            if exc.dns:
+                raise InvokeError(f"app unreachable: {exc}", unreachable=True) from None
+            if exc.tls or exc.error is None:
+                raise InvokeError(f"could not reach the app at {url}: {exc}") from None
+            raise InvokeError(f"app unreachable: {_connect_reason(exc.error)}", unreachable=True) from None
+        except http1.Disconnected as exc:
+            if not exc.answered:
+                raise InvokeError(
+                    "app unreachable: connection closed before any answer", unreachable=True
+                ) from None
+            raise InvokeError(f"could not reach the app at {url}: {exc}") from None
+        except http1.AnswerTooLarge as exc:
+            if exc.length is not None:
+                raise InvokeError(f"the app's answer is {exc.length} bytes; the limit is 4 MiB") from None
+            raise InvokeError("the app's answer exceeds 4 MiB") from None
+        except (http1.BadAnswer, OSError, ValueError) as exc:
             raise InvokeError(f"could not reach the app at {url}: {exc or type(exc).__name__}") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise InvokeError(f"app unreachable: {_connect_reason(exc.os_error)}", unreachable=True) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if not answered:
-                message = "app unreachable: connection closed before any answer"
-                raise InvokeError(message, unreachable=True) from None
-            raise InvokeError(f"could not reach the app at {url}: {exc or type(exc).__name__}") from None
-        except aiohttp.ClientError as exc:
-            raise InvokeError(f"could not reach the app at {url}: {exc or type(exc).__name__}") from None
+        status, answer = response.status, response.body
+        if status in UNREACHABLE_STATUSES:
+            raise InvokeError(f"app unreachable: HTTP {status} {response.reason}".rstrip(), unreachable=True)
+        if 300 <= status < 400:
+            location = response.headers.get("location")
+            raise InvokeError(
+                f"the app answered HTTP {status}, a redirect to {location!r}: invokes never follow "
+                "redirects; sync the app with the URL that serves it (POST /fn/sync url)"
+            )
+        if not 200 <= status < 300:
+            raise InvokeError(f"the app answered HTTP {status}: {excerpt(answer)}")
+        _check_answer(answer, response.headers, keys, nonce)
         try:
             return parse_op(answer)
         except InvalidInput as exc:
@@ -227,48 +227,9 @@ class _OwnAddress(Exception):
     """A resolved address of the app's URL is this engine's own API (raised by _GuardedResolver)."""
 
 
-class _GuardedResolver(AbstractResolver):
-    """aiohttp's default resolver, refusing a name that resolves to this engine's own port."""
-
-    def __init__(self, own_port: int) -> None:
-        self.own_port = own_port
-        self.inner = DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self.inner.resolve(host, port, family)
-        for result in results:
-            address = as_address(result["host"])
-            if address is not None and is_own_address(address, port, self.own_port, is_local_address):
-                raise _OwnAddress(
-                    f"refused to invoke the app: {host!r} resolves to {result['host']}, and port {port} "
-                    "there is this engine's own API; the engine never invokes itself (sync the URL your "
-                    "app serves its functions on)"
-                )
-        return results
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
 def _connect_reason(error: OSError) -> str:
     if isinstance(error, ConnectionRefusedError) or error.errno == errno.ECONNREFUSED:
         return "connection refused"
     if isinstance(error, ConnectionResetError):
         return "connection reset before any answer"
     return error.strerror or str(error) or type(error).__name__
-
-
-async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
-    length = response.content_length
-    if length is not None and length > MAX_BODY:
-        raise InvokeError(f"the app's answer is {length} bytes; the limit is 4 MiB")
-    chunks = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise InvokeError("the app's answer exceeds 4 MiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
