@@ -375,3 +375,55 @@ async def test_tls_verifies_the_apps_certificate(certificate: tuple[Path, Path])
             await stranger.post(s.url, b"{}", {}, 2)
         await stranger.close()
     assert refused.value.tls and "certificate verify failed" in str(refused.value)
+
+
+def streaming(head: bytes, filler: bytes, total: int) -> Handler:
+    """A handler that answers `head`, then `filler` again and again up to `total` bytes, and waits."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head)
+        sent = 0
+        while sent < total:
+            writer.write(filler)
+            sent += len(filler)
+            await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("head", "filler"),
+    [
+        (b"HTTP/1.1 200 OK\r\nx-endless: ", b"a" * 4096),  # one header whose value never ends
+        (b"HTTP/1.1 200 OK\r\n", b"x-many: 1\r\n" * 400),  # header after header, no blank line
+    ],
+    ids=["one-endless-header", "endless-headers"],
+)
+async def test_a_head_without_end_is_refused_at_its_bound(head: bytes, filler: bytes) -> None:
+    """httptools holds a header until it ends: without this bound an app could grow the engine's
+    memory until the deadline."""
+    async with serving(streaming(head, filler, 4 * http1.MAX_HEAD)) as s:
+        c = client()
+        with pytest.raises(http1.BadAnswer, match="head exceeds 64 KiB"):
+            await c.post(s.url, b"{}", {}, 5)
+        await c.close()
+
+
+async def test_trailers_without_end_are_refused() -> None:
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nx-trailer: "
+    async with serving(streaming(head, b"t" * 4096, 4 * http1.MAX_HEAD)) as s:
+        c = client(limit=100)
+        with pytest.raises(http1.AnswerTooLarge):
+            await c.post(s.url, b"{}", {}, 5)
+        await c.close()
+
+
+async def test_a_large_head_within_the_bound_is_read() -> None:
+    big = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 100) for i in range(500))  # ~55 KiB of headers
+    async with serving(answers(ok(b'{"ok":1}', big))) as s:
+        c = client()
+        response = await c.post(s.url, b"{}", {}, 5)
+        await c.close()
+    assert response.body == b'{"ok":1}' and response.headers["x-h499"] == "v" * 100

@@ -8,8 +8,10 @@ engine's CPU per step. The parsing, the part that must be right, is httptools (l
 parser); what is ours is the connection pool and the request line.
 
 What it does: POST to http(s)://host[:port]/path?query with the headers given, read an answer of at
-most `limit` bytes (Content-Length, chunked, or until the server closes), and keep the connection for
-the next request to the same origin when both sides allow it. What it does not do: redirects (an
+most `limit` bytes (Content-Length, chunked, or until the server closes) with a head of at most
+MAX_HEAD bytes and at most 2 x `limit` + MAX_HEAD bytes in all (a hostile app cannot grow the engine's
+memory with headers or trailers that never end), and keep the connection for the next request to the
+same origin when both sides allow it. What it does not do: redirects (an
 invoke never follows one), proxies, HTTP/2, compression, cookies, `Expect: 100-continue`.
 
 Failures are told apart for the caller, which decides what they mean (worker/invoke.py):
@@ -33,6 +35,7 @@ import httptools
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]  # (host, port) -> addresses to try, in order
 IDLE_S = 60.0  # a pooled connection idle longer than this is closed rather than reused
+MAX_HEAD = 64 * 1024  # an answer's status line and headers (and a chunked body's trailers), in bytes
 
 _TARGET_SAFE = "/%:@!$&'()*+,;=-._~?"  # what a request target may carry as is (RFC 3986); the rest is escaped
 
@@ -148,6 +151,8 @@ class _Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.size = 0
         self.until_close = False  # the body has neither a length nor chunks: it ends when the server closes
+        self.head_done = False
+        self.raw_size = 0  # bytes read for this answer, head and framing included
 
     # --- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -159,6 +164,12 @@ class _Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection cannot be trusted for the next request
             return
         self.answered = True
+        # httptools holds a header until it ends and a chunked body's trailers likewise: bound what one
+        # answer may send besides its body, as the body is bounded.
+        self.raw_size += len(data)
+        if self.raw_size > 2 * self.limit + MAX_HEAD:  # trailers without end, or framing beyond reason
+            self._fail(AnswerTooLarge(None))
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -166,6 +177,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.waiter.done():
                 self._fail(BadAnswer(f"the answer is not HTTP/1.1 ({exc})"))
+        if not self.head_done and self.raw_size > MAX_HEAD and not self.closed:
+            self._fail(BadAnswer(f"the answer's head exceeds {MAX_HEAD // 1024} KiB"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -192,6 +205,7 @@ class _Connection(asyncio.Protocol):
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self.head_done = True
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             return  # an interim answer (103 Early Hints): the real one follows
